@@ -3,9 +3,11 @@ package api
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -14,13 +16,14 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// DecodeError reports one bad document: where it came from, which document
-// of the file (0-based), which field, and why.
+// DecodeError reports one problem in one document: where it came from,
+// which document of the stream (0-based, empty documents not counted),
+// which object, which field, and why.
 type DecodeError struct {
 	Source string // file name, or "-" for standard input
 	Doc    int
 	Object string // "Kind/name" when known
-	Path   string
+	Path   string // e.g. "spec.template.spec.containers[0].ports[1].containerPort"; "" for the whole document
 	Reason string
 }
 
@@ -37,7 +40,7 @@ func (e *DecodeError) Error() string {
 	return b.String()
 }
 
-// DecodeErrors is every problem found in one decode call.
+// DecodeErrors is every problem found in one decode call, in document order.
 type DecodeErrors []*DecodeError
 
 func (l DecodeErrors) Error() string {
@@ -48,32 +51,39 @@ func (l DecodeErrors) Error() string {
 	return strings.Join(msgs, "\n")
 }
 
-// Decode reads every document of a multi-document YAML or JSON stream and
-// returns the objects, in order. Decoding is strict: an unknown apiVersion,
-// kind or field, a duplicate field, a wrongly typed value or a value the
-// kind's validation refuses makes Decode return a DecodeErrors listing every
-// problem, and no objects. Empty documents are skipped; a v1 List is
-// flattened. source names the stream in errors.
+// maxDocSize bounds one document, so a stray binary file fails fast.
+const maxDocSize = 8 << 20
+
+// Decode reads every document of a multi-document YAML stream, or a stream
+// of JSON values, and returns the objects in order. Decoding is strict: an
+// unknown apiVersion, kind or field, a duplicate field, a wrongly typed value
+// or a value the kind's validation refuses makes Decode return a DecodeErrors
+// listing every problem of every document, and no objects. Empty documents
+// are skipped; a v1 List is flattened. source names the stream in errors.
 func Decode(r io.Reader, source string) ([]Object, error) {
-	reader := utilyaml.NewYAMLReader(bufio.NewReader(r))
+	br := bufio.NewReader(r)
 	var objs []Object
 	var errs DecodeErrors
-	for doc := 0; ; doc++ {
-		raw, err := reader.Read()
+	next := yamlDocs(br)
+	if isJSONStream(br) {
+		next = jsonDocs(br)
+	}
+	for doc := 0; ; {
+		raw, err := next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			errs = append(errs, &DecodeError{Source: source, Doc: doc, Reason: err.Error()})
+			errs = append(errs, &DecodeError{Source: source, Doc: doc, Reason: "cannot read: " + err.Error()})
 			break
 		}
-		if len(bytes.TrimSpace(stripComments(raw))) == 0 {
-			doc--
+		if isBlankDoc(raw) {
 			continue
 		}
 		got, derrs := decodeDoc(raw, source, doc)
 		objs = append(objs, got...)
 		errs = append(errs, derrs...)
+		doc++
 	}
 	if len(errs) > 0 {
 		return nil, errs
@@ -81,106 +91,343 @@ func Decode(r io.Reader, source string) ([]Object, error) {
 	return objs, nil
 }
 
-func stripComments(b []byte) []byte {
-	var out []byte
-	for _, line := range bytes.Split(b, []byte("\n")) {
+// isJSONStream reports whether the stream starts with '{' or '[' (after
+// white space), so that concatenated JSON values, which have no "---"
+// separators, are split as JSON.
+func isJSONStream(br *bufio.Reader) bool {
+	for n := 1; ; n++ {
+		b, err := br.Peek(n)
+		if len(b) < n || err != nil {
+			return false
+		}
+		switch b[n-1] {
+		case ' ', '\t', '\r', '\n':
+			continue
+		case '{', '[':
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+func yamlDocs(br *bufio.Reader) func() ([]byte, error) {
+	yr := utilyaml.NewYAMLReader(br)
+	return func() ([]byte, error) {
+		raw, err := yr.Read()
+		if err == nil && len(raw) > maxDocSize {
+			return nil, fmt.Errorf("document larger than %d bytes", maxDocSize)
+		}
+		return raw, err
+	}
+}
+
+func jsonDocs(br *bufio.Reader) func() ([]byte, error) {
+	dec := json.NewDecoder(br)
+	return func() ([]byte, error) {
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil, io.EOF
+			}
+			return nil, fmt.Errorf("invalid JSON: %w", err)
+		}
+		return raw, nil
+	}
+}
+
+// isBlankDoc reports whether a document holds only white space, comments
+// and separators.
+func isBlankDoc(b []byte) bool {
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
 		t := bytes.TrimSpace(line)
-		if len(t) == 0 || t[0] == '#' || bytes.Equal(t, []byte("---")) {
+		if len(t) == 0 || t[0] == '#' || bytes.Equal(t, []byte("---")) || bytes.Equal(t, []byte("...")) {
 			continue
 		}
-		out = append(out, line...)
-		out = append(out, '\n')
+		return false
 	}
-	return out
+	return true
+}
+
+// docErrors collects the problems of one document.
+type docErrors struct {
+	source string
+	doc    int
+	object string
+	prefix string // "items[3]" inside a List
+	errs   DecodeErrors
+}
+
+func (d *docErrors) add(path, format string, args ...any) {
+	if d.prefix != "" {
+		if path == "" {
+			path = d.prefix
+		} else {
+			path = d.prefix + "." + path
+		}
+	}
+	d.errs = append(d.errs, &DecodeError{Source: d.source, Doc: d.doc, Object: d.object, Path: path, Reason: fmt.Sprintf(format, args...)})
 }
 
 // decodeDoc decodes one YAML or JSON document.
 func decodeDoc(raw []byte, source string, doc int) ([]Object, DecodeErrors) {
-	fail := func(object, path, format string, args ...any) DecodeErrors {
-		return DecodeErrors{{Source: source, Doc: doc, Object: object, Path: path, Reason: fmt.Sprintf(format, args...)}}
-	}
+	d := &docErrors{source: source, doc: doc}
 	js, err := yaml.YAMLToJSONStrict(raw)
 	if err != nil {
-		return nil, fail("", "", "not valid YAML or JSON: %v", err)
-	}
-	var head struct {
-		APIVersion string `json:"apiVersion"`
-		Kind       string `json:"kind"`
-		Metadata   struct {
-			Name string `json:"name"`
-		} `json:"metadata"`
-		Items []rawJSON `json:"items"`
-	}
-	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(js, &head); err != nil {
-		return nil, fail("", "", "not a Kubernetes-style object: %v", err)
-	}
-	if head.APIVersion == "" {
-		return nil, fail("", "apiVersion", "required")
-	}
-	if head.Kind == "" {
-		return nil, fail("", "kind", "required")
-	}
-	gv, err := schema.ParseGroupVersion(head.APIVersion)
-	if err != nil {
-		return nil, fail("", "apiVersion", "%v", err)
-	}
-	if gv.Group == "" && gv.Version == "v1" && head.Kind == "List" {
-		var objs []Object
-		var errs DecodeErrors
-		for i, item := range head.Items {
-			got, e := decodeDoc(item, source, doc)
-			for _, de := range e {
-				de.Path = strings.TrimPrefix(fmt.Sprintf("items[%d].%s", i, de.Path), ".")
-			}
-			objs = append(objs, got...)
-			errs = append(errs, e...)
+		// Strict conversion refuses duplicate keys; a lenient conversion
+		// still lets every other problem of the document be reported.
+		lenient, lerr := yaml.YAMLToJSON(raw)
+		if lerr != nil {
+			d.add("", "not valid YAML or JSON: %s", cleanYAMLError(lerr))
+			return nil, d.errs
 		}
-		return objs, errs
+		d.add("", "%s", cleanYAMLError(err))
+		js = lenient
 	}
-	object := head.Kind
-	if head.Metadata.Name != "" {
-		object += "/" + head.Metadata.Name
-	}
-	ki := Lookup(Kind{Group: gv.Group, Kind: head.Kind})
-	if ki == nil {
-		return nil, fail(object, "kind", "unknown kind %q in group %q (see 'weft api-resources')", head.Kind, gv.Group)
-	}
-	if !contains(ki.Versions, gv.Version) {
-		return nil, fail(object, "apiVersion", "%s is not served for %s; use one of %s", head.APIVersion, ki.Kind.Kind, strings.Join(ki.Versions, ", "))
-	}
-	obj := ki.New()
-	strict, err := sigsjson.UnmarshalStrict(js, obj, sigsjson.DisallowDuplicateFields, sigsjson.DisallowUnknownFields)
+	tree, err := parseJSON(js)
 	if err != nil {
-		return nil, fail(object, "", "%s", cleanJSONError(err))
+		d.add("", "not valid JSON: %v", err)
+		return nil, d.errs
 	}
-	var errs DecodeErrors
-	for _, s := range strict {
-		path, reason := splitStrictError(s.Error())
-		errs = append(errs, &DecodeError{Source: source, Doc: doc, Object: object, Path: path, Reason: reason})
+	if tree.kind != jsonObject {
+		d.add("", "a document must be an object with apiVersion and kind, not a %s", tree.kind.describe())
+		return nil, d.errs
 	}
-	if obj.GetName() == "" && obj.GetGenerateName() == "" {
-		errs = append(errs, &DecodeError{Source: source, Doc: doc, Object: object, Path: "metadata.name", Reason: "required"})
+	if av, kind := tree.get("apiVersion"), tree.get("kind"); isList(av, kind) {
+		return decodeList(tree, d)
 	}
-	if !ki.Namespaced && obj.GetNamespace() != "" {
-		errs = append(errs, &DecodeError{Source: source, Doc: doc, Object: object, Path: "metadata.namespace", Reason: ki.Kind.Kind + " is cluster-scoped and takes no namespace"})
-	}
-	if ki.Validate != nil {
-		for _, fe := range ki.Validate(obj) {
-			errs = append(errs, &DecodeError{Source: source, Doc: doc, Object: object, Path: fe.Path, Reason: fe.Reason})
-		}
-	}
-	if len(errs) > 0 {
-		return nil, errs
+	obj := decodeObject(tree, d)
+	if len(d.errs) > 0 {
+		return nil, d.errs
 	}
 	return []Object{obj}, nil
 }
 
-// rawJSON keeps a list item undecoded.
-type rawJSON []byte
+func isList(av, kind *jsonValue) bool {
+	a, _ := av.str()
+	k, _ := kind.str()
+	return a == "v1" && k == "List"
+}
 
-func (r *rawJSON) UnmarshalJSON(b []byte) error {
-	*r = append((*r)[:0], b...)
-	return nil
+// decodeList flattens a v1 List, as kubectl get -o yaml prints one.
+func decodeList(tree *jsonValue, d *docErrors) ([]Object, DecodeErrors) {
+	for _, k := range tree.keys {
+		switch k {
+		case "apiVersion", "kind", "items", "metadata":
+		default:
+			d.add(k, "unknown field")
+		}
+	}
+	items := tree.get("items")
+	if items != nil && items.kind != jsonArray && items.kind != jsonNull {
+		d.add("items", "want list, got %s", items.brief())
+		return nil, d.errs
+	}
+	var objs []Object
+	var itemErrs DecodeErrors
+	for i, item := range itemsOf(items) {
+		id := &docErrors{source: d.source, doc: d.doc, prefix: fmt.Sprintf("items[%d]", i)}
+		if item.kind != jsonObject {
+			id.add("", "want an object with apiVersion and kind, got %s", item.brief())
+		} else if isList(item.get("apiVersion"), item.get("kind")) {
+			id.add("kind", "a List cannot contain a List")
+		} else if o := decodeObject(item, id); len(id.errs) == 0 {
+			objs = append(objs, o)
+		}
+		itemErrs = append(itemErrs, id.errs...)
+	}
+	errs := append(d.errs, itemErrs...)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return objs, nil
+}
+
+func itemsOf(v *jsonValue) []*jsonValue {
+	if v == nil || v.kind != jsonArray {
+		return nil
+	}
+	return v.vals
+}
+
+// decodeObject decodes one object, adding every problem to d. The returned
+// object is meaningful only when d has no errors.
+func decodeObject(tree *jsonValue, d *docErrors) Object {
+	apiVersion, okA := tree.get("apiVersion").str()
+	kind, okK := tree.get("kind").str()
+	name, _ := tree.get("metadata").get("name").str()
+	if okK && kind != "" {
+		d.object = kind
+		if name != "" {
+			d.object += "/" + name
+		}
+	}
+	if !okA || apiVersion == "" {
+		d.add("apiVersion", "required: a string such as v1, apps/v1 or policy.linkerd.io/v1beta3")
+	}
+	if !okK || kind == "" {
+		d.add("kind", "required: a string such as Service or HTTPRoute")
+	}
+	if !okA || !okK || apiVersion == "" || kind == "" {
+		return nil
+	}
+	gv, err := schema.ParseGroupVersion(apiVersion)
+	if err != nil {
+		d.add("apiVersion", "invalid %q: want group/version, or v1 for the core group", apiVersion)
+		return nil
+	}
+	ki := Lookup(Kind{Group: gv.Group, Kind: kind})
+	if ki == nil {
+		d.add("kind", "%s", unknownKindReason(gv, kind))
+		return nil
+	}
+	if !contains(ki.Versions, gv.Version) {
+		d.add("apiVersion", "%s is not served for %s; use %s", apiVersion, ki.Kind.Kind, servedVersions(ki))
+		return nil
+	}
+
+	obj := ki.New()
+	var sc schemaChecker
+	sc.check("", tree, typeOf(obj))
+	var typeErrPaths []string
+	for _, p := range sc.problems {
+		d.add(p.path, "%s", p.reason)
+		if p.typeErr {
+			typeErrPaths = append(typeErrPaths, p.path)
+		}
+	}
+	js, _ := tree.MarshalJSON()
+	if len(sc.problems) == 0 {
+		// The walk above mirrors encoding/json; the real decoder has the
+		// last word, in case the two ever disagree.
+		strict, err := sigsjson.UnmarshalStrict(js, obj, sigsjson.DisallowDuplicateFields, sigsjson.DisallowUnknownFields)
+		if err != nil {
+			d.add("", "%s", cleanJSONError(err))
+			return nil
+		}
+		for _, s := range strict {
+			path, reason := splitStrictError(s.Error())
+			d.add(path, "%s", reason)
+		}
+	} else {
+		// Decode what can be decoded, so validation still reports the
+		// problems of the other fields.
+		_ = sigsjson.UnmarshalCaseSensitivePreserveInts(js, obj)
+	}
+
+	if obj.GetName() == "" && obj.GetGenerateName() == "" && !under("metadata.name", typeErrPaths) {
+		d.add("metadata.name", "required")
+	}
+	if !ki.Namespaced && obj.GetNamespace() != "" {
+		d.add("metadata.namespace", "%s is cluster-scoped and takes no namespace", ki.Kind.Kind)
+	}
+	if ki.Validate != nil {
+		for _, fe := range ki.Validate(obj) {
+			if !under(fe.Path, typeErrPaths) {
+				d.add(fe.Path, "%s", fe.Reason)
+			}
+		}
+	}
+	return obj
+}
+
+// under reports whether path is at, inside or above one of the paths whose
+// value could not be decoded.
+func under(path string, bad []string) bool {
+	for _, b := range bad {
+		if related(path, b) || related(b, path) {
+			return true
+		}
+	}
+	return false
+}
+
+// related reports whether child is parent or lies inside it.
+func related(child, parent string) bool {
+	if !strings.HasPrefix(child, parent) {
+		return false
+	}
+	if len(child) == len(parent) || parent == "" {
+		return true
+	}
+	c := child[len(parent)]
+	return c == '.' || c == '['
+}
+
+// unknownKindReason explains an unknown kind: where that kind is served if
+// it exists in another group, else what the group serves, else which groups
+// exist.
+func unknownKindReason(gv schema.GroupVersion, kind string) string {
+	var elsewhere, inGroup []string
+	groups := map[string]bool{}
+	for _, ki := range Kinds() {
+		groups[groupName(ki.Group)] = true
+		if strings.EqualFold(ki.Kind.Kind, kind) {
+			elsewhere = append(elsewhere, ki.APIVersion()+" "+ki.Kind.Kind)
+		}
+		if ki.Group == gv.Group {
+			inGroup = append(inGroup, ki.Kind.Kind)
+		}
+	}
+	switch {
+	case len(elsewhere) > 0:
+		return fmt.Sprintf("unknown kind %q for apiVersion %s; Weft reads it as %s", kind, gv, strings.Join(elsewhere, ", "))
+	case len(inGroup) > 0:
+		return fmt.Sprintf("unknown kind %q in group %s; it has %s (see 'weft api-resources')", kind, groupName(gv.Group), strings.Join(inGroup, ", "))
+	}
+	names := make([]string, 0, len(groups))
+	for g := range groups {
+		names = append(names, g)
+	}
+	sort.Strings(names)
+	return fmt.Sprintf("unknown kind %q: Weft does not read group %s; known groups are %s (see 'weft api-resources')", kind, groupName(gv.Group), strings.Join(names, ", "))
+}
+
+func groupName(g string) string {
+	if g == "" {
+		return "core"
+	}
+	return g
+}
+
+func servedVersions(ki *KindInfo) string {
+	out := make([]string, len(ki.Versions))
+	for i, v := range ki.Versions {
+		if ki.Group == "" {
+			out[i] = v
+		} else {
+			out[i] = ki.Group + "/" + v
+		}
+	}
+	return strings.Join(out, " or ")
+}
+
+// cleanYAMLError turns the YAML library's messages into a short reason:
+// "error converting YAML to JSON: yaml: line 3: mapping values are not
+// allowed in this context" becomes "line 3: mapping values ...".
+func cleanYAMLError(err error) string {
+	msg := err.Error()
+	msg = strings.TrimPrefix(msg, "error converting YAML to JSON: ")
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	msg = strings.TrimPrefix(msg, "unmarshal errors:\n")
+	var parts []string
+	for _, l := range strings.Split(msg, "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" {
+			continue
+		}
+		if i := strings.Index(l, ": key "); i >= 0 && strings.HasSuffix(l, " already set in map") {
+			l = l[:i] + ": duplicate field " + strings.TrimSuffix(l[i+len(": key "):], " already set in map")
+		}
+		parts = append(parts, l)
+	}
+	return strings.Join(parts, "; ")
 }
 
 // splitStrictError turns `unknown field "spec.foo"` into ("spec.foo", "unknown field").
