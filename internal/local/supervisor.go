@@ -1,0 +1,575 @@
+// Package local is the local-mode supervisor behind 'weft up': it runs the
+// control plane, every Deployment replica as a process with a sidecar proxy,
+// and the ingress; restarts what crashes; rolls Deployments when they change;
+// and keeps the store's Pods and EndpointSlices true to what runs.
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/weft-mesh/weft/internal/api"
+	"github.com/weft-mesh/weft/internal/store"
+)
+
+// Config configures a Supervisor.
+type Config struct {
+	StateDir string
+	Store    store.Store
+	// Exe is the weft binary children run (os.Executable()).
+	Exe string
+	// ControlAddr is the control plane's gRPC address, which proxies dial.
+	ControlAddr string
+	// ProxyVersion is written in each Pod's linkerd.io/proxy-version.
+	ProxyVersion string
+	// DrainDelay is how long a replica keeps serving after it left the
+	// EndpointSlices, so that every client proxy hears of it first.
+	DrainDelay time.Duration
+	// Grace is how long a process may take to exit after SIGTERM.
+	Grace time.Duration
+	// ProbeInterval is how often readiness is checked.
+	ProbeInterval time.Duration
+	// Ingress, when set, runs 'weft ingress' as a system workload.
+	Ingress *IngressConfig
+	Logger  *slog.Logger
+}
+
+// IngressConfig describes the ingress system workload.
+type IngressConfig struct {
+	// Args are passed to 'weft ingress' after the flags the supervisor sets.
+	Args []string
+	// Enabled reports whether the store asks for an ingress now.
+	Enabled func(ctx context.Context, st store.Store) bool
+	// WatchKinds are kinds whose changes may flip Enabled.
+	WatchKinds []api.Kind
+}
+
+// Supervisor runs a local mesh.
+type Supervisor struct {
+	cfg   Config
+	log   *slog.Logger
+	ports *Ports
+	kick  chan struct{}
+
+	mu       sync.Mutex
+	replicas map[string]*replica
+	seq      uint64
+	failing  map[string]string // deployment key -> last error, to log it once
+	started  time.Time
+
+	control      *Process
+	controlAdmin string
+	controlReady bool
+}
+
+// New returns a Supervisor; Run starts it.
+func New(cfg Config) *Supervisor {
+	if cfg.DrainDelay == 0 {
+		cfg.DrainDelay = 2 * time.Second
+	}
+	if cfg.Grace == 0 {
+		cfg.Grace = 10 * time.Second
+	}
+	if cfg.ProbeInterval == 0 {
+		cfg.ProbeInterval = 250 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Supervisor{
+		cfg:      cfg,
+		log:      cfg.Logger.With("component", "supervisor"),
+		ports:    NewPorts(),
+		kick:     make(chan struct{}, 1),
+		replicas: map[string]*replica{},
+		failing:  map[string]string{},
+	}
+}
+
+// Kick asks for a reconcile soon.
+func (s *Supervisor) Kick() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Supervisor) process(name string, argv, env []string, logPath string) *Process {
+	return &Process{Name: name, Argv: argv, Env: env, LogPath: logPath, Grace: s.cfg.Grace, Logger: s.log, OnChange: s.Kick}
+}
+
+// baseEnv is the environment children inherit: the supervisor's own, minus
+// proxy settings, which would send the mesh's own traffic astray.
+func (s *Supervisor) baseEnv() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		switch name, _, _ := cut(kv); name {
+		case "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "ALL_PROXY", "all_proxy":
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+func cut(kv string) (string, string, bool) {
+	for i := 0; i < len(kv); i++ {
+		if kv[i] == '=' {
+			return kv[:i], kv[i+1:], true
+		}
+	}
+	return kv, "", false
+}
+
+func (s *Supervisor) secret(ctx context.Context) SecretLookup {
+	return func(ns, name, key string) (string, error) {
+		o, err := s.cfg.Store.Get(ctx, api.Ref{Kind: api.KindSecret, Namespace: ns, Name: name})
+		if err != nil {
+			return "", fmt.Errorf("secret %s/%s: %w", ns, name, err)
+		}
+		sec := o.(*corev1.Secret)
+		if v, ok := sec.StringData[key]; ok {
+			return v, nil
+		}
+		if v, ok := sec.Data[key]; ok {
+			return string(v), nil
+		}
+		return "", fmt.Errorf("secret %s/%s has no key %q", ns, name, key)
+	}
+}
+
+// Run starts the control plane and the workloads and keeps them in line with
+// the store until ctx ends, then stops everything gracefully: workloads leave
+// the EndpointSlices, drain, and stop; the control plane stops last.
+func (s *Supervisor) Run(ctx context.Context) error {
+	s.started = time.Now()
+	if err := s.cleanStore(context.Background()); err != nil {
+		return err
+	}
+	if err := s.startControl(ctx); err != nil {
+		return err
+	}
+	kinds := []api.Kind{api.KindDeployment, api.KindService, api.KindPod, api.KindEndpointSlice, api.KindSecret}
+	if s.cfg.Ingress != nil {
+		kinds = append(kinds, s.cfg.Ingress.WatchKinds...)
+	}
+	watch, err := s.cfg.Store.Watch(ctx, kinds...)
+	if err != nil {
+		s.shutdown()
+		return fmt.Errorf("local: watching the store: %w", err)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			s.shutdown()
+			return nil
+		case _, ok := <-watch:
+			if !ok {
+				s.shutdown()
+				return nil
+			}
+		case <-s.kick:
+		}
+		if err := s.reconcile(ctx); err != nil {
+			s.log.Error("reconcile failed; will retry", "err", err)
+			time.AfterFunc(time.Second, s.Kick)
+		}
+	}
+}
+
+// cleanStore removes Pods and EndpointSlices a previous supervisor of this
+// state directory left behind (it was killed): none of them runs now.
+func (s *Supervisor) cleanStore(ctx context.Context) error {
+	var refs []api.Ref
+	pods, err := s.cfg.Store.List(ctx, api.KindPod, "")
+	if err != nil {
+		return fmt.Errorf("local: listing pods: %w", err)
+	}
+	for _, o := range pods {
+		if o.GetAnnotations()[AnnotationManagedBy] == ManagedBy {
+			refs = append(refs, api.RefOf(o))
+		}
+	}
+	slices, err := s.cfg.Store.List(ctx, api.KindEndpointSlice, "")
+	if err != nil {
+		return fmt.Errorf("local: listing endpointslices: %w", err)
+	}
+	for _, o := range slices {
+		if o.GetLabels()[LabelManagedBy] == ManagedBy {
+			refs = append(refs, api.RefOf(o))
+		}
+	}
+	if len(refs) == 0 {
+		return nil
+	}
+	if err := s.cfg.Store.Delete(ctx, refs...); err != nil {
+		return fmt.Errorf("local: removing stale pods and endpointslices: %w", err)
+	}
+	return nil
+}
+
+func (s *Supervisor) startControl(ctx context.Context) error {
+	adminPort, err := s.ports.Alloc()
+	if err != nil {
+		return err
+	}
+	s.controlAdmin = loopback(adminPort)
+	argv := []string{s.cfg.Exe, "control", "--state-dir", s.cfg.StateDir, "--addr", s.cfg.ControlAddr, "--admin-addr", s.controlAdmin}
+	s.control = s.process("weft/control", argv, s.baseEnv(), filepath.Join(s.cfg.StateDir, LogDir, "weft", "control", "control.log"))
+	if err := s.control.Start(context.Background()); err != nil {
+		return err
+	}
+	// Proxies survive a missing control plane, but starting them with one
+	// up avoids a round of failed discovery at start.
+	if !waitUntil(ctx, 20*time.Second, func() bool { return tcpOK(ctx, s.cfg.ControlAddr) }) && ctx.Err() == nil {
+		s.log.Warn("control plane is not accepting connections yet; starting workloads anyway", "addr", s.cfg.ControlAddr,
+			"log", s.control.LogPath)
+	}
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			ok := s.control.State().PID != 0 && tcpOK(ctx, s.cfg.ControlAddr)
+			s.mu.Lock()
+			changed := s.controlReady != ok
+			s.controlReady = ok
+			s.mu.Unlock()
+			if changed {
+				s.Kick()
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return nil
+}
+
+// desiredDeployments lists the Deployments to run, with the ingress
+// system workload when configured and asked for.
+func (s *Supervisor) desiredDeployments(ctx context.Context) (map[string]*appsv1.Deployment, map[string]string, error) {
+	objs, err := s.cfg.Store.List(ctx, api.KindDeployment, "")
+	if err != nil {
+		return nil, nil, fmt.Errorf("local: listing deployments: %w", err)
+	}
+	out := map[string]*appsv1.Deployment{}
+	kinds := map[string]string{}
+	for _, o := range objs {
+		d := o.(*appsv1.Deployment)
+		out[d.Namespace+"/"+d.Name] = d
+		kinds[d.Namespace+"/"+d.Name] = "Deployment"
+	}
+	if in := s.cfg.Ingress; in != nil && in.Enabled(ctx, s.cfg.Store) {
+		d := ingressDeployment(in.Args)
+		out[d.Namespace+"/"+d.Name] = d
+		kinds[d.Namespace+"/"+d.Name] = "ingress"
+	}
+	return out, kinds, nil
+}
+
+// IngressNamespace and IngressName name the ingress system workload.
+const (
+	IngressNamespace = "weft"
+	IngressName      = "weft-ingress"
+)
+
+func ingressDeployment(args []string) *appsv1.Deployment {
+	d := api.New(api.KindDeployment).(*appsv1.Deployment)
+	d.Namespace, d.Name = IngressNamespace, IngressName
+	one := int32(1)
+	d.Spec.Replicas = &one
+	labels := map[string]string{"app": IngressName}
+	d.Spec.Selector = nil
+	d.Spec.Template.Labels = labels
+	d.Spec.Template.Spec.ServiceAccountName = IngressName
+	d.Spec.Template.Spec.Containers = []corev1.Container{{
+		Name:    "ingress",
+		Command: append([]string{"weft", "ingress"}, args...),
+	}}
+	return d
+}
+
+func (s *Supervisor) reconcile(ctx context.Context) error {
+	deps, kinds, err := s.desiredDeployments(ctx)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	byDeploy := map[string][]*replica{}
+	for _, r := range s.replicas {
+		if r.terminating {
+			continue
+		}
+		k := r.ns + "/" + r.deploy
+		if _, ok := deps[k]; !ok {
+			s.log.Info("deployment gone; stopping replica", "pod", r.key())
+			r.terminating = true
+			continue
+		}
+		byDeploy[k] = append(byDeploy[k], r)
+	}
+	s.mu.Unlock()
+
+	keys := make([]string, 0, len(deps))
+	for k := range deps {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		d := deps[k]
+		if err := CheckRunnable(d); err != nil {
+			s.reportOnce(k, err)
+			continue
+		}
+		hash := TemplateHash(&d.Spec.Template)
+		want := 1
+		if d.Spec.Replicas != nil {
+			want = int(*d.Spec.Replicas)
+		}
+		views := make([]ReplicaView, 0, len(byDeploy[k]))
+		for _, r := range byDeploy[k] {
+			views = append(views, ReplicaView{Name: r.name, Hash: r.hash, Ready: r.ready.Load(), Seq: r.seq})
+		}
+		plan := PlanRollout(hash, want, views)
+		for range plan.Start {
+			r, err := s.newReplica(ctx, d, hash, kinds[k])
+			if err != nil {
+				s.reportOnce(k, err)
+				break
+			}
+			s.mu.Lock()
+			delete(s.failing, k)
+			s.seq++
+			r.seq = s.seq
+			s.replicas[r.key()] = r
+			s.mu.Unlock()
+			s.log.Info("starting replica", "pod", r.key(), "hash", hash)
+			s.startReplica(r)
+		}
+		if len(plan.Stop) > 0 {
+			s.mu.Lock()
+			for _, name := range plan.Stop {
+				if r := s.replicas[d.Namespace+"/"+name]; r != nil {
+					s.log.Info("stopping replica", "pod", r.key(), "reason", "rollout or scale")
+					r.terminating = true
+				}
+			}
+			s.mu.Unlock()
+		}
+	}
+
+	if err := s.syncPods(ctx); err != nil {
+		return err
+	}
+	if err := ReconcileSlices(ctx, s.cfg.Store); err != nil {
+		return err
+	}
+	// Only now, with the replicas gone from the store, may they stop.
+	s.mu.Lock()
+	for _, r := range s.replicas {
+		if r.terminating && !r.stopping {
+			r.stopping = true
+			go func() {
+				s.stopReplica(r, s.cfg.DrainDelay)
+				s.mu.Lock()
+				delete(s.replicas, r.key())
+				s.mu.Unlock()
+				s.Kick()
+			}()
+		}
+	}
+	s.mu.Unlock()
+	s.writeMesh()
+	return nil
+}
+
+func (s *Supervisor) reportOnce(key string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failing[key] == err.Error() {
+		return
+	}
+	s.failing[key] = err.Error()
+	s.log.Error("cannot run deployment", "deployment", key, "err", err)
+}
+
+// syncPods makes the store's supervisor-managed Pods match the live
+// replicas; terminating replicas are removed.
+func (s *Supervisor) syncPods(ctx context.Context) error {
+	objs, err := s.cfg.Store.List(ctx, api.KindPod, "")
+	if err != nil {
+		return fmt.Errorf("local: listing pods: %w", err)
+	}
+	have := map[string]*corev1.Pod{}
+	for _, o := range objs {
+		p := o.(*corev1.Pod)
+		if p.Annotations[AnnotationManagedBy] == ManagedBy {
+			have[p.Namespace+"/"+p.Name] = p
+		}
+	}
+	var apply []api.Object
+	s.mu.Lock()
+	for k, r := range s.replicas {
+		if r.terminating {
+			continue
+		}
+		want := r.pod()
+		if old, ok := have[k]; !ok || !samePod(old, want) {
+			apply = append(apply, want)
+		}
+		delete(have, k)
+	}
+	s.mu.Unlock()
+	if len(apply) > 0 {
+		if err := s.cfg.Store.Apply(ctx, apply...); err != nil {
+			return fmt.Errorf("local: writing pods: %w", err)
+		}
+	}
+	if len(have) > 0 {
+		refs := make([]api.Ref, 0, len(have))
+		for _, p := range have {
+			refs = append(refs, api.RefOf(p))
+		}
+		if err := s.cfg.Store.Delete(ctx, refs...); err != nil {
+			return fmt.Errorf("local: deleting pods: %w", err)
+		}
+	}
+	return nil
+}
+
+// shutdown stops everything in order; see Run.
+func (s *Supervisor) shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s.log.Info("stopping the mesh")
+	s.mu.Lock()
+	for _, r := range s.replicas {
+		r.terminating = true
+	}
+	s.mu.Unlock()
+	if err := s.syncPods(ctx); err != nil {
+		s.log.Error("removing pods", "err", err)
+	}
+	if err := ReconcileSlices(ctx, s.cfg.Store); err != nil {
+		s.log.Error("removing endpointslices", "err", err)
+	}
+	var wg sync.WaitGroup
+	s.mu.Lock()
+	for _, r := range s.replicas {
+		if r.stopping {
+			continue // already on its way out; waited for below
+		}
+		r.stopping = true
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.stopReplica(r, s.cfg.DrainDelay)
+			s.mu.Lock()
+			delete(s.replicas, r.key())
+			s.mu.Unlock()
+		}()
+	}
+	s.mu.Unlock()
+	wg.Wait()
+	// Replicas that were stopping before shutdown finish on their own.
+	waitUntil(ctx, s.cfg.DrainDelay+s.cfg.Grace*2, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.replicas) == 0
+	})
+	if s.control != nil {
+		s.control.Stop()
+	}
+	if err := s.cleanStore(ctx); err != nil {
+		s.log.Error("cleaning the store", "err", err)
+	}
+	if err := os.Remove(filepath.Join(s.cfg.StateDir, MeshFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.log.Error("removing mesh.json", "err", err)
+	}
+	s.log.Info("mesh stopped")
+}
+
+// Snapshot returns what runs now, as written to mesh.json.
+func (s *Supervisor) Snapshot() *Mesh {
+	m := &Mesh{PID: os.Getpid(), StateDir: s.cfg.StateDir, ControlAddr: s.cfg.ControlAddr, Started: s.started, Updated: time.Now()}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.control != nil {
+		st := s.control.State()
+		m.Components = append(m.Components, Component{
+			Name: "control", Namespace: "weft", Kind: "control", Ready: s.controlReady, Restarts: st.Restarts,
+			Addresses: map[string]string{"grpc": s.cfg.ControlAddr, "admin": s.controlAdmin},
+			Processes: []ProcessInfo{{Name: "control", PID: st.PID, Restarts: st.Restarts, Log: s.control.LogPath, LastExit: st.LastExit}},
+		})
+	}
+	rs := make([]*replica, 0, len(s.replicas))
+	for _, r := range s.replicas {
+		rs = append(rs, r)
+	}
+	sort.Slice(rs, func(i, j int) bool {
+		if rs[i].ns != rs[j].ns {
+			return rs[i].ns < rs[j].ns
+		}
+		if rs[i].deploy != rs[j].deploy {
+			return rs[i].deploy < rs[j].deploy
+		}
+		return rs[i].seq < rs[j].seq
+	})
+	for _, r := range rs {
+		c := Component{
+			Name: r.name, Namespace: r.ns, Kind: r.kind, Owner: r.deploy, Ready: r.ready.Load(), Terminated: r.terminating,
+			Addresses: map[string]string{"outbound": loopback(r.outbound), "admin": loopback(r.admin)},
+		}
+		for cp, ip := range r.inbound {
+			c.Addresses[fmt.Sprintf("inbound:%d", cp)] = loopback(ip)
+		}
+		for cp, ap := range r.appPorts {
+			c.Addresses[fmt.Sprintf("app:%d", cp)] = loopback(ap)
+		}
+		for _, p := range append([]*Process{r.proxy}, r.apps...) {
+			st := p.State()
+			c.Restarts += st.Restarts
+			name := filepath.Base(p.Name)
+			c.Processes = append(c.Processes, ProcessInfo{Name: name, PID: st.PID, Restarts: st.Restarts, Log: p.LogPath, LastExit: st.LastExit})
+		}
+		m.Components = append(m.Components, c)
+	}
+	return m
+}
+
+func (s *Supervisor) writeMesh() {
+	if err := WriteMesh(s.cfg.StateDir, s.Snapshot()); err != nil {
+		s.log.Error("writing mesh.json", "err", err)
+	}
+}
+
+// waitUntil polls cond until it holds, ctx ends or timeout passes.
+func waitUntil(ctx context.Context, timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return true
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			return false
+		}
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
