@@ -1,6 +1,95 @@
 package cli
 
-import "github.com/spf13/cobra"
+import (
+	"log/slog"
+	"time"
 
-// PLACEHOLDER: replaced by the real commands.
-func newCmdProxy(g *Globals) *cobra.Command { return &cobra.Command{Use: "proxy", Hidden: true} }
+	"github.com/spf13/cobra"
+
+	"github.com/weft-mesh/weft/internal/proxy"
+)
+
+// proxyOptions are the flags of 'weft proxy'.
+type proxyOptions struct {
+	controlAddr    string
+	outboundAddr   string
+	inbound        []string
+	adminAddr      string
+	namespace      string
+	pod            string
+	deployment     string
+	serviceAccount string
+	shutdownGrace  time.Duration
+	logLevel       string
+}
+
+func newCmdProxy(g *Globals) *cobra.Command {
+	o := proxyOptions{
+		controlAddr:    "127.0.0.1:8086",
+		outboundAddr:   "127.0.0.1:4140",
+		adminAddr:      "127.0.0.1:4191",
+		namespace:      "default",
+		serviceAccount: "default",
+		shutdownGrace:  30 * time.Second,
+		logLevel:       "info",
+	}
+	cmd := &cobra.Command{
+		Use:   "proxy",
+		Short: "Run a sidecar proxy (normally started by 'weft up')",
+		Long: `Run weft's sidecar proxy for one workload replica.
+
+The app sends its outbound traffic through --outbound-addr (HTTP_PROXY and
+HTTPS_PROXY point there); the proxy resolves authorities through the control
+plane at --control-addr, balances requests over endpoints and speaks HTTP/2 to
+peer proxies. Each --inbound LISTEN=APP accepts traffic for one app port.
+The admin server at --admin-addr serves /metrics, /ready and /live.`,
+		Example: `  weft proxy --control-addr 127.0.0.1:8086 --outbound-addr 127.0.0.1:4140 \
+    --inbound 127.0.0.1:4143=127.0.0.1:8080 --admin-addr 127.0.0.1:4191 \
+    --namespace faces --pod smiley-5d8f-abcde --deployment smiley --service-account smiley`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+				return &ExitError{Code: 2, Err: err}
+			}
+			cfg := proxy.Config{
+				ControlAddr:    o.controlAddr,
+				OutboundAddr:   o.outboundAddr,
+				AdminAddr:      o.adminAddr,
+				Namespace:      o.namespace,
+				Pod:            o.pod,
+				Deployment:     o.deployment,
+				ServiceAccount: o.serviceAccount,
+				ShutdownGrace:  o.shutdownGrace,
+				Logger:         slog.New(slog.NewTextHandler(g.Err, &slog.HandlerOptions{Level: level})),
+			}
+			for _, s := range o.inbound {
+				in, err := proxy.ParseInbound(s)
+				if err != nil {
+					return &ExitError{Code: 2, Err: err}
+				}
+				cfg.Inbound = append(cfg.Inbound, in)
+			}
+			if err := cfg.Validate(); err != nil {
+				return &ExitError{Code: 2, Err: err}
+			}
+			p, err := proxy.Listen(cfg)
+			if err != nil {
+				return err
+			}
+			return p.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.controlAddr, "control-addr", o.controlAddr, "control plane (Destination) gRPC address")
+	f.StringVar(&o.outboundAddr, "outbound-addr", o.outboundAddr, "outbound listener address (the app's HTTP_PROXY/HTTPS_PROXY)")
+	f.StringArrayVar(&o.inbound, "inbound", nil, "inbound listener and the app address behind it, LISTEN=APP (repeatable, one per container port)")
+	f.StringVar(&o.adminAddr, "admin-addr", o.adminAddr, "admin server address (/metrics, /ready, /live)")
+	f.StringVar(&o.namespace, "namespace", o.namespace, "the workload's namespace (short service names resolve in it)")
+	f.StringVar(&o.pod, "pod", "", "the workload's pod name")
+	f.StringVar(&o.deployment, "deployment", "", "the workload's deployment name (metric label)")
+	f.StringVar(&o.serviceAccount, "service-account", o.serviceAccount, "the workload's service account")
+	f.DurationVar(&o.shutdownGrace, "shutdown-grace", o.shutdownGrace, "how long to drain in-flight requests on shutdown")
+	f.StringVar(&o.logLevel, "log-level", o.logLevel, "log level: debug, info, warn or error")
+	return cmd
+}

@@ -1,0 +1,150 @@
+package metrics
+
+import (
+	"strconv"
+	"sync"
+	"time"
+)
+
+// LatencyBucketsMs are Linkerd's response_latency_ms bucket bounds.
+var LatencyBucketsMs = []float64{1, 2, 3, 4, 5, 10, 20, 30, 40, 50, 100, 200, 300, 400, 500,
+	1000, 2000, 3000, 4000, 5000, 10000, 20000, 30000, 40000, 50000}
+
+// Proxy holds the proxy's metric families, named as Linkerd names them so
+// that viz queries written for Linkerd work unchanged.
+type Proxy struct {
+	Registry *Registry
+
+	requests  *CounterVec
+	responses *CounterVec
+	latency   *HistogramVec
+
+	tcpOpenTotal *CounterVec
+	tcpOpen      *GaugeVec
+	tcpRead      *CounterVec
+	tcpWrite     *CounterVec
+}
+
+// NewProxy registers the proxy families in r.
+func NewProxy(r *Registry) *Proxy {
+	return &Proxy{
+		Registry:     r,
+		requests:     r.NewCounter("request_total", "Total count of HTTP requests."),
+		responses:    r.NewCounter("response_total", "Total count of HTTP responses."),
+		latency:      r.NewHistogram("response_latency_ms", "Elapsed times between a request's headers being received and its response's headers being received, in milliseconds.", LatencyBucketsMs),
+		tcpOpenTotal: r.NewCounter("tcp_open_total", "Total count of opened connections."),
+		tcpOpen:      r.NewGauge("tcp_open_connections", "Number of currently-open connections."),
+		tcpRead:      r.NewCounter("tcp_read_bytes_total", "Total count of bytes read from peers."),
+		tcpWrite:     r.NewCounter("tcp_write_bytes_total", "Total count of bytes written to peers."),
+	}
+}
+
+// HTTP returns the HTTP metrics of one direction; base holds the labels every
+// series of that direction carries (direction, namespace, pod, deployment).
+func (p *Proxy) HTTP(base Labels) *HTTP {
+	return &HTTP{p: p, base: base}
+}
+
+// HTTP records request and response metrics for one direction. Targets are
+// interned by (authority, extra labels), so callers may call Target per
+// request without allocating once a target has been seen.
+type HTTP struct {
+	p       *Proxy
+	base    Labels
+	targets sync.Map // targetKey -> *Target
+}
+
+type targetKey struct{ authority, extra string }
+
+// Target returns the series set for requests to authority; extra holds
+// further labels such as the endpoint's dst_* labels.
+func (h *HTTP) Target(authority string, extra Labels) *Target {
+	k := targetKey{authority, extra.s}
+	if t, ok := h.targets.Load(k); ok {
+		return t.(*Target)
+	}
+	l := h.base.With("authority", authority).Merge(extra)
+	t := &Target{p: h.p, labels: l, requests: h.p.requests.With(l)}
+	actual, _ := h.targets.LoadOrStore(k, t)
+	return actual.(*Target)
+}
+
+// Target is the set of series of one (direction, authority, destination).
+type Target struct {
+	p         *Proxy
+	labels    Labels
+	requests  *Counter
+	responses sync.Map // respKey -> *Counter
+	latency   sync.Map // status code -> *Histogram
+}
+
+type respKey struct {
+	status, grpc int
+}
+
+// NoGRPCStatus marks a response without a grpc-status.
+const NoGRPCStatus = -1
+
+// Request counts a request at its start.
+func (t *Target) Request() { t.requests.Inc() }
+
+// Latency records the time to the response's headers.
+func (t *Target) Latency(status int, d time.Duration) {
+	h, ok := t.latency.Load(status)
+	if !ok {
+		h, _ = t.latency.LoadOrStore(status, t.p.latency.With(t.labels.With("status_code", strconv.Itoa(status))))
+	}
+	h.(*Histogram).Observe(float64(d) / float64(time.Millisecond))
+}
+
+// Response counts a finished response. grpcStatus is NoGRPCStatus when the
+// response carried none. A gRPC status decides the classification when
+// present (OK = success), else HTTP 5xx is a failure.
+func (t *Target) Response(status, grpcStatus int) {
+	k := respKey{status, grpcStatus}
+	c, ok := t.responses.Load(k)
+	if !ok {
+		l := t.labels.With("status_code", strconv.Itoa(status))
+		class := "success"
+		if grpcStatus != NoGRPCStatus {
+			l = l.With("grpc_status", strconv.Itoa(grpcStatus))
+			if grpcStatus != 0 {
+				class = "failure"
+			}
+		} else if status >= 500 {
+			class = "failure"
+		}
+		c, _ = t.responses.LoadOrStore(k, t.p.responses.With(l.With("classification", class)))
+	}
+	c.(*Counter).Inc()
+}
+
+// TCP records connection metrics for one listener.
+type TCP struct {
+	openTotal   *Counter
+	open        *Gauge
+	read, write *Counter
+}
+
+// TCP returns the connection series for labels l (direction, peer, ...).
+func (p *Proxy) TCP(l Labels) *TCP {
+	return &TCP{
+		openTotal: p.tcpOpenTotal.With(l),
+		open:      p.tcpOpen.With(l),
+		read:      p.tcpRead.With(l),
+		write:     p.tcpWrite.With(l),
+	}
+}
+
+// Open counts an accepted connection.
+func (t *TCP) Open() {
+	t.openTotal.Inc()
+	t.open.Inc()
+}
+
+// Close counts a closed connection and the bytes it carried.
+func (t *TCP) Close(read, written uint64) {
+	t.open.Dec()
+	t.read.Add(read)
+	t.write.Add(written)
+}

@@ -1,0 +1,394 @@
+// Package discovery is the proxy's Destination client: it resolves request
+// authorities to endpoints through io.linkerd.proxy.destination.Destination/Get
+// and keeps one watch per service, shared by every request to it and evicted
+// when idle.
+//
+// Following the Destination contract, a watch keeps serving its last known
+// endpoints while the control plane is unreachable, reconnects with backoff,
+// and replaces its endpoint set with the first message after a reconnect.
+package discovery
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	pb "github.com/linkerd/linkerd2-proxy-api/go/destination"
+	netpb "github.com/linkerd/linkerd2-proxy-api/go/net"
+
+	"github.com/weft-mesh/weft/internal/metrics"
+)
+
+// Endpoint is one address of a service.
+type Endpoint struct {
+	// Addr is host:port to connect to.
+	Addr string
+	// H2 is set for meshed peers (protocol_hint h2): speak HTTP/2 cleartext
+	// to them, carrying HTTP/1 requests with l5d-orig-proto.
+	H2 bool
+	// Weight is the endpoint's weight (0 when the control plane sent none).
+	Weight uint32
+	// Labels are the dst_* metric labels from the endpoint's metric_labels.
+	Labels metrics.Labels
+}
+
+// State is an immutable snapshot of what Destination says about a name.
+type State struct {
+	// Exists is false for names Destination does not know
+	// (no_endpoints{exists: false}): the caller should forward to the
+	// authority as given.
+	Exists bool
+	// Endpoints are sorted by Addr. Empty with Exists means a known service
+	// with no ready endpoints.
+	Endpoints []Endpoint
+}
+
+var notMesh = &State{}
+
+// ErrUnavailable is returned when no answer came from the control plane in
+// time for a name that has never been resolved.
+var ErrUnavailable = errors.New("discovery: control plane unavailable")
+
+// Config configures a Resolver.
+type Config struct {
+	// Client talks to the Destination service.
+	Client pb.DestinationClient
+	// Namespace resolves short names (`web` -> `web.<ns>.svc.cluster.local`)
+	// and goes into the context token.
+	Namespace string
+	// Pod goes into the context token.
+	Pod string
+	// IdleTimeout evicts watches unused for this long; zero means 60s.
+	IdleTimeout time.Duration
+	// MaxBackoff caps the reconnect backoff; zero means 5s.
+	MaxBackoff time.Duration
+	// Logger receives watch errors; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Resolver resolves authorities. It is safe for concurrent use.
+type Resolver struct {
+	cfg    Config
+	token  string
+	ctx    context.Context
+	cancel context.CancelFunc
+	log    *slog.Logger
+
+	byAuthority sync.Map // raw authority -> *Watch (hot path)
+	mu          sync.Mutex
+	byPath      map[string]*Watch
+}
+
+// New returns a Resolver; it does no I/O until the first Watch. Call Run to
+// evict idle watches, and Close (or end Run's context) to stop all watches.
+func New(cfg Config) *Resolver {
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 60 * time.Second
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	tok, _ := json.Marshal(struct {
+		NS       string `json:"ns"`
+		NodeName string `json:"nodeName"`
+		Pod      string `json:"pod"`
+	}{cfg.Namespace, "local", cfg.Pod})
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Resolver{
+		cfg: cfg, token: string(tok), ctx: ctx, cancel: cancel,
+		log:    cfg.Logger.With("component", "discovery"),
+		byPath: make(map[string]*Watch),
+	}
+}
+
+// Run evicts idle watches until ctx ends, then closes the resolver.
+func (r *Resolver) Run(ctx context.Context) {
+	defer r.Close()
+	t := time.NewTicker(r.cfg.IdleTimeout / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.ctx.Done():
+			return
+		case <-t.C:
+			r.evict(time.Now().Add(-r.cfg.IdleTimeout))
+		}
+	}
+}
+
+// Close stops every watch.
+func (r *Resolver) Close() { r.cancel() }
+
+func (r *Resolver) evict(before time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.byAuthority.Range(func(k, v any) bool {
+		w := v.(*Watch)
+		if w.lastUsed.Load() < before.UnixNano() {
+			r.byAuthority.Delete(k)
+			if w.Target.Path != "" && r.byPath[w.Target.Path] == w {
+				delete(r.byPath, w.Target.Path)
+				w.stop()
+			}
+		}
+		return true
+	})
+}
+
+// Watch returns the watch for authority, starting one if needed. It does
+// not block. The error is for malformed authorities.
+func (r *Resolver) Watch(authority string) (*Watch, error) {
+	if v, ok := r.byAuthority.Load(authority); ok {
+		w := v.(*Watch)
+		w.touch()
+		return w, nil
+	}
+	t, err := ParseTarget(authority, r.cfg.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w := r.byPath[t.Path]
+	if t.Path == "" || w == nil {
+		w = &Watch{Target: t, ready: make(chan struct{})}
+		if t.Path == "" {
+			w.state.Store(notMesh)
+			close(w.ready)
+		} else {
+			ctx, cancel := context.WithCancel(r.ctx)
+			w.stop = cancel
+			r.byPath[t.Path] = w
+			go r.run(ctx, w)
+		}
+	}
+	w.touch()
+	r.byAuthority.Store(authority, w)
+	return w, nil
+}
+
+// Watch follows one name. Its methods are safe for concurrent use.
+type Watch struct {
+	// Target is the parsed authority that created the watch.
+	Target Target
+
+	state    atomic.Pointer[State]
+	ready    chan struct{} // closed at the first state
+	readyOne sync.Once
+	lastUsed atomic.Int64
+	stop     context.CancelFunc
+
+	attachMu sync.Mutex
+	attached atomic.Value
+}
+
+func (w *Watch) touch() {
+	// Coarse: only write when the stored time is a second old, to keep the
+	// cache line clean under load.
+	now := time.Now().UnixNano()
+	if now-w.lastUsed.Load() > int64(time.Second) {
+		w.lastUsed.Store(now)
+	}
+}
+
+// State returns the current snapshot, waiting for the first one until ctx
+// ends (then ErrUnavailable).
+func (w *Watch) State(ctx context.Context) (*State, error) {
+	if s := w.state.Load(); s != nil {
+		return s, nil
+	}
+	select {
+	case <-w.ready:
+		return w.state.Load(), nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: no answer for %s: %w", ErrUnavailable, w.Target.Path, context.Cause(ctx))
+	}
+}
+
+// Attach returns the value attached to the watch, creating it with init on
+// first use. Callers keep per-service state (a balancer) here so it lives
+// and dies with the watch.
+func (w *Watch) Attach(init func() any) any {
+	if v := w.attached.Load(); v != nil {
+		return v
+	}
+	w.attachMu.Lock()
+	defer w.attachMu.Unlock()
+	if v := w.attached.Load(); v != nil {
+		return v
+	}
+	v := init()
+	w.attached.Store(v)
+	return v
+}
+
+func (w *Watch) publish(s *State) {
+	w.state.Store(s)
+	w.readyOne.Do(func() { close(w.ready) })
+}
+
+// run follows w until ctx ends, reconnecting with backoff.
+func (r *Resolver) run(ctx context.Context, w *Watch) {
+	log := r.log.With("path", w.Target.Path)
+	backoff := 100 * time.Millisecond
+	set := map[string]Endpoint{}
+	for ctx.Err() == nil {
+		err := r.stream(ctx, w, set, func() { backoff = 100 * time.Millisecond })
+		if ctx.Err() != nil {
+			return
+		}
+		log.Debug("destination stream ended; keeping last endpoints", "err", err, "retry_in", backoff)
+		jitter := time.Duration(rand.Int64N(int64(backoff)/2 + 1))
+		t := time.NewTimer(backoff/2 + jitter)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(backoff*2, r.cfg.MaxBackoff)
+	}
+}
+
+func (r *Resolver) stream(ctx context.Context, w *Watch, set map[string]Endpoint, onMsg func()) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s, err := r.cfg.Client.Get(ctx, &pb.GetDestination{Scheme: "k8s", Path: w.Target.Path, ContextToken: r.token})
+	if err != nil {
+		return err
+	}
+	fresh := true
+	exists := true
+	for {
+		u, err := s.Recv()
+		if err != nil {
+			return err
+		}
+		onMsg()
+		if fresh {
+			// First message after (re)connecting: it describes the whole set.
+			clear(set)
+			fresh = false
+		}
+		switch u := u.Update.(type) {
+		case *pb.Update_Add:
+			exists = true
+			setLabels := u.Add.GetMetricLabels()
+			for _, a := range u.Add.GetAddrs() {
+				addr, ok := tcpAddr(a.GetAddr())
+				if !ok {
+					continue
+				}
+				set[addr] = Endpoint{
+					Addr:   addr,
+					H2:     a.GetProtocolHint().GetH2() != nil,
+					Weight: a.GetWeight(),
+					Labels: dstLabels(setLabels, a.GetMetricLabels()),
+				}
+			}
+		case *pb.Update_Remove:
+			for _, a := range u.Remove.GetAddrs() {
+				if addr, ok := tcpAddr(a); ok {
+					delete(set, addr)
+				}
+			}
+		case *pb.Update_NoEndpoints:
+			clear(set)
+			exists = u.NoEndpoints.GetExists()
+		default:
+			continue
+		}
+		st := &State{Exists: exists, Endpoints: make([]Endpoint, 0, len(set))}
+		for _, e := range set {
+			st.Endpoints = append(st.Endpoints, e)
+		}
+		slices.SortFunc(st.Endpoints, func(a, b Endpoint) int { return strings.Compare(a.Addr, b.Addr) })
+		w.publish(st)
+	}
+}
+
+func tcpAddr(a *netpb.TcpAddress) (string, bool) {
+	if a == nil || a.GetIp() == nil || a.GetPort() == 0 || a.GetPort() > 65535 {
+		return "", false
+	}
+	var ip netip.Addr
+	switch v := a.GetIp().GetIp().(type) {
+	case *netpb.IPAddress_Ipv4:
+		n := v.Ipv4
+		ip = netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
+	case *netpb.IPAddress_Ipv6:
+		var b [16]byte
+		f, l := v.Ipv6.GetFirst(), v.Ipv6.GetLast()
+		for i := range 8 {
+			b[i] = byte(f >> (56 - 8*i))
+			b[8+i] = byte(l >> (56 - 8*i))
+		}
+		ip = netip.AddrFrom16(b)
+	default:
+		return "", false
+	}
+	return netip.AddrPortFrom(ip, uint16(a.GetPort())).String(), true
+}
+
+// dstLabels renders set-level then address-level metric labels (address wins)
+// as sorted dst_* labels.
+func dstLabels(set, addr map[string]string) metrics.Labels {
+	if len(set)+len(addr) == 0 {
+		return metrics.Labels{}
+	}
+	m := make(map[string]string, len(set)+len(addr))
+	for k, v := range set {
+		m[k] = v
+	}
+	for k, v := range addr {
+		m[k] = v
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	kv := make([]string, 0, 2*len(keys))
+	for _, k := range keys {
+		name := k
+		if !strings.HasPrefix(name, "dst_") {
+			name = "dst_" + name
+		}
+		kv = append(kv, sanitize(name), m[k])
+	}
+	return metrics.L(kv...)
+}
+
+// sanitize makes a label name valid for Prometheus.
+func sanitize(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '_' || i > 0 && '0' <= c && c <= '9') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+// String describes the state for logs and errors.
+func (s *State) String() string {
+	if !s.Exists {
+		return "not a mesh service"
+	}
+	return strconv.Itoa(len(s.Endpoints)) + " endpoints"
+}

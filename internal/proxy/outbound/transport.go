@@ -1,0 +1,225 @@
+package outbound
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/weft-mesh/weft/internal/metrics"
+	"github.com/weft-mesh/weft/internal/proxy/balance"
+	"github.com/weft-mesh/weft/internal/proxy/discovery"
+	"github.com/weft-mesh/weft/internal/proxy/forward"
+	"github.com/weft-mesh/weft/internal/proxy/proxyerr"
+	"github.com/weft-mesh/weft/internal/proxy/telemetry"
+)
+
+// TransportConfig configures a Transport.
+type TransportConfig struct {
+	// Resolver resolves authorities through Destination. Required.
+	Resolver *discovery.Resolver
+	// Metrics records request_total, response_total and response_latency_ms;
+	// nil records nothing.
+	Metrics *metrics.HTTP
+	// DiscoveryTimeout bounds the wait for the control plane's first answer
+	// about a name; zero means 3s. Names already resolved never wait.
+	DiscoveryTimeout time.Duration
+	// ConnectTimeout bounds each TCP connect; zero means 1s.
+	ConnectTimeout time.Duration
+	// NewBalancer makes the balancer of each service; nil means balance.NewP2C.
+	NewBalancer func() balance.Balancer
+}
+
+// Transport is an http.RoundTripper that sends each request to the mesh:
+// it resolves the request's URL host (`web`, `web.ns:8080`,
+// `web.ns.svc.cluster.local`) through Destination, balances over the
+// service's endpoints, speaks HTTP/2 cleartext to meshed peers (HTTP/1
+// requests marked with l5d-orig-proto) and HTTP/1.1 or h2c (for HTTP/2
+// requests) to the others. Names Destination does not know go directly to
+// the authority. The Host header is preserved.
+//
+// Failures are *proxyerr.Error values carrying the status a proxy answers
+// with (503 no endpoints, 502 connect failure, ...). Transport is safe for
+// concurrent use and is meant to be shared (the ingress reuses it).
+type Transport struct {
+	cfg TransportConfig
+	h1  *http.Transport // HTTP/1.1 to unmeshed endpoints and upgrades
+	h2c *http.Transport // HTTP/2 prior knowledge: peers, and h2 requests
+}
+
+var _ http.RoundTripper = (*Transport)(nil)
+
+// NewTransport returns a Transport. It does no I/O.
+func NewTransport(cfg TransportConfig) *Transport {
+	if cfg.DiscoveryTimeout <= 0 {
+		cfg.DiscoveryTimeout = 3 * time.Second
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = time.Second
+	}
+	if cfg.NewBalancer == nil {
+		cfg.NewBalancer = func() balance.Balancer { return balance.NewP2C() }
+	}
+	return &Transport{cfg: cfg, h1: forward.NewHTTP1Transport(cfg.ConnectTimeout), h2c: forward.NewH2CTransport(cfg.ConnectTimeout)}
+}
+
+// CloseIdleConnections closes idle pooled connections.
+func (t *Transport) CloseIdleConnections() {
+	t.h1.CloseIdleConnections()
+	t.h2c.CloseIdleConnections()
+}
+
+// service is the per-watch balancer, kept up to date lazily: each request
+// compares the watch's current state pointer with the one last applied.
+type service struct {
+	b       balance.Balancer
+	mu      sync.Mutex
+	applied atomic.Pointer[discovery.State]
+}
+
+func (s *service) sync(st *discovery.State) {
+	if s.applied.Load() == st {
+		return
+	}
+	s.mu.Lock()
+	if s.applied.Load() != st {
+		s.b.Update(st.Endpoints)
+		s.applied.Store(st)
+	}
+	s.mu.Unlock()
+}
+
+// Resolve returns what Destination knows about authority, waiting at most
+// the discovery timeout for a first answer.
+func (t *Transport) Resolve(ctx context.Context, authority string) (*discovery.Watch, *discovery.State, error) {
+	w, err := t.cfg.Resolver.Watch(authority)
+	if err != nil {
+		return nil, nil, proxyerr.New(http.StatusBadRequest, "proxy: bad authority", err)
+	}
+	st, err := w.State(ctx)
+	if err == nil {
+		return w, st, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, t.cfg.DiscoveryTimeout)
+	defer cancel()
+	if st, err = w.State(ctx); err != nil {
+		return nil, nil, proxyerr.New(http.StatusServiceUnavailable, "proxy: cannot resolve "+authority, err)
+	}
+	return w, st, nil
+}
+
+// Pick chooses an endpoint of a known service. The caller must call Done on
+// the node when finished.
+func (t *Transport) Pick(w *discovery.Watch, st *discovery.State) (*balance.Node, error) {
+	svc := w.Attach(func() any { return &service{b: t.cfg.NewBalancer()} }).(*service)
+	svc.sync(st)
+	n, err := svc.b.Pick()
+	if err != nil {
+		return nil, proxyerr.New(http.StatusServiceUnavailable, "proxy: service "+w.Target.Path+" has no ready endpoints", err)
+	}
+	return n, nil
+}
+
+// RoundTrip sends req to the endpoint chosen for req.URL.Host (or req.Host).
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	authority := req.URL.Host
+	if authority == "" {
+		authority = req.Host
+	}
+	w, st, err := t.Resolve(req.Context(), authority)
+	if err != nil {
+		closeBody(req)
+		return nil, err
+	}
+	if !st.Exists {
+		return t.send(req, w.Target.Addr(), false, w.Target.Addr(), metrics.Labels{}, nil)
+	}
+	// A connect failure sends nothing, so it is safe to try another endpoint.
+	for attempt := 0; ; attempt++ {
+		n, err := t.Pick(w, st)
+		if err != nil {
+			closeBody(req)
+			if t.cfg.Metrics != nil {
+				t.cfg.Metrics.Target(w.Target.Path, metrics.Labels{}).Response(http.StatusServiceUnavailable, metrics.NoGRPCStatus)
+			}
+			return nil, err
+		}
+		resp, err := t.send(req, n.Endpoint.Addr, n.Endpoint.H2, w.Target.Path, n.Endpoint.Labels, n)
+		retryable := req.Body == nil || req.Body == http.NoBody
+		if err == nil || !retryable || !isDialError(err) || attempt >= 2 || attempt+1 >= len(st.Endpoints) {
+			return resp, err
+		}
+	}
+}
+
+// send forwards req to addr. node, if not nil, is released when the
+// exchange ends.
+func (t *Transport) send(req *http.Request, addr string, peerH2 bool, authority string, labels metrics.Labels, node *balance.Node) (*http.Response, error) {
+	out := new(http.Request)
+	*out = *req
+	u := *req.URL
+	u.Scheme, u.Host = "http", addr
+	out.URL = &u
+	if out.Host == "" {
+		out.Host = req.URL.Host
+	}
+	upgrade := req.Header.Get("Upgrade") != ""
+	var rt http.RoundTripper = t.h1
+	switch {
+	case upgrade:
+		// Upgrades cannot ride HTTP/2: send them as HTTP/1.1, also to peers
+		// (their inbound detects HTTP/1).
+	case peerH2:
+		rt = t.h2c
+		if req.ProtoMajor == 1 {
+			out.Header = req.Header.Clone()
+			out.Header.Set(forward.OrigProtoHeader, "HTTP/1.1")
+		}
+	case req.ProtoMajor == 2:
+		rt = t.h2c
+	}
+	var tgt *metrics.Target
+	if t.cfg.Metrics != nil {
+		tgt = t.cfg.Metrics.Target(authority, labels)
+		tgt.Request()
+	}
+	start := time.Now()
+	resp, err := rt.RoundTrip(out)
+	if err != nil {
+		if node != nil {
+			node.Done()
+		}
+		if isDialError(err) {
+			err = proxyerr.New(http.StatusBadGateway, fmt.Sprintf("proxy: connect to %s (%s) failed", addr, authority), err)
+		}
+		if tgt != nil {
+			status, _ := proxyerr.Classify(err)
+			tgt.Latency(status, time.Since(start))
+			tgt.Response(status, metrics.NoGRPCStatus)
+		}
+		return nil, err
+	}
+	if tgt != nil || node != nil {
+		var d telemetry.Doner
+		if node != nil {
+			d = node
+		}
+		telemetry.Observe(tgt, start, resp, d)
+	}
+	return resp, nil
+}
+
+func isDialError(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "dial"
+}
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+}

@@ -1,0 +1,229 @@
+// Package proxy assembles weft's sidecar proxy: the outbound listener the
+// app's HTTP_PROXY points at, one inbound listener per container port, the
+// Destination client, and the admin server. The features live in
+// subpackages, one each (detect, discovery, balance, forward, outbound,
+// inbound, admin); this package only wires them, in one place.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	pb "github.com/linkerd/linkerd2-proxy-api/go/destination"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/weft-mesh/weft/internal/metrics"
+	"github.com/weft-mesh/weft/internal/proxy/admin"
+	"github.com/weft-mesh/weft/internal/proxy/discovery"
+	"github.com/weft-mesh/weft/internal/proxy/inbound"
+	"github.com/weft-mesh/weft/internal/proxy/outbound"
+)
+
+// InboundPort maps an inbound listener to the app port behind it.
+type InboundPort struct {
+	Listen string // address to listen on, host:port
+	App    string // the app's address, host:port
+}
+
+// ParseInbound parses `LISTEN=APP`, e.g. `127.0.0.1:4143=127.0.0.1:8080`.
+func ParseInbound(s string) (InboundPort, error) {
+	l, a, ok := strings.Cut(s, "=")
+	if !ok {
+		return InboundPort{}, fmt.Errorf("proxy: --inbound %q: want LISTEN=APP, e.g. 127.0.0.1:4143=127.0.0.1:8080", s)
+	}
+	for _, addr := range []string{l, a} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return InboundPort{}, fmt.Errorf("proxy: --inbound %q: %q is not host:port: %w", s, addr, err)
+		}
+	}
+	if _, p, _ := net.SplitHostPort(a); p == "0" {
+		return InboundPort{}, fmt.Errorf("proxy: --inbound %q: the app port cannot be 0", s)
+	}
+	return InboundPort{Listen: l, App: a}, nil
+}
+
+// Config configures the proxy.
+type Config struct {
+	ControlAddr    string        // Destination service, host:port
+	OutboundAddr   string        // outbound listener, host:port (port 0 picks one)
+	Inbound        []InboundPort // inbound listeners
+	AdminAddr      string        // admin server, host:port
+	Namespace      string        // the workload's namespace
+	Pod            string        // the workload's pod name
+	Deployment     string        // the workload's deployment, for metric labels
+	ServiceAccount string        // the workload's service account
+	// ShutdownGrace bounds the drain of in-flight requests; zero means 30s.
+	ShutdownGrace time.Duration
+	// DetectTimeout bounds protocol detection; zero means 10s.
+	DetectTimeout time.Duration
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Validate reports the first missing or malformed setting.
+func (c *Config) Validate() error {
+	var errs []error
+	for _, f := range []struct{ name, v string }{
+		{"--control-addr", c.ControlAddr}, {"--outbound-addr", c.OutboundAddr}, {"--admin-addr", c.AdminAddr},
+	} {
+		if f.v == "" {
+			errs = append(errs, fmt.Errorf("proxy: %s is required", f.name))
+		} else if _, _, err := net.SplitHostPort(f.v); err != nil {
+			errs = append(errs, fmt.Errorf("proxy: %s %q is not host:port: %w", f.name, f.v, err))
+		}
+	}
+	if c.Namespace == "" {
+		errs = append(errs, errors.New("proxy: --namespace is required (short service names resolve in it)"))
+	}
+	return errors.Join(errs...)
+}
+
+// Proxy is a proxy whose listeners are bound.
+type Proxy struct {
+	cfg      Config
+	log      *slog.Logger
+	outLn    net.Listener
+	inLns    []net.Listener
+	adminLn  net.Listener
+	registry *metrics.Registry
+	ready    atomic.Bool
+}
+
+// Listen validates cfg and binds every listener, so that address conflicts
+// fail before anything runs.
+func Listen(cfg Config) (*Proxy, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	p := &Proxy{cfg: cfg, log: cfg.Logger.With("component", "proxy"), registry: metrics.NewRegistry()}
+	var lns []net.Listener
+	listen := func(what, addr string) (net.Listener, error) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return nil, fmt.Errorf("proxy: %s listener on %s: %w", what, addr, err)
+		}
+		lns = append(lns, ln)
+		return ln, nil
+	}
+	var err error
+	if p.outLn, err = listen("outbound", cfg.OutboundAddr); err != nil {
+		return nil, err
+	}
+	for _, in := range cfg.Inbound {
+		ln, err := listen("inbound", in.Listen)
+		if err != nil {
+			return nil, err
+		}
+		p.inLns = append(p.inLns, ln)
+	}
+	if p.adminLn, err = listen("admin", cfg.AdminAddr); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// OutboundAddr returns the bound outbound address.
+func (p *Proxy) OutboundAddr() string { return p.outLn.Addr().String() }
+
+// InboundAddrs returns the bound inbound addresses, in flag order.
+func (p *Proxy) InboundAddrs() []string {
+	out := make([]string, len(p.inLns))
+	for i, ln := range p.inLns {
+		out[i] = ln.Addr().String()
+	}
+	return out
+}
+
+// AdminAddr returns the bound admin address.
+func (p *Proxy) AdminAddr() string { return p.adminLn.Addr().String() }
+
+// Registry returns the proxy's metrics.
+func (p *Proxy) Registry() *metrics.Registry { return p.registry }
+
+// Run serves until ctx ends, then drains and returns. A failing listener
+// stops the whole proxy with its error.
+func (p *Proxy) Run(ctx context.Context) error {
+	cfg := p.cfg
+	cc, err := grpc.NewClient(cfg.ControlAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("proxy: control plane client for %s: %w", cfg.ControlAddr, err)
+	}
+	defer cc.Close()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	res := discovery.New(discovery.Config{
+		Client:    pb.NewDestinationClient(cc),
+		Namespace: cfg.Namespace,
+		Pod:       cfg.Pod,
+		Logger:    cfg.Logger,
+	})
+	pm := metrics.NewProxy(p.registry)
+	common := metrics.L("namespace", cfg.Namespace, "pod", cfg.Pod, "deployment", cfg.Deployment)
+	outLabels := metrics.L("direction", "outbound").Merge(common)
+	inLabels := metrics.L("direction", "inbound").Merge(common)
+
+	tr := outbound.NewTransport(outbound.TransportConfig{Resolver: res, Metrics: pm.HTTP(outLabels)})
+	defer tr.CloseIdleConnections()
+	out := outbound.NewServer(outbound.Config{
+		Transport:     tr,
+		TCP:           pm.TCP(outLabels.With("peer", "src")),
+		DetectTimeout: cfg.DetectTimeout,
+		ShutdownGrace: cfg.ShutdownGrace,
+		Logger:        cfg.Logger,
+	})
+	inHTTP := pm.HTTP(inLabels)
+	inTCP := pm.TCP(inLabels.With("peer", "src"))
+
+	var (
+		wg       sync.WaitGroup
+		errOnce  sync.Once
+		firstErr error
+	)
+	run := func(f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil {
+				errOnce.Do(func() { firstErr = err; cancel() })
+			}
+		}()
+	}
+	run(func() error { res.Run(ctx); return nil })
+	run(func() error { return out.Serve(ctx, p.outLn) })
+	for i, ln := range p.inLns {
+		in := inbound.NewServer(inbound.Config{
+			App:           cfg.Inbound[i].App,
+			HTTP:          inHTTP,
+			TCP:           inTCP,
+			DetectTimeout: cfg.DetectTimeout,
+			ShutdownGrace: cfg.ShutdownGrace,
+			Logger:        cfg.Logger,
+		})
+		run(func() error { return in.Serve(ctx, ln) })
+	}
+	run(func() error { return admin.Serve(ctx, p.adminLn, admin.Handler(p.registry, p.ready.Load)) })
+	p.ready.Store(true)
+	p.log.Info("proxy started", "outbound", p.OutboundAddr(), "inbound", p.InboundAddrs(), "admin", p.AdminAddr(),
+		"control", cfg.ControlAddr, "namespace", cfg.Namespace, "pod", cfg.Pod)
+	<-ctx.Done()
+	p.ready.Store(false)
+	wg.Wait()
+	p.log.Info("proxy stopped")
+	return firstErr
+}
