@@ -29,9 +29,9 @@ var (
 
 func init() {
 	register(&KindInfo{Kind: KindNamespace, Versions: []string{"v1"}, Plural: "namespaces", ShortNames: []string{"ns"},
-		New: func() Object { return &corev1.Namespace{} }})
+		New: func() Object { return &corev1.Namespace{} }, Validate: validateNamespace})
 	register(&KindInfo{Kind: KindService, Versions: []string{"v1"}, Plural: "services", ShortNames: []string{"svc"}, Namespaced: true,
-		New: func() Object { return &corev1.Service{} }})
+		New: func() Object { return &corev1.Service{} }, Validate: validateService})
 	register(&KindInfo{Kind: KindPod, Versions: []string{"v1"}, Plural: "pods", ShortNames: []string{"po"}, Namespaced: true,
 		New: func() Object { return &corev1.Pod{} }})
 	register(&KindInfo{Kind: KindSecret, Versions: []string{"v1"}, Plural: "secrets", Namespaced: true,
@@ -39,17 +39,17 @@ func init() {
 	register(&KindInfo{Kind: KindServiceAccount, Versions: []string{"v1"}, Plural: "serviceaccounts", ShortNames: []string{"sa"}, Namespaced: true,
 		New: func() Object { return &corev1.ServiceAccount{} }})
 	register(&KindInfo{Kind: KindDeployment, Versions: []string{"v1"}, Plural: "deployments", ShortNames: []string{"deploy"}, Namespaced: true,
-		New: func() Object { return &appsv1.Deployment{} }})
+		New: func() Object { return &appsv1.Deployment{} }, Validate: validateDeployment})
 	register(&KindInfo{Kind: KindEndpointSlice, Versions: []string{"v1"}, Plural: "endpointslices", Namespaced: true,
 		New: func() Object { return &discoveryv1.EndpointSlice{} }})
 	register(&KindInfo{Kind: KindHTTPRoute, Versions: []string{"v1", "v1beta1"}, Plural: "httproutes", Namespaced: true,
-		New: func() Object { return &gatewayv1.HTTPRoute{} }})
+		New: func() Object { return &gatewayv1.HTTPRoute{} }, Validate: validateHTTPRoute})
 	register(&KindInfo{Kind: KindPolicyHTTPRoute, Versions: []string{"v1beta3", "v1beta2", "v1beta1", "v1alpha1"}, Plural: "httproutes", Namespaced: true,
-		New: func() Object { return &gatewayv1.HTTPRoute{} }})
-	register(&KindInfo{Kind: KindGRPCRoute, Versions: []string{"v1"}, Plural: "grpcroutes", Namespaced: true,
-		New: func() Object { return &gatewayv1.GRPCRoute{} }})
-	register(&KindInfo{Kind: KindGateway, Versions: []string{"v1"}, Plural: "gateways", ShortNames: []string{"gtw"}, Namespaced: true,
-		New: func() Object { return &gatewayv1.Gateway{} }})
+		New: func() Object { return &gatewayv1.HTTPRoute{} }, Validate: validateHTTPRoute})
+	register(&KindInfo{Kind: KindGRPCRoute, Versions: []string{"v1", "v1alpha2"}, Plural: "grpcroutes", Namespaced: true,
+		New: func() Object { return &gatewayv1.GRPCRoute{} }, Validate: validateGRPCRoute})
+	register(&KindInfo{Kind: KindGateway, Versions: []string{"v1", "v1beta1"}, Plural: "gateways", ShortNames: []string{"gtw"}, Namespaced: true,
+		New: func() Object { return &gatewayv1.Gateway{} }, Validate: validateGateway})
 }
 
 // New returns an empty object of kind k with its TypeMeta set to the
