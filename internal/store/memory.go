@@ -127,8 +127,12 @@ func (m *Memory) Delete(_ context.Context, refs ...api.Ref) error {
 }
 
 // Replace swaps the whole content for objs, notifying watchers of the kinds
-// that changed. The local backend uses it after reading the state file.
+// that changed. The local backend uses it after reading the state file. The
+// store takes ownership of objs: the caller must not modify it afterwards.
 func (m *Memory) Replace(objs map[api.Ref][]byte) {
+	if objs == nil {
+		objs = map[api.Ref][]byte{} // a later Apply writes into it
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	changed := map[api.Kind]bool{}
