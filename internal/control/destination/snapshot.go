@@ -1,0 +1,358 @@
+package destination
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+
+	pb "github.com/linkerd/linkerd2-proxy-api/go/destination"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/weft-mesh/weft/internal/api"
+	"github.com/weft-mesh/weft/internal/store"
+)
+
+// Label and annotation names read from the store.
+const (
+	labelServiceName     = discoveryv1.LabelServiceName // "kubernetes.io/service-name"
+	labelPodTemplateHash = "pod-template-hash"
+	// annotationProxyVersion marks a meshed pod: its inbound speaks HTTP/2
+	// between proxies, so endpoints get protocol_hint h2.
+	annotationProxyVersion = "linkerd.io/proxy-version"
+	// annotationDeployment, when a Pod carries it (as label or annotation),
+	// names its Deployment outright, so nothing has to be guessed from the
+	// pod's name.
+	annotationDeployment = "weft.io/deployment"
+)
+
+// watchedKinds are the kinds a snapshot is built from.
+var watchedKinds = []api.Kind{api.KindService, api.KindEndpointSlice, api.KindPod, api.KindServiceProfile}
+
+// nsName keys namespaced objects.
+type nsName struct{ namespace, name string }
+
+// snapshot is an immutable index of everything Destination answers from,
+// built from one round of Lists. Once published it is never modified, so
+// any goroutine may read it without locks.
+type snapshot struct {
+	services map[nsName]*corev1.Service
+	// slices are the EndpointSlices of each Service (by the
+	// kubernetes.io/service-name label), sorted by slice name.
+	slices map[nsName][]*discoveryv1.EndpointSlice
+	pods   map[nsName]*corev1.Pod
+	// profiles are translated ServiceProfiles by (namespace, FQN name).
+	profiles map[nsName]*pb.DestinationProfile
+	// byAddr finds the pod endpoint behind an IP:port, for IP lookups.
+	byAddr map[netip.AddrPort]endpoint
+}
+
+// endpoint is one address of a resolved destination and what the proxy is
+// told about it. It is comparable so that translators can diff endpoint
+// sets cheaply; toWeightedAddr turns it into protobuf.
+type endpoint struct {
+	addr           netip.AddrPort
+	pod            string
+	namespace      string
+	serviceAccount string
+	ownerKind      string // "deployment", "statefulset", ... ("" if unknown)
+	ownerName      string
+	replicaSet     string
+	templateHash   string
+	meshed         bool // the pod runs a proxy: protocol_hint h2
+}
+
+// endpointSet is the resolution of a target at one snapshot.
+type endpointSet struct {
+	// exists is false when the target is not a known Service (or, for an
+	// IP, not a known pod endpoint).
+	exists bool
+	addrs  map[netip.AddrPort]endpoint
+	// labels are set-level metric labels (service, namespace).
+	labels map[string]string
+}
+
+// buildSnapshot lists the watched kinds and indexes them.
+func buildSnapshot(ctx context.Context, st store.Store, domain string, log *slog.Logger) (*snapshot, error) {
+	svcs, err := st.List(ctx, api.KindService, "")
+	if err != nil {
+		return nil, fmt.Errorf("destination: listing services: %w", err)
+	}
+	slices, err := st.List(ctx, api.KindEndpointSlice, "")
+	if err != nil {
+		return nil, fmt.Errorf("destination: listing endpoint slices: %w", err)
+	}
+	pods, err := st.List(ctx, api.KindPod, "")
+	if err != nil {
+		return nil, fmt.Errorf("destination: listing pods: %w", err)
+	}
+	sps, err := st.List(ctx, api.KindServiceProfile, "")
+	if err != nil {
+		return nil, fmt.Errorf("destination: listing service profiles: %w", err)
+	}
+	s := &snapshot{
+		services: make(map[nsName]*corev1.Service, len(svcs)),
+		slices:   make(map[nsName][]*discoveryv1.EndpointSlice, len(svcs)),
+		pods:     make(map[nsName]*corev1.Pod, len(pods)),
+		profiles: make(map[nsName]*pb.DestinationProfile, len(sps)),
+		byAddr:   map[netip.AddrPort]endpoint{},
+	}
+	for _, o := range svcs {
+		if svc, ok := o.(*corev1.Service); ok {
+			s.services[nsName{svc.Namespace, svc.Name}] = svc
+		}
+	}
+	for _, o := range pods {
+		if pod, ok := o.(*corev1.Pod); ok {
+			s.pods[nsName{pod.Namespace, pod.Name}] = pod
+		}
+	}
+	// List returns objects sorted by namespace then name, so each service's
+	// slices stay in a stable order.
+	for _, o := range slices {
+		es, ok := o.(*discoveryv1.EndpointSlice)
+		if !ok || !usableAddressType(es.AddressType) {
+			continue
+		}
+		if svc := es.Labels[labelServiceName]; svc != "" {
+			key := nsName{es.Namespace, svc}
+			s.slices[key] = append(s.slices[key], es)
+		}
+		s.indexAddrs(es)
+	}
+	for _, o := range sps {
+		sp, ok := o.(*api.ServiceProfile)
+		if !ok {
+			continue
+		}
+		p, err := translateProfile(sp, sp.Name)
+		if err != nil {
+			// Validation at apply time should make this unreachable; a bad
+			// profile must not take down discovery for everyone else.
+			log.Warn("ignoring invalid service profile", "namespace", sp.Namespace, "name", sp.Name, "err", err)
+			continue
+		}
+		s.profiles[nsName{sp.Namespace, sp.Name}] = p
+	}
+	return s, nil
+}
+
+func usableAddressType(t discoveryv1.AddressType) bool {
+	return t == discoveryv1.AddressTypeIPv4 || t == discoveryv1.AddressTypeIPv6
+}
+
+// indexAddrs records every address:port of a slice under byAddr, whether
+// ready or not: an IP lookup names one pod explicitly.
+func (s *snapshot) indexAddrs(es *discoveryv1.EndpointSlice) {
+	for i := range es.Endpoints {
+		ep := &es.Endpoints[i]
+		for _, a := range ep.Addresses {
+			ip, err := netip.ParseAddr(a)
+			if err != nil {
+				continue
+			}
+			for _, p := range es.Ports {
+				if p.Port == nil || *p.Port <= 0 || *p.Port > 65535 {
+					continue
+				}
+				ap := netip.AddrPortFrom(ip.Unmap(), uint16(*p.Port))
+				if _, dup := s.byAddr[ap]; !dup {
+					s.byAddr[ap] = s.endpointFor(ap, es.Namespace, ep.TargetRef)
+				}
+			}
+		}
+	}
+}
+
+// resolve returns the endpoints of a target at this snapshot.
+func (s *snapshot) resolve(t target) endpointSet {
+	switch t.kind {
+	case targetService:
+		return s.serviceEndpoints(t)
+	case targetIP:
+		ep, ok := s.byAddr[t.ip]
+		if !ok {
+			return endpointSet{}
+		}
+		return endpointSet{exists: true, addrs: map[netip.AddrPort]endpoint{t.ip: ep}}
+	}
+	return endpointSet{}
+}
+
+// serviceEndpoints resolves a Service port as Kubernetes does: the Service
+// port numbered t.port gives a port name, and each EndpointSlice of the
+// Service carries the pod-side port under that same name ("" for a single
+// unnamed port). Only ready endpoints are returned.
+func (s *snapshot) serviceEndpoints(t target) endpointSet {
+	key := nsName{t.namespace, t.name}
+	svc, ok := s.services[key]
+	if !ok {
+		return endpointSet{}
+	}
+	set := endpointSet{
+		exists: true,
+		addrs:  map[netip.AddrPort]endpoint{},
+		labels: map[string]string{"service": t.name, "namespace": t.namespace},
+	}
+	var sp *corev1.ServicePort
+	for i := range svc.Spec.Ports {
+		if uint32(svc.Spec.Ports[i].Port) == t.port {
+			sp = &svc.Spec.Ports[i]
+			break
+		}
+	}
+	if sp == nil {
+		// Nothing listens on a port the Service does not declare.
+		return set
+	}
+	for _, es := range s.slices[key] {
+		port, ok := slicePort(es, sp)
+		if !ok {
+			continue
+		}
+		for i := range es.Endpoints {
+			ep := &es.Endpoints[i]
+			// A nil ready condition means ready (discovery/v1 semantics).
+			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
+				continue
+			}
+			for _, a := range ep.Addresses {
+				ip, err := netip.ParseAddr(a)
+				if err != nil {
+					continue
+				}
+				ap := netip.AddrPortFrom(ip.Unmap(), port)
+				if _, dup := set.addrs[ap]; !dup {
+					set.addrs[ap] = s.endpointFor(ap, es.Namespace, ep.TargetRef)
+				}
+			}
+		}
+	}
+	return set
+}
+
+// slicePort finds the slice's port for Service port sp: the one with the
+// same name. A slice port with no number means "all ports" in discovery/v1,
+// so the Service's numeric targetPort (else its port) applies.
+func slicePort(es *discoveryv1.EndpointSlice, sp *corev1.ServicePort) (uint16, bool) {
+	for _, p := range es.Ports {
+		name := ""
+		if p.Name != nil {
+			name = *p.Name
+		}
+		if name != sp.Name {
+			continue
+		}
+		if p.Port != nil {
+			if *p.Port <= 0 || *p.Port > 65535 {
+				return 0, false
+			}
+			return uint16(*p.Port), true
+		}
+		if sp.TargetPort.Type == intstr.Int && sp.TargetPort.IntVal > 0 && sp.TargetPort.IntVal <= 65535 {
+			return uint16(sp.TargetPort.IntVal), true
+		}
+		return uint16(sp.Port), true
+	}
+	return 0, false
+}
+
+// endpointFor describes the endpoint at ap, with what is known of the pod
+// that ref names (nothing but the namespace if it is not a known Pod).
+func (s *snapshot) endpointFor(ap netip.AddrPort, namespace string, ref *corev1.ObjectReference) endpoint {
+	ep := endpoint{addr: ap, namespace: namespace}
+	if ref == nil || (ref.Kind != "" && ref.Kind != "Pod") {
+		return ep
+	}
+	if ref.Namespace != "" {
+		ep.namespace = ref.Namespace
+	}
+	ep.pod = ref.Name
+	pod, ok := s.pods[nsName{ep.namespace, ref.Name}]
+	if !ok {
+		return ep
+	}
+	ep.serviceAccount = pod.Spec.ServiceAccountName
+	if ep.serviceAccount == "" {
+		ep.serviceAccount = "default"
+	}
+	ep.meshed = pod.Annotations[annotationProxyVersion] != ""
+	ep.templateHash = pod.Labels[labelPodTemplateHash]
+	ep.ownerKind, ep.ownerName, ep.replicaSet = podOwner(pod)
+	return ep
+}
+
+// podOwner names the workload that owns a pod, as the metric label key
+// ("deployment", "statefulset", ...) and value, plus its ReplicaSet. It
+// prefers the controller owner reference, then an explicit
+// weft.io/deployment label or annotation, and last strips the
+// "-<pod-template-hash>-<suffix>" a Deployment's pods are named with.
+func podOwner(pod *corev1.Pod) (kind, name, replicaSet string) {
+	hash := pod.Labels[labelPodTemplateHash]
+	for _, ref := range pod.OwnerReferences {
+		if ref.Controller == nil || !*ref.Controller {
+			continue
+		}
+		switch ref.Kind {
+		case "ReplicaSet":
+			if hash != "" && strings.HasSuffix(ref.Name, "-"+hash) {
+				return "deployment", strings.TrimSuffix(ref.Name, "-"+hash), ref.Name
+			}
+			return "replicaset", ref.Name, ref.Name
+		default:
+			return strings.ToLower(ref.Kind), ref.Name, ""
+		}
+	}
+	dep := pod.Labels[annotationDeployment]
+	if dep == "" {
+		dep = pod.Annotations[annotationDeployment]
+	}
+	if dep != "" {
+		rs := ""
+		if hash != "" {
+			rs = dep + "-" + hash
+		}
+		return "deployment", dep, rs
+	}
+	if hash != "" {
+		if i := strings.LastIndex(pod.Name, "-"+hash+"-"); i > 0 {
+			dep := pod.Name[:i]
+			return "deployment", dep, dep + "-" + hash
+		}
+	}
+	return "", "", ""
+}
+
+// profileFor returns the profile for a target: for a Service, the
+// ServiceProfile named after its FQN in the caller's namespace (a client-side
+// override, as in Linkerd) or else in the Service's namespace, else the
+// default profile; for an IP, a profile carrying that endpoint; for anything
+// else, an empty profile, which tells the proxy there is no logical service.
+func (s *snapshot) profileFor(t target, callerNS, domain string) *pb.DestinationProfile {
+	switch t.kind {
+	case targetService:
+		if _, ok := s.services[nsName{t.namespace, t.name}]; !ok {
+			return &pb.DestinationProfile{}
+		}
+		fqn := t.fqn(domain)
+		if callerNS != "" {
+			if p, ok := s.profiles[nsName{callerNS, fqn}]; ok {
+				return p
+			}
+		}
+		if p, ok := s.profiles[nsName{t.namespace, fqn}]; ok {
+			return p
+		}
+		return defaultProfile(fqn)
+	case targetIP:
+		ep, ok := s.byAddr[t.ip]
+		if !ok {
+			ep = endpoint{addr: t.ip}
+		}
+		return &pb.DestinationProfile{RetryBudget: defaultRetryBudget(), Endpoint: toWeightedAddr(ep)}
+	}
+	return &pb.DestinationProfile{}
+}
