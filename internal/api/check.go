@@ -183,6 +183,15 @@ func (c *schemaChecker) checkNumber(path string, v *jsonValue, parse func(string
 }
 
 func (c *schemaChecker) mismatch(path string, v *jsonValue, want string) {
+	if want == "string" && (v.kind == jsonNumber || v.kind == jsonBool) {
+		// YAML reads 80, 1.5 and yes unquoted as a number or a boolean.
+		lit := v.s
+		if v.kind == jsonBool {
+			lit = strconv.FormatBool(v.b)
+		}
+		c.add(path, true, "want string, got %s (quote it in YAML: %q)", v.brief(), lit)
+		return
+	}
 	c.add(path, true, "want %s, got %s", want, v.brief())
 }
 
