@@ -1,6 +1,142 @@
 package cli
 
-import "github.com/spf13/cobra"
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
 
-// PLACEHOLDER: replaced by the real commands.
-func newCmdIngress(g *Globals) *cobra.Command { return &cobra.Command{Use: "ingress", Hidden: true} }
+	"github.com/spf13/cobra"
+
+	"github.com/weft-mesh/weft/internal/ingress"
+	"github.com/weft-mesh/weft/internal/store/local"
+)
+
+// ingressOptions are the flags of 'weft ingress'.
+type ingressOptions struct {
+	address      string
+	portMap      []string
+	proxy        string
+	adminAddr    string
+	namespace    string
+	ambassadorID string
+	drainTimeout time.Duration
+	logLevel     string
+}
+
+func newCmdIngress(g *Globals) *cobra.Command {
+	o := ingressOptions{
+		address:      "127.0.0.1",
+		adminAddr:    "127.0.0.1:8877",
+		namespace:    "weft",
+		ambassadorID: "default",
+		drainTimeout: ingress.DefaultDrainTimeout,
+		logLevel:     "info",
+	}
+	cmd := &cobra.Command{
+		Use:   "ingress",
+		Short: "Run the ingress gateway (normally started by 'weft up')",
+		Long: `Run weft's ingress gateway: it serves the Emissary resources in the local
+store (getambassador.io/v3alpha1 Listener, Host and Mapping) and follows
+changes live, without dropping requests in flight.
+
+Each Listener's port is bound on --address; --port-map moves one elsewhere.
+Requests go to services through the ingress's own sidecar at --proxy (as
+http://name.namespace.svc.cluster.local:port), so they ride the mesh. Without
+--proxy, upstreams are dialed directly, which only works for IP addresses
+and resolvable names.
+
+The responses the ingress makes itself are Envoy's: 404 when no Mapping
+matches, 503 "no healthy upstream" when a service has no endpoints, 503
+"upstream connect error ..." when a connection fails and 504 "upstream
+request timeout" when timeout_ms (default 3000, 0 for none) runs out.
+
+The admin server at --admin-addr serves /ready, /live, /metrics and /routes.`,
+		Example: `  weft ingress --proxy http://127.0.0.1:4140 --admin-addr 127.0.0.1:8877
+  weft ingress --port-map 8080=18080 --port-map 8443=18443`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+				return &ExitError{Code: 2, Err: fmt.Errorf("ingress: --log-level: %w", err)}
+			}
+			log := slog.New(slog.NewTextHandler(g.Err, &slog.HandlerOptions{Level: level}))
+			portMap := map[int32]int{}
+			for _, s := range o.portMap {
+				l, p, err := ingress.ParsePortMap(s)
+				if err != nil {
+					return &ExitError{Code: 2, Err: err}
+				}
+				portMap[l] = p
+			}
+			if net.ParseIP(o.address) == nil && o.address != "localhost" {
+				return &ExitError{Code: 2, Err: fmt.Errorf("ingress: --address %q: want an IP address such as 127.0.0.1", o.address)}
+			}
+			transport, err := upstreamTransport(o.proxy)
+			if err != nil {
+				return &ExitError{Code: 2, Err: err}
+			}
+			dir := g.StateDirOrDefault()
+			st, err := local.OpenWithOptions(dir, local.Options{Logger: log})
+			if err != nil {
+				return fmt.Errorf("ingress: opening the state directory %s: %w", dir, err)
+			}
+			defer st.Close()
+			in, err := ingress.New(ingress.Config{
+				Store:        st,
+				Transport:    transport,
+				Address:      o.address,
+				PortMap:      portMap,
+				AdminAddr:    o.adminAddr,
+				AmbassadorID: o.ambassadorID,
+				Namespace:    o.namespace,
+				DrainTimeout: o.drainTimeout,
+				Logger:       log,
+			})
+			if err != nil {
+				return err
+			}
+			log.Info("ingress: starting", "state-dir", dir, "proxy", o.proxy, "admin", o.adminAddr)
+			return in.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.address, "address", o.address, "IP address every Listener binds on")
+	f.StringArrayVar(&o.portMap, "port-map", nil, "serve the Listener with spec.port LISTENER on local port LOCAL, as LISTENER=LOCAL (repeatable; LOCAL 0 picks a free port)")
+	f.StringVar(&o.proxy, "proxy", "", "the ingress's sidecar outbound proxy, http://HOST:PORT; upstream requests go through it (default: dial directly)")
+	f.StringVar(&o.adminAddr, "admin-addr", o.adminAddr, "address of the admin server (/ready, /live, /metrics, /routes); empty disables it")
+	f.StringVar(&o.namespace, "namespace", o.namespace, "namespace the ingress runs in; objects without a namespace are read as in it")
+	f.StringVar(&o.ambassadorID, "ambassador-id", o.ambassadorID, "serve only objects whose ambassador_id lists this id (or that have none)")
+	f.DurationVar(&o.drainTimeout, "drain-timeout", o.drainTimeout, "how long shutdown waits for requests in flight")
+	f.StringVar(&o.logLevel, "log-level", o.logLevel, "debug, info, warn or error")
+	return cmd
+}
+
+// upstreamTransport builds the RoundTripper toward services: through the
+// sidecar at proxyURL (absolute-form HTTP requests, CONNECT for https
+// upstreams) or, without one, dialing directly.
+func upstreamTransport(proxyURL string) (http.RoundTripper, error) {
+	t := &http.Transport{
+		DialContext: (&net.Dialer{
+			Timeout:   3 * time.Second, // Emissary's connect_timeout_ms default
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		// A proxy passes the client's Accept-Encoding through; it must not
+		// add its own and decompress behind the client's back.
+		DisableCompression: true,
+	}
+	if proxyURL != "" {
+		u, err := url.Parse(proxyURL)
+		if err != nil || u.Scheme != "http" || u.Host == "" {
+			return nil, fmt.Errorf("ingress: --proxy %q: want http://HOST:PORT", proxyURL)
+		}
+		t.Proxy = http.ProxyURL(u)
+	}
+	return t, nil
+}
