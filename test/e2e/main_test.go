@@ -1,0 +1,208 @@
+// Package e2e runs whole local meshes: it builds the weft binary and a test
+// workload once, starts 'weft up' in a temporary state directory on free
+// ports, and drives it only through the CLI and the workloads' own ports,
+// as a user would.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weft-mesh/weft/internal/local"
+)
+
+var (
+	weftBin     string
+	workloadBin string
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "weft-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	weftBin = filepath.Join(dir, "weft")
+	workloadBin = filepath.Join(dir, "workload")
+	_, here, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(here), "..", "..")
+	for _, b := range []struct{ out, pkg string }{{weftBin, "./cmd/weft"}, {workloadBin, "./test/e2e/workload"}} {
+		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", b.pkg, err, out)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// freeAddr returns a loopback address nothing listens on now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// mesh is one running 'weft up'.
+type mesh struct {
+	t           *testing.T
+	dir         string
+	controlAddr string
+	cmd         *exec.Cmd
+	out         *bytes.Buffer
+	exited      chan struct{}
+}
+
+// weft runs a weft CLI command against the mesh's state directory.
+func (m *mesh) weft(args ...string) (string, int) {
+	return runWeft(m.t, m.dir, args...)
+}
+
+func runWeft(t *testing.T, dir string, args ...string) (string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, weftBin, append([]string{"--state-dir", dir}, args...)...)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			t.Fatalf("weft %s: %v", strings.Join(args, " "), err)
+		}
+		code = ee.ExitCode()
+	}
+	return string(out), code
+}
+
+// startMesh runs 'weft up -f manifest' in the background.
+func startMesh(t *testing.T, manifest string) *mesh {
+	t.Helper()
+	m := &mesh{t: t, dir: t.TempDir(), controlAddr: freeAddr(t), out: &bytes.Buffer{}, exited: make(chan struct{})}
+	f := filepath.Join(t.TempDir(), "app.yaml")
+	if err := os.WriteFile(f, []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m.cmd = exec.Command(weftBin, "--state-dir", m.dir, "up", "-f", f, "--control-addr", m.controlAddr, "--drain-delay", "2s")
+	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
+	if err := m.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { m.cmd.Wait(); close(m.exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-m.exited:
+		default:
+			m.cmd.Process.Signal(os.Interrupt)
+			select {
+			case <-m.exited:
+			case <-time.After(30 * time.Second):
+				m.cmd.Process.Kill()
+				<-m.exited
+			}
+		}
+		if t.Failed() {
+			t.Logf("weft up output:\n%s", m.out.String())
+			dumpLogs(t, m.dir)
+		}
+	})
+	return m
+}
+
+func dumpLogs(t *testing.T, dir string) {
+	filepath.Walk(filepath.Join(dir, local.LogDir), func(p string, fi os.FileInfo, err error) error {
+		if err != nil || fi.IsDir() {
+			return nil
+		}
+		b, _ := os.ReadFile(p)
+		if len(b) > 3000 {
+			b = b[len(b)-3000:]
+		}
+		t.Logf("--- %s (tail):\n%s", p, b)
+		return nil
+	})
+}
+
+// status returns 'weft status -o json'.
+func (m *mesh) status() (*local.Mesh, error) {
+	out, code := m.weft("status", "-o", "json")
+	if code != 0 {
+		return nil, fmt.Errorf("weft status: exit %d: %s", code, out)
+	}
+	var st local.Mesh
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		return nil, fmt.Errorf("weft status -o json: %v: %s", err, out)
+	}
+	return &st, nil
+}
+
+// replicas returns the live (not stopping) replicas of a Deployment.
+func replicas(st *local.Mesh, ns, deploy string) []local.Component {
+	var out []local.Component
+	for _, c := range st.Components {
+		if c.Kind == "Deployment" && c.Namespace == ns && c.Owner == deploy && !c.Terminated {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// eventually polls cond until it returns nil or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
+		}
+		time.Sleep(100 * time.Millisecond) // polling interval, not a wait for a condition
+	}
+}
+
+// waitSettled waits until every component is ready, nothing is stopping,
+// and each Deployment has want[name] replicas.
+func (m *mesh) waitSettled(ns string, want map[string]int, timeout time.Duration) *local.Mesh {
+	m.t.Helper()
+	var st *local.Mesh
+	eventually(m.t, timeout, fmt.Sprintf("a settled mesh with %v", want), func() error {
+		var err error
+		st, err = m.status()
+		if err != nil {
+			return err
+		}
+		for _, c := range st.Components {
+			if !c.Ready || c.Terminated {
+				return fmt.Errorf("%s/%s ready=%v stopping=%v", c.Namespace, c.Name, c.Ready, c.Terminated)
+			}
+		}
+		for d, n := range want {
+			if got := len(replicas(st, ns, d)); got != n {
+				return fmt.Errorf("deploy/%s has %d replicas, want %d", d, got, n)
+			}
+		}
+		return nil
+	})
+	return st
+}
