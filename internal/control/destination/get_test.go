@@ -348,3 +348,23 @@ func TestRecvAfterEOFIsClean(t *testing.T) {
 	}
 	expect(t, s, wantAdd(smileySet, wantAddr("127.0.0.1:41001", smileyLabels, true)))
 }
+
+func TestGetIPv6Endpoints(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	es := endpointSlice("ns", "web", "web-1", "fd00::1:2", true, named("http", 8080))
+	es.AddressType = "IPv6"
+	h.apply(t, service("ns", "web", svcPort{name: "http", port: 80}), es)
+	got, err := h.get(t, "web.ns", "").Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs := got.GetAdd().GetAddrs()
+	if len(addrs) != 1 {
+		t.Fatalf("Recv() = %v, want one address", got)
+	}
+	v6 := addrs[0].GetAddr().GetIp().GetIpv6()
+	// fd00:0000:0000:0000 : 0000:0000:0001:0002, big-endian hextets.
+	if v6.GetFirst() != 0xfd00_0000_0000_0000 || v6.GetLast() != 0x0000_0000_0001_0002 || addrs[0].GetAddr().GetPort() != 8080 {
+		t.Errorf("address = %v, want [fd00::1:2]:8080", addrs[0].GetAddr())
+	}
+}
