@@ -36,8 +36,9 @@ var watchedKinds = []api.Kind{api.KindService, api.KindEndpointSlice, api.KindPo
 type nsName struct{ namespace, name string }
 
 // snapshot is an immutable index of everything Destination answers from,
-// built from one round of Lists. Once published it is never modified, so
-// any goroutine may read it without locks.
+// built from one round of Lists. Once published its indexes are never
+// modified, so any goroutine may read them without locks (resolve's memo is
+// the exception; see resolved).
 type snapshot struct {
 	services map[nsName]*corev1.Service
 	// slices are the EndpointSlices of each Service (by the
@@ -48,6 +49,12 @@ type snapshot struct {
 	profiles map[nsName]*pb.DestinationProfile
 	// byAddr finds the pod endpoint behind an IP:port, for IP lookups.
 	byAddr map[netip.AddrPort]endpoint
+
+	// resolved memoizes resolve, so that many streams for one target cost
+	// one resolution per snapshot. It is the one mutable part: guarded by
+	// the publisher's lock, under which all listener updates run. The
+	// endpointSets it holds are shared and never modified.
+	resolved map[target]endpointSet
 }
 
 // endpoint is one address of a resolved destination and what the proxy is
@@ -99,6 +106,7 @@ func buildSnapshot(ctx context.Context, st store.Store, domain string, log *slog
 		pods:     make(map[nsName]*corev1.Pod, len(pods)),
 		profiles: make(map[nsName]*pb.DestinationProfile, len(sps)),
 		byAddr:   map[netip.AddrPort]endpoint{},
+		resolved: map[target]endpointSet{},
 	}
 	for _, o := range svcs {
 		if svc, ok := o.(*corev1.Service); ok {
@@ -167,8 +175,18 @@ func (s *snapshot) indexAddrs(es *discoveryv1.EndpointSlice) {
 	}
 }
 
-// resolve returns the endpoints of a target at this snapshot.
+// resolve returns the endpoints of a target at this snapshot. Callers hold
+// the publisher's lock and must not modify the result.
 func (s *snapshot) resolve(t target) endpointSet {
+	if set, ok := s.resolved[t]; ok {
+		return set
+	}
+	set := s.resolveUncached(t)
+	s.resolved[t] = set
+	return set
+}
+
+func (s *snapshot) resolveUncached(t target) endpointSet {
 	switch t.kind {
 	case targetService:
 		return s.serviceEndpoints(t)
