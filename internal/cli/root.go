@@ -75,6 +75,9 @@ Start with 'weft demo' to run the Faces demo application on a local mesh.`,
 		newCmdDelete(g),
 		newCmdGet(g),
 		newCmdAPIResources(g),
+		// Identity and health.
+		newCmdIdentity(g),
+		newCmdCheck(g),
 		// The local mesh.
 		newCmdUp(g),
 		newCmdDemo(g),
