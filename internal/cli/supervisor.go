@@ -23,7 +23,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/weft-mesh/weft/internal/api"
+	"github.com/weft-mesh/weft/internal/ingress"
 	"github.com/weft-mesh/weft/internal/local"
+	"github.com/weft-mesh/weft/internal/store"
 	localstore "github.com/weft-mesh/weft/internal/store/local"
 )
 
@@ -44,6 +46,7 @@ func newCmdUp(g *Globals) *cobra.Command {
 		drain       time.Duration
 		detach      bool
 		ingressArgs []string
+		portMaps    []string
 	)
 	cmd := &cobra.Command{
 		Use:   "up [-f FILE|DIR]...",
@@ -77,18 +80,24 @@ declared containerPort is rewritten to that port's local port.`,
 			if detach {
 				return upDetached(cmd.Context(), g, dir)
 			}
-			return runUp(cmd.Context(), g, dir, files, controlAddr, drain, ingressArgs)
+			return runUp(cmd.Context(), g, dir, files, controlAddr, drain, portMaps, ingressArgs)
 		},
 	}
 	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "manifest file or directory (*.yaml, *.yml, *.json) to apply before starting; repeatable")
 	cmd.Flags().StringVar(&controlAddr, "control-addr", "127.0.0.1:8086", "control plane gRPC address")
 	cmd.Flags().DurationVar(&drain, "drain-delay", 2*time.Second, "how long a stopping replica keeps serving after it left the endpoints")
 	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "run in the background; return once the mesh is ready")
+	cmd.Flags().StringArrayVar(&portMaps, "ingress-port-map", nil, "serve the Emissary Listener with spec.port LISTENER on local port LOCAL, as LISTENER=LOCAL (repeatable; LOCAL 0 picks a free port)")
 	cmd.Flags().StringArrayVar(&ingressArgs, "ingress-arg", nil, "extra argument for 'weft ingress' (repeatable)")
 	return cmd
 }
 
-func runUp(ctx context.Context, g *Globals, dir string, files []string, controlAddr string, drain time.Duration, ingressArgs []string) error {
+func runUp(ctx context.Context, g *Globals, dir string, files []string, controlAddr string, drain time.Duration, portMaps, ingressArgs []string) error {
+	for _, pm := range portMaps {
+		if _, _, err := ingress.ParsePortMap(pm); err != nil {
+			return &ExitError{Code: 2, Err: fmt.Errorf("up: --ingress-port-map: %w", err)}
+		}
+	}
 	lock, err := local.AcquireLock(dir)
 	if err != nil {
 		return &ExitError{Code: 2, Err: err}
@@ -117,6 +126,14 @@ func runUp(ctx context.Context, g *Globals, dir string, files []string, controlA
 		}
 		fmt.Fprintf(g.Out, "applied %d object(s)\n", len(objs))
 	}
+	for _, port := range listenerPorts(ctx, st, portMaps) {
+		if port == 0 {
+			continue // the ingress picks a free one
+		}
+		if err := local.CheckFree(fmt.Sprintf("127.0.0.1:%d", port), "--ingress-port-map LISTENER=LOCAL"); err != nil {
+			return &ExitError{Code: 2, Err: fmt.Errorf("up: an Emissary Listener needs port %d: %w", port, err)}
+		}
+	}
 	sup := local.New(local.Config{
 		StateDir:     dir,
 		Store:        st,
@@ -124,17 +141,49 @@ func runUp(ctx context.Context, g *Globals, dir string, files []string, controlA
 		ControlAddr:  controlAddr,
 		ProxyVersion: VersionString(),
 		DrainDelay:   drain,
-		Ingress:      ingressConfig(dir, ingressArgs),
+		Ingress:      ingressConfig(portMaps, ingressArgs),
 		Logger:       logger,
 	})
 	fmt.Fprintf(g.Out, "mesh starting (state dir %s, control plane %s); stop with Ctrl-C or 'weft down'\n", dir, controlAddr)
 	return sup.Run(ctx)
 }
 
-// ingressConfig returns the ingress system workload's settings, or nil when
-// this binary has no ingress yet.
-func ingressConfig(dir string, extra []string) *local.IngressConfig {
-	return nil
+// ingressConfig returns the settings of the ingress system workload: it runs
+// while the store holds Emissary Listeners.
+func ingressConfig(portMaps, extra []string) *local.IngressConfig {
+	var args []string
+	for _, pm := range portMaps {
+		args = append(args, "--port-map", pm)
+	}
+	return &local.IngressConfig{
+		Args:       append(args, extra...),
+		Enabled:    func(ctx context.Context, st store.Store) bool { return len(listenerPorts(ctx, st, nil)) > 0 },
+		WatchKinds: []api.Kind{api.KindListener},
+	}
+}
+
+// listenerPorts returns the local ports the ingress will bind for the
+// store's Listeners, after --ingress-port-map.
+func listenerPorts(ctx context.Context, st store.Store, portMaps []string) []int {
+	objs, err := st.List(ctx, api.KindListener, "")
+	if err != nil {
+		return nil
+	}
+	moved := map[int32]int{}
+	for _, pm := range portMaps {
+		if l, p, err := ingress.ParsePortMap(pm); err == nil {
+			moved[l] = p
+		}
+	}
+	var out []int
+	for _, o := range objs {
+		port := int(o.(*api.Listener).Spec.Port)
+		if p, ok := moved[int32(port)]; ok {
+			port = p
+		}
+		out = append(out, port)
+	}
+	return out
 }
 
 // readManifests decodes every -f file and checks that Deployments can run

@@ -87,7 +87,7 @@ func (l envList) Strings() []string {
 // PodInfo is what a container's environment may refer to about its pod.
 type PodInfo struct {
 	Name, Namespace, ServiceAccount string
-	Labels, Annotations              map[string]string
+	Labels, Annotations             map[string]string
 }
 
 // SecretLookup returns one key of a Secret, for env valueFrom.secretKeyRef.

@@ -17,6 +17,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/weft-mesh/weft/internal/api"
 	"github.com/weft-mesh/weft/internal/store"
@@ -114,12 +115,14 @@ func (s *Supervisor) baseEnv() []string {
 	var out []string
 	for _, kv := range os.Environ() {
 		switch name, _, _ := cut(kv); name {
-		case "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "ALL_PROXY", "all_proxy":
+		case "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "ALL_PROXY", "all_proxy", "WEFT_STATE_DIR":
 			continue
 		}
 		out = append(out, kv)
 	}
-	return out
+	// A child that is itself weft (ingress, a 'weft' command) finds the
+	// mesh's state directory without being told.
+	return append(out, "WEFT_STATE_DIR="+s.cfg.StateDir)
 }
 
 func cut(kv string) (string, string, bool) {
@@ -272,7 +275,7 @@ func (s *Supervisor) desiredDeployments(ctx context.Context) (map[string]*appsv1
 		kinds[d.Namespace+"/"+d.Name] = "Deployment"
 	}
 	if in := s.cfg.Ingress; in != nil && in.Enabled(ctx, s.cfg.Store) {
-		d := ingressDeployment(in.Args)
+		d := ingressDeployment(s.cfg.StateDir, in.Args)
 		out[d.Namespace+"/"+d.Name] = d
 		kinds[d.Namespace+"/"+d.Name] = "ingress"
 	}
@@ -285,18 +288,33 @@ const (
 	IngressName      = "weft-ingress"
 )
 
-func ingressDeployment(args []string) *appsv1.Deployment {
+// ingressAdminPort is the containerPort the ingress workload declares for
+// its admin server; like any declared port it gets a free local port, which
+// the ingress learns through $(PORT).
+const ingressAdminPort = 8877
+
+// ingressDeployment is the ingress system workload: 'weft ingress' with a
+// sidecar like any workload, so that its upstream requests ride the mesh
+// ($(HTTP_PROXY) is its sidecar's outbound address).
+func ingressDeployment(stateDir string, args []string) *appsv1.Deployment {
 	d := api.New(api.KindDeployment).(*appsv1.Deployment)
 	d.Namespace, d.Name = IngressNamespace, IngressName
 	one := int32(1)
 	d.Spec.Replicas = &one
-	labels := map[string]string{"app": IngressName}
-	d.Spec.Selector = nil
-	d.Spec.Template.Labels = labels
+	d.Spec.Template.Labels = map[string]string{"app": IngressName}
 	d.Spec.Template.Spec.ServiceAccountName = IngressName
+	cmd := []string{"weft", "--state-dir", stateDir, "ingress",
+		"--proxy", "$(HTTP_PROXY)",
+		"--admin-addr", "127.0.0.1:$(PORT)",
+		"--namespace", IngressNamespace,
+	}
 	d.Spec.Template.Spec.Containers = []corev1.Container{{
 		Name:    "ingress",
-		Command: append([]string{"weft", "ingress"}, args...),
+		Command: append(cmd, args...),
+		Ports:   []corev1.ContainerPort{{Name: "admin", ContainerPort: ingressAdminPort}},
+		ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{
+			HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromString("admin")},
+		}},
 	}}
 	return d
 }
