@@ -1,10 +1,14 @@
 package faces
 
 import (
+	"context"
 	"encoding/json"
+	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -285,5 +289,64 @@ func TestNewRejectsBadRole(t *testing.T) {
 	}
 	if _, err := New(Config{Role: RoleGUI, DataPath: t.TempDir() + "/missing"}, Options{}); err == nil {
 		t.Fatal("New with a missing DATA_PATH succeeded")
+	}
+}
+
+func TestServeDrainsInFlightRequests(t *testing.T) {
+	inFlight := make(chan struct{})
+	release := make(chan struct{})
+	sleep := func(ctx context.Context, d time.Duration) error {
+		close(inFlight)
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	srv := newServer(t, Config{Role: RoleSmiley, Smiley: Smileys["Grinning"], DelayBuckets: []int{1000}}, Options{Sleep: sleep})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, ln) }()
+
+	got := make(chan reply, 1)
+	go func() {
+		// Not get(): t.Fatal must not run outside the test's goroutine.
+		resp, err := http.Get("http://" + ln.Addr().String() + "/")
+		if err != nil {
+			got <- reply{body: err.Error()}
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		got <- reply{status: resp.StatusCode, body: string(b)}
+	}()
+	<-inFlight
+	cancel() // shut down while the request sleeps in its delay bucket
+	// New connections are refused once shutdown has begun...
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("listener still accepting after shutdown began")
+		}
+		runtime.Gosched()
+	}
+	// ...but the request in flight is answered in full.
+	close(release)
+	r := <-got
+	if r.status != 200 || !strings.Contains(r.body, `"smiley":"&#x1F603;"`) {
+		t.Errorf("in-flight reply = %d %q, want the full 200", r.status, r.body)
+	}
+	if err := <-served; err != nil {
+		t.Errorf("Serve = %v, want nil after a clean drain", err)
 	}
 }
