@@ -88,6 +88,10 @@ func TestDecodeValidManifests(t *testing.T) {
 	if rl.Spec.Total.RequestsPerSecond != 100 || rl.Spec.Overrides[0].ClientRefs[0].Name != "face" {
 		t.Errorf("ratelimit decoded wrong: %+v", rl.Spec)
 	}
+	sp := objs[22].(*ServiceProfile)
+	if sp.Spec.DstOverrides[0].Weight != "1" || sp.Spec.DstOverrides[1].Weight != "500m" {
+		t.Errorf("profile weights = %q, %q; want 1, 500m", sp.Spec.DstOverrides[0].Weight, sp.Spec.DstOverrides[1].Weight)
+	}
 	ts1, ts2 := objs[23].(*TrafficSplit), objs[24].(*TrafficSplit)
 	if ts1.Spec.Backends[0].WeightMilli() != 90000 || ts2.Spec.Backends[0].WeightMilli() != 500 {
 		t.Errorf("traffic split weights = %d, %d; want 90000, 500", ts1.Spec.Backends[0].WeightMilli(), ts2.Spec.Backends[0].WeightMilli())
@@ -295,6 +299,11 @@ func TestDecodeInvalid(t *testing.T) {
 		{"ew bad ip", "apiVersion: workload.linkerd.io/v1beta1\nkind: ExternalWorkload\nmetadata: {name: w}\nspec:\n  meshTLS: {identity: spiffe://x/y, serverName: vm.local}\n  workloadIPs: [{ip: 10.0.0.300}]\n", "spec.workloadIPs[0].ip", "invalid IP address"},
 		{"ew protocol", "apiVersion: workload.linkerd.io/v1beta1\nkind: ExternalWorkload\nmetadata: {name: w}\nspec:\n  meshTLS: {identity: spiffe://x/y, serverName: vm.local}\n  workloadIPs: [{ip: 10.0.0.1}]\n  ports: [{port: 80, protocol: SCTP}]\n", "spec.ports[0].protocol", "use TCP or UDP"},
 		{"ew condition time", "apiVersion: workload.linkerd.io/v1beta1\nkind: ExternalWorkload\nmetadata: {name: w}\nspec:\n  meshTLS: {identity: spiffe://x/y, serverName: vm.local}\n  workloadIPs: [{ip: 10.0.0.1}]\nstatus:\n  conditions: [{type: Ready, status: \"True\", lastProbeTime: yesterday}]\n", "status.conditions[0].lastProbeTime", "invalid value"},
+		{"profile weight", "apiVersion: linkerd.io/v1alpha2\nkind: ServiceProfile\nmetadata: {name: web.faces.svc.cluster.local}\nspec:\n  dstOverrides: [{authority: a, weight: lots}]\n", "spec.dstOverrides[0].weight", `invalid weight "lots"`},
+		{"profile override field", "apiVersion: linkerd.io/v1alpha2\nkind: ServiceProfile\nmetadata: {name: web.faces.svc.cluster.local}\nspec:\n  dstOverrides: [{authority: a, weight: 1, wieght: 2}]\n", "spec.dstOverrides[0]", `unknown field "wieght"`},
+		{"profile status range", "apiVersion: linkerd.io/v1alpha2\nkind: ServiceProfile\nmetadata: {name: web.faces.svc.cluster.local}\nspec:\n  routes: [{name: r, condition: {method: GET}, responseClasses: [{condition: {status: {min: 500, max: 450}}, isFailure: true}]}]\n", "spec.routes[0].responseClasses[0].condition.status", "max 450 is below min 500"},
+		{"profile empty condition", "apiVersion: linkerd.io/v1alpha2\nkind: ServiceProfile\nmetadata: {name: web.faces.svc.cluster.local}\nspec:\n  routes: [{name: r, condition: {}}]\n", "spec.routes[0].condition", "empty condition"},
+		{"profile ttl", "apiVersion: linkerd.io/v1alpha2\nkind: ServiceProfile\nmetadata: {name: web.faces.svc.cluster.local}\nspec:\n  retryBudget: {retryRatio: 0.2, minRetriesPerSecond: 10, ttl: \"0\"}\n", "spec.retryBudget.ttl", "want a number with a unit"},
 		{"profile timeout", "apiVersion: linkerd.io/v1alpha2\nkind: ServiceProfile\nmetadata: {name: web.faces.svc.cluster.local}\nspec:\n  routes: [{name: r, condition: {method: GET}, timeout: \"10\"}]\n", "spec.routes[0].timeout", "want a number with a unit"},
 	}
 	for _, tc := range tests {
@@ -482,6 +491,8 @@ func TestResolveKind(t *testing.T) {
 		{"Service", KindService},
 		{"deploy", KindDeployment},
 		{"deployments.apps", KindDeployment},
+		{"deployments.v1.apps", KindDeployment},
+		{"Servers.v1beta1.policy.linkerd.io", KindServer},
 		{"sp", KindServiceProfile},
 		{"serviceprofiles.linkerd.io", KindServiceProfile},
 		{"httproute", KindHTTPRoute},

@@ -115,24 +115,21 @@ func Kinds() []*KindInfo {
 }
 
 // ResolveKind maps what a user typed on the command line ("svc", "services",
-// "Deployment", "httproutes.gateway.networking.k8s.io", "mapping") to a kind.
-// A bare name shared by several groups (HTTPRoute) resolves to the Gateway
-// API group first, as kubectl does for its preferred group.
+// "Deployment", "httproutes.gateway.networking.k8s.io",
+// "deployments.v1.apps", "mapping") to a kind, case-insensitively. A bare
+// name shared by several groups (HTTPRoute) resolves to the Gateway API
+// group first, as kubectl does for its preferred group.
 func ResolveKind(name string) (*KindInfo, error) {
 	n := strings.ToLower(name)
 	var matches []*KindInfo
 	for _, ki := range Kinds() {
-		names := append([]string{strings.ToLower(ki.Kind.Kind), ki.Plural}, ki.ShortNames...)
-		for _, cand := range names {
-			if n == cand || (ki.Group != "" && (n == cand+"."+ki.Group)) {
-				matches = append(matches, ki)
-				break
-			}
+		if ki.matchesName(n) {
+			matches = append(matches, ki)
 		}
 	}
 	switch len(matches) {
 	case 0:
-		return nil, fmt.Errorf("unknown resource type %q (see 'weft api-resources')", name)
+		return nil, fmt.Errorf("api: unknown resource type %q (see 'weft api-resources')", name)
 	case 1:
 		return matches[0], nil
 	}
@@ -142,6 +139,32 @@ func ResolveKind(name string) (*KindInfo, error) {
 		}
 	}
 	return matches[0], nil
+}
+
+// matchesName reports whether n (lower case) names this kind: its kind,
+// plural or a short name, alone or followed by ".group" or
+// ".version.group".
+func (ki *KindInfo) matchesName(n string) bool {
+	names := append([]string{strings.ToLower(ki.Kind.Kind), ki.Plural}, ki.ShortNames...)
+	for _, cand := range names {
+		if n == cand {
+			return true
+		}
+		if ki.Group == "" {
+			continue
+		}
+		rest, ok := strings.CutPrefix(n, cand+".")
+		if !ok {
+			continue
+		}
+		if rest == ki.Group {
+			return true
+		}
+		if v, ok := strings.CutSuffix(rest, "."+ki.Group); ok && contains(ki.Versions, v) {
+			return true
+		}
+	}
+	return false
 }
 
 // FieldError is one problem at one field path of a document.

@@ -2,6 +2,8 @@ package api
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	sigsjson "sigs.k8s.io/json"
 )
 
 // KindServiceProfile is Linkerd's per-service route configuration.
@@ -76,8 +78,29 @@ type RetryBudget struct {
 }
 
 // WeightedDst is a traffic-split destination; Weight is a Kubernetes
-// quantity string in the CRD ("500m", "1"), kept as written.
+// quantity in the CRD ("500m", "1"), kept as written. A number (weight: 1)
+// is accepted too and kept as its decimal text.
 type WeightedDst struct {
 	Authority string `json:"authority"`
 	Weight    string `json:"weight"`
+}
+
+// UnmarshalJSON decodes strictly (unknown and duplicate fields are errors)
+// and accepts the weight as a number or a string, as the CRD does
+// (x-kubernetes-int-or-string).
+func (w *WeightedDst) UnmarshalJSON(b []byte) error {
+	var aux struct {
+		Authority string             `json:"authority"`
+		Weight    intstr.IntOrString `json:"weight"`
+	}
+	strict, err := sigsjson.UnmarshalStrict(b, &aux, sigsjson.DisallowDuplicateFields, sigsjson.DisallowUnknownFields)
+	if err != nil {
+		return err
+	}
+	if len(strict) > 0 {
+		return strict[0]
+	}
+	w.Authority = aux.Authority
+	w.Weight = aux.Weight.String()
+	return nil
 }
