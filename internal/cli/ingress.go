@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/url"
 	"time"
 
@@ -74,9 +73,13 @@ The admin server at --admin-addr serves /ready, /live, /metrics and /routes.`,
 			if net.ParseIP(o.address) == nil && o.address != "localhost" {
 				return &ExitError{Code: 2, Err: fmt.Errorf("ingress: --address %q: want an IP address such as 127.0.0.1", o.address)}
 			}
-			transport, err := upstreamTransport(o.proxy)
-			if err != nil {
-				return &ExitError{Code: 2, Err: err}
+			var proxyURL *url.URL
+			if o.proxy != "" {
+				u, err := url.Parse(o.proxy)
+				if err != nil || u.Scheme != "http" || u.Host == "" {
+					return &ExitError{Code: 2, Err: fmt.Errorf("ingress: --proxy %q: want http://HOST:PORT", o.proxy)}
+				}
+				proxyURL = u
 			}
 			dir := g.StateDirOrDefault()
 			st, err := local.OpenWithOptions(dir, local.Options{Logger: log})
@@ -86,7 +89,7 @@ The admin server at --admin-addr serves /ready, /live, /metrics and /routes.`,
 			defer st.Close()
 			in, err := ingress.New(ingress.Config{
 				Store:        st,
-				Transport:    transport,
+				Transport:    ingress.NewTransport(proxyURL),
 				Address:      o.address,
 				PortMap:      portMap,
 				AdminAddr:    o.adminAddr,
@@ -112,31 +115,4 @@ The admin server at --admin-addr serves /ready, /live, /metrics and /routes.`,
 	f.DurationVar(&o.drainTimeout, "drain-timeout", o.drainTimeout, "how long shutdown waits for requests in flight")
 	f.StringVar(&o.logLevel, "log-level", o.logLevel, "debug, info, warn or error")
 	return cmd
-}
-
-// upstreamTransport builds the RoundTripper toward services: through the
-// sidecar at proxyURL (absolute-form HTTP requests, CONNECT for https
-// upstreams) or, without one, dialing directly.
-func upstreamTransport(proxyURL string) (http.RoundTripper, error) {
-	t := &http.Transport{
-		DialContext: (&net.Dialer{
-			Timeout:   3 * time.Second, // Emissary's connect_timeout_ms default
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		// A proxy passes the client's Accept-Encoding through; it must not
-		// add its own and decompress behind the client's back.
-		DisableCompression: true,
-	}
-	if proxyURL != "" {
-		u, err := url.Parse(proxyURL)
-		if err != nil || u.Scheme != "http" || u.Host == "" {
-			return nil, fmt.Errorf("ingress: --proxy %q: want http://HOST:PORT", proxyURL)
-		}
-		t.Proxy = http.ProxyURL(u)
-	}
-	return t, nil
 }

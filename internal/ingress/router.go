@@ -189,6 +189,7 @@ func (rt *Router) rewrite(pr *httputil.ProxyRequest) {
 	h := out.Header
 	h.Set("X-Forwarded-For", st.xff)
 	h.Set("X-Forwarded-Proto", st.xfp)
+	h.Set("X-Forwarded-Host", pr.In.Host)
 	// The edge always mints the request id (Envoy's default at the edge).
 	h.Set("X-Request-Id", newRequestID())
 	// A client must not pick the mesh destination for us.

@@ -540,6 +540,16 @@ func groupRoutes(rs []*Route) []*routeGroup {
 		if ca, cb := a.constraints(), b.constraints(); ca != cb {
 			return ca > cb
 		}
+		// The more specific hostname first: www.example.com before
+		// *.example.com before *.
+		ka, la := globRank(a.hostGlobOrAny())
+		kb, lb := globRank(b.hostGlobOrAny())
+		if ka != kb {
+			return ka < kb
+		}
+		if la != lb {
+			return la > lb
+		}
 		if a.matchKey != b.matchKey {
 			return a.matchKey < b.matchKey
 		}
@@ -560,6 +570,16 @@ func groupRoutes(rs []*Route) []*routeGroup {
 		g.cum = weights(g.routes)
 	}
 	return groups
+}
+
+func (r *Route) hostGlobOrAny() string {
+	switch {
+	case r.hostGlob != "":
+		return r.hostGlob
+	case r.hostExact != "":
+		return r.hostExact
+	}
+	return "*"
 }
 
 // constraints counts the match conditions beyond the path.
