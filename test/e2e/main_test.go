@@ -93,15 +93,16 @@ func runWeft(t *testing.T, dir string, args ...string) (string, int) {
 	return string(out), code
 }
 
-// startMesh runs 'weft up -f manifest' in the background.
-func startMesh(t *testing.T, manifest string) *mesh {
+// startMesh runs 'weft up -f manifest [extra...]' in the background.
+func startMesh(t *testing.T, manifest string, extra ...string) *mesh {
 	t.Helper()
 	m := &mesh{t: t, dir: t.TempDir(), controlAddr: freeAddr(t), out: &bytes.Buffer{}, exited: make(chan struct{})}
 	f := filepath.Join(t.TempDir(), "app.yaml")
 	if err := os.WriteFile(f, []byte(manifest), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	m.cmd = exec.Command(weftBin, "--state-dir", m.dir, "up", "-f", f, "--control-addr", m.controlAddr, "--drain-delay", "2s")
+	args := append([]string{"--state-dir", m.dir, "up", "-f", f, "--control-addr", m.controlAddr, "--drain-delay", "2s"}, extra...)
+	m.cmd = exec.Command(weftBin, args...)
 	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
 	if err := m.cmd.Start(); err != nil {
 		t.Fatal(err)
