@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 
+	yaml "go.yaml.in/yaml/v2"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
@@ -373,4 +374,57 @@ func typeOf(o Object) reflect.Type {
 		t = t.Elem()
 	}
 	return t
+}
+
+// yamlDuplicatePaths finds the duplicate keys of a YAML document, which
+// YAML-to-JSON conversion would otherwise merge, and names them with the
+// same paths the schema walk uses (decided by the Go type t).
+func yamlDuplicatePaths(raw []byte, t reflect.Type) []structProblem {
+	var doc yaml.MapSlice
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return nil
+	}
+	var out []structProblem
+	walkYAMLDuplicates("", doc, t, &out)
+	return out
+}
+
+func walkYAMLDuplicates(path string, v any, t reflect.Type, out *[]structProblem) {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch v := v.(type) {
+	case yaml.MapSlice:
+		seen := make(map[string]bool, len(v))
+		for _, item := range v {
+			key := fmt.Sprint(item.Key)
+			var childPath string
+			var childType reflect.Type
+			reason := "duplicate field"
+			switch {
+			case t != nil && t.Kind() == reflect.Struct:
+				childPath = joinField(path, key)
+				if f, ok := jsonFieldsOf(t).byName[key]; ok {
+					childType = f.typ
+				}
+			case t != nil && t.Kind() == reflect.Map:
+				childPath, childType, reason = path+"["+key+"]", t.Elem(), "duplicate key"
+			default:
+				childPath = joinField(path, key)
+			}
+			if seen[key] {
+				*out = append(*out, structProblem{path: childPath, reason: reason})
+			}
+			seen[key] = true
+			walkYAMLDuplicates(childPath, item.Value, childType, out)
+		}
+	case []any:
+		var et reflect.Type
+		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
+			et = t.Elem()
+		}
+		for i, e := range v {
+			walkYAMLDuplicates(path+"["+strconv.Itoa(i)+"]", e, et, out)
+		}
+	}
 }

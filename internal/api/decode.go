@@ -162,6 +162,19 @@ type docErrors struct {
 	object string
 	prefix string // "items[3]" inside a List
 	errs   DecodeErrors
+
+	// yamlDup is the YAML library's message about duplicate keys, still to
+	// be reported; decodeObject replaces it with field paths when it can.
+	yamlDup string
+	raw     []byte
+}
+
+// flushYAMLDup reports a pending duplicate-key message as it is.
+func (d *docErrors) flushYAMLDup() {
+	if d.yamlDup != "" {
+		d.add("", "%s", d.yamlDup)
+		d.yamlDup = ""
+	}
 }
 
 func (d *docErrors) add(path, format string, args ...any) {
@@ -187,22 +200,26 @@ func decodeDoc(raw []byte, source string, doc int) ([]Object, DecodeErrors) {
 			d.add("", "not valid YAML or JSON: %s", cleanYAMLError(lerr))
 			return nil, d.errs
 		}
-		d.add("", "%s", cleanYAMLError(err))
+		d.yamlDup, d.raw = cleanYAMLError(err), raw
 		js = lenient
 	}
 	tree, err := parseJSON(js)
 	if err != nil {
+		d.flushYAMLDup()
 		d.add("", "not valid JSON: %v", err)
 		return nil, d.errs
 	}
 	if tree.kind != jsonObject {
+		d.flushYAMLDup()
 		d.add("", "a document must be an object with apiVersion and kind, not a %s", tree.kind.describe())
 		return nil, d.errs
 	}
 	if av, kind := tree.get("apiVersion"), tree.get("kind"); isList(av, kind) {
+		d.flushYAMLDup()
 		return decodeList(tree, d)
 	}
 	obj := decodeObject(tree, d)
+	d.flushYAMLDup()
 	if len(d.errs) > 0 {
 		return nil, d.errs
 	}
@@ -293,6 +310,14 @@ func decodeObject(tree *jsonValue, d *docErrors) Object {
 	}
 
 	obj := ki.New()
+	if d.yamlDup != "" {
+		if dups := yamlDuplicatePaths(d.raw, typeOf(obj)); len(dups) > 0 {
+			for _, p := range dups {
+				d.add(p.path, "%s", p.reason)
+			}
+			d.yamlDup = ""
+		}
+	}
 	var sc schemaChecker
 	sc.check("", tree, typeOf(obj))
 	var typeErrPaths []string

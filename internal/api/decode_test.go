@@ -181,7 +181,9 @@ func TestDecodeInvalid(t *testing.T) {
 		{"missing name", "apiVersion: v1\nkind: Namespace\nmetadata: {}\n", "metadata.name", "required"},
 		{"namespace on cluster-scoped", "apiVersion: v1\nkind: Namespace\nmetadata: {name: a, namespace: b}\n", "metadata.namespace", "cluster-scoped"},
 		{"unknown top-level field", "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\nspecs: {}\n", "specs", `unknown field (did you mean "spec"?)`},
-		{"duplicate key", "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\nmetadata: {name: b}\n", "", `duplicate field "metadata"`},
+		{"duplicate key", "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\nmetadata: {name: b}\n", "metadata", "duplicate field"},
+		{"duplicate label", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n  labels:\n    app: x\n    app: y\n", "metadata.labels[app]", "duplicate key"},
+		{"duplicate nested", depHead + depBody + "        image: web:2\n", "spec.template.spec.containers[0].image", "duplicate field"},
 		{"label wrong type", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n  labels: {tier: 1}\n", "metadata.labels[tier]", "want string, got number 1"},
 
 		// Deployment.
@@ -411,15 +413,14 @@ spec:
 
 func TestDecodeDuplicateFieldsKeepReporting(t *testing.T) {
 	errs := decodeProblems(t, "apiVersion: v1\nkind: Service\nmetadata: {name: s, name: t}\nspec:\n  ports:\n  - port: 80\n    targetPort: [1]\n")
-	if !hasProblem(errs, "", `line 3: duplicate field "name"`) {
+	if !hasProblem(errs, "metadata.name", "duplicate field") {
 		t.Errorf("duplicate not reported: %v", errs)
 	}
 	if !hasProblem(errs, "spec.ports[0].targetPort", "want integer or string") {
 		t.Errorf("problem after the duplicate not reported: %v", errs)
 	}
-	// JSON duplicates are found by the decoder's own walk, with a path.
 	errs = decodeProblems(t, `{"apiVersion":"v1","kind":"Service","metadata":{"name":"a"},"spec":{"ports":[{"port":80,"port":81}]}}`)
-	if !hasProblem(errs, "", `duplicate field "port"`) && !hasProblem(errs, "spec.ports[0].port", "duplicate field") {
+	if !hasProblem(errs, "spec.ports[0].port", "duplicate field") {
 		t.Errorf("JSON duplicate not reported: %v", errs)
 	}
 }
