@@ -147,6 +147,7 @@ func saveScreenshot(t *testing.T, ctx context.Context) {
 // with 20% errors and delays up to 1.5 s some must show face errors and
 // some must fade.
 func TestBrowserDemo(t *testing.T) {
+	t.Parallel()
 	ctx := newBrowser(t)
 	buckets := []int{0, 5, 10, 15, 20, 50, 200, 500, 1500}
 	smiley := serve(t, newServer(t, Config{Role: RoleSmiley, Smiley: Smileys["Grinning"], ErrorFraction: 20, DelayBuckets: buckets, Pod: "smiley-5f7b9-qx2lm"}, Options{Rand: seeded(11)}))
@@ -292,6 +293,7 @@ func respond(w http.ResponseWriter, status int, body string) {
 // TestBrowserCellStates checks the page's reaction to every kind of reply
 // in the GUI's state table, its polling schedule and its buttons.
 func TestBrowserCellStates(t *testing.T) {
+	t.Parallel()
 	ctx := newBrowser(t)
 	gui := newServer(t, Config{Role: RoleGUI, PageColor: "#FAFAFA", FaceService: "unused"}, Options{})
 	face := &scriptedFace{}
