@@ -51,8 +51,8 @@ func (l DecodeErrors) Error() string {
 	return strings.Join(msgs, "\n")
 }
 
-// maxDocSize bounds one document, so a stray binary file fails fast.
-const maxDocSize = 8 << 20
+// maxInputSize bounds one stream, so a stray binary file fails fast.
+const maxInputSize = 64 << 20
 
 // Decode reads every document of a multi-document YAML stream, or a stream
 // of JSON values, and returns the objects in order. Decoding is strict: an
@@ -61,22 +61,21 @@ const maxDocSize = 8 << 20
 // listing every problem of every document, and no objects. Empty documents
 // are skipped; a v1 List is flattened. source names the stream in errors.
 func Decode(r io.Reader, source string) ([]Object, error) {
-	br := bufio.NewReader(r)
+	data, err := io.ReadAll(io.LimitReader(r, maxInputSize+1))
+	if err != nil {
+		return nil, DecodeErrors{{Source: source, Reason: "cannot read: " + err.Error()}}
+	}
+	if len(data) > maxInputSize {
+		return nil, DecodeErrors{{Source: source, Reason: fmt.Sprintf("input larger than %d MiB", maxInputSize>>20)}}
+	}
+	docs, ok, err := splitJSONStream(data)
+	if !ok {
+		docs, err = splitYAMLStream(data)
+	}
 	var objs []Object
 	var errs DecodeErrors
-	next := yamlDocs(br)
-	if isJSONStream(br) {
-		next = jsonDocs(br)
-	}
-	for doc := 0; ; {
-		raw, err := next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			errs = append(errs, &DecodeError{Source: source, Doc: doc, Reason: "cannot read: " + err.Error()})
-			break
-		}
+	doc := 0
+	for _, raw := range docs {
 		if isBlankDoc(raw) {
 			continue
 		}
@@ -85,54 +84,53 @@ func Decode(r io.Reader, source string) ([]Object, error) {
 		errs = append(errs, derrs...)
 		doc++
 	}
+	if err != nil {
+		errs = append(errs, &DecodeError{Source: source, Doc: doc, Reason: err.Error()})
+	}
 	if len(errs) > 0 {
 		return nil, errs
 	}
 	return objs, nil
 }
 
-// isJSONStream reports whether the stream starts with '{' or '[' (after
-// white space), so that concatenated JSON values, which have no "---"
-// separators, are split as JSON.
-func isJSONStream(br *bufio.Reader) bool {
-	for n := 1; ; n++ {
-		b, err := br.Peek(n)
-		if len(b) < n || err != nil {
-			return false
-		}
-		switch b[n-1] {
-		case ' ', '\t', '\r', '\n':
-			continue
-		case '{', '[':
-			return true
-		default:
-			return false
-		}
+// splitJSONStream splits concatenated JSON values, which have no "---"
+// separators. It reports false when data does not start with '{' or '[',
+// or when its first value is not JSON: a YAML flow mapping starts with '{'
+// too, and the YAML splitter takes over. A later value that is not JSON is
+// an error of that document.
+func splitJSONStream(data []byte) (docs [][]byte, ok bool, err error) {
+	trimmed := bytes.TrimLeft(data, " \t\r\n")
+	if len(trimmed) == 0 || (trimmed[0] != '{' && trimmed[0] != '[') {
+		return nil, false, nil
 	}
-}
-
-func yamlDocs(br *bufio.Reader) func() ([]byte, error) {
-	yr := utilyaml.NewYAMLReader(br)
-	return func() ([]byte, error) {
-		raw, err := yr.Read()
-		if err == nil && len(raw) > maxDocSize {
-			return nil, fmt.Errorf("document larger than %d bytes", maxDocSize)
-		}
-		return raw, err
-	}
-}
-
-func jsonDocs(br *bufio.Reader) func() ([]byte, error) {
-	dec := json.NewDecoder(br)
-	return func() ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(trimmed))
+	for {
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
 			if errors.Is(err, io.EOF) {
-				return nil, io.EOF
+				return docs, true, nil
 			}
-			return nil, fmt.Errorf("invalid JSON: %w", err)
+			if len(docs) == 0 {
+				return nil, false, nil
+			}
+			return docs, true, fmt.Errorf("invalid JSON: %w", err)
 		}
-		return raw, nil
+		docs = append(docs, raw)
+	}
+}
+
+func splitYAMLStream(data []byte) ([][]byte, error) {
+	yr := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	var docs [][]byte
+	for {
+		raw, err := yr.Read()
+		if errors.Is(err, io.EOF) {
+			return docs, nil
+		}
+		if err != nil {
+			return docs, err
+		}
+		docs = append(docs, raw)
 	}
 }
 

@@ -439,6 +439,7 @@ func TestDecodeJSON(t *testing.T) {
 			[]string{"Service/faces/web", "Server.policy.linkerd.io/faces/web"}},
 		{"yaml list", "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Namespace\n  metadata: {name: a}\n", []string{"Namespace/a"}},
 		{"empty", "\n# nothing\n---\n", nil},
+		{"yaml flow mapping", "{apiVersion: v1, kind: Namespace, metadata: {name: a}}\n---\n{apiVersion: v1, kind: Namespace, metadata: {name: b}}\n", []string{"Namespace/a", "Namespace/b"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
