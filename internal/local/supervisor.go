@@ -156,10 +156,15 @@ func (s *Supervisor) secret(ctx context.Context) SecretLookup {
 // the EndpointSlices, drain, and stop; the control plane stops last.
 func (s *Supervisor) Run(ctx context.Context) error {
 	s.started = time.Now()
+	// mesh.json exists from the start, so 'weft down' can stop a mesh that
+	// is still starting.
+	s.writeMesh()
 	if err := s.cleanStore(context.Background()); err != nil {
+		s.shutdown()
 		return err
 	}
 	if err := s.startControl(ctx); err != nil {
+		s.shutdown()
 		return err
 	}
 	kinds := []api.Kind{api.KindDeployment, api.KindService, api.KindPod, api.KindEndpointSlice, api.KindSecret}
@@ -232,6 +237,7 @@ func (s *Supervisor) startControl(ctx context.Context) error {
 	if err := s.control.Start(context.Background()); err != nil {
 		return err
 	}
+	s.writeMesh()
 	// Proxies survive a missing control plane, but starting them with one
 	// up avoids a round of failed discovery at start.
 	if !waitUntil(ctx, 20*time.Second, func() bool { return tcpOK(ctx, s.cfg.ControlAddr) }) && ctx.Err() == nil {

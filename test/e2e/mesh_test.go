@@ -290,6 +290,38 @@ func TestMesh(t *testing.T) {
 		reachesAll(t, grpcURL(webApps[1], "echo:9090"), podNames(replicas(st, "e2e", "echo")), 40)
 	})
 
+	t.Run("a crashed process is restarted", func(t *testing.T) {
+		victim := replicas(st, "e2e", "echo")[0]
+		var pid int
+		for _, p := range victim.Processes {
+			if p.Name == "echo" {
+				pid = p.PID
+			}
+		}
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 20*time.Second, "the supervisor to restart the app", func() error {
+			st, err := m.status()
+			if err != nil {
+				return err
+			}
+			for _, c := range replicas(st, "e2e", "echo") {
+				if c.Name != victim.Name {
+					continue
+				}
+				for _, p := range c.Processes {
+					if p.Name == "echo" && p.PID != 0 && p.PID != pid && p.Restarts == 1 && c.Ready {
+						return nil
+					}
+				}
+				return fmt.Errorf("replica %s: %+v", c.Name, c)
+			}
+			return fmt.Errorf("replica %s is gone", victim.Name)
+		})
+		reachesAll(t, grpcURL(webApps[1], "echo:9090"), podNames(replicas(st, "e2e", "echo")), 40)
+	})
+
 	loadURLs := []string{
 		callURL(webApps[0], "http://api/"),
 		callURL(webApps[1], "http://api.e2e.svc.cluster.local/"),
