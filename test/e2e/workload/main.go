@@ -65,7 +65,7 @@ func main() {
 
 func serveHTTP(ctx context.Context, ln net.Listener) error {
 	client := &http.Client{Timeout: 10 * time.Second} // default transport: proxy from the environment
-	var conns sync.Map                                  // target -> *grpc.ClientConn
+	var conns sync.Map                                // target -> *grpc.ClientConn
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(Reply{Pod: os.Getenv("POD_NAME"), Msg: os.Getenv("MSG")})
