@@ -773,3 +773,44 @@ func TestHostHeaderDirect(t *testing.T) {
 		}
 	}
 }
+
+func TestRetries(t *testing.T) {
+	var calls atomic.Int64
+	// Every other request fails: the first attempt of each pair answers
+	// 500, or hangs when ?hang is set; the retry succeeds.
+	flaky := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1)%2 == 1 {
+			if r.URL.Query().Has("hang") {
+				<-r.Context().Done()
+				return
+			}
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	defer flaky.Close()
+	svc := "http://" + backendAuthority(t, flaky)
+	h := newHarness(t, false,
+		newMapping("ns", "retry", api.MappingSpec{Prefix: "/retry/", Service: svc, RetryPolicy: &api.RetryPolicy{RetryOn: "5xx", NumRetries: ptr(int32(1))}}),
+		newMapping("ns", "noretry", api.MappingSpec{Prefix: "/noretry/", Service: svc}),
+		newMapping("ns", "gw", api.MappingSpec{Prefix: "/gw/", Service: svc, RetryPolicy: &api.RetryPolicy{RetryOn: "gateway-error"}}),
+		newMapping("ns", "pertry", api.MappingSpec{Prefix: "/pertry/", Service: svc, RetryPolicy: &api.RetryPolicy{RetryOn: "5xx", PerTryTimeout: "100ms"}}),
+	)
+	for _, tc := range []struct {
+		path   string
+		status int
+		calls  int64
+	}{
+		{"/retry/", 200, 2},
+		{"/noretry/", 500, 1},
+		{"/gw/", 500, 1}, // 500 is not a gateway error
+		{"/pertry/?hang", 200, 2},
+	} {
+		calls.Store(0)
+		resp, body := h.get(tc.path, nil)
+		if resp.StatusCode != tc.status || calls.Load() != tc.calls {
+			t.Errorf("GET %s = %d %q after %d upstream calls, want %d after %d", tc.path, resp.StatusCode, body, calls.Load(), tc.status, tc.calls)
+		}
+	}
+}

@@ -67,7 +67,7 @@ func NewRouter(rt http.RoundTripper, reg *metrics.Registry, log *slog.Logger) *R
 	r.requests = reg.NewCounter("weft_ingress_requests_total", "Requests answered by the ingress, by Mapping (namespace/name, empty when none matched) and HTTP status.")
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite:        r.rewrite,
-		Transport:      rt,
+		Transport:      attempts{next: rt},
 		ModifyResponse: r.modifyResponse,
 		ErrorHandler:   r.errorHandler,
 		BufferPool:     bufferPool{},
@@ -248,7 +248,8 @@ func (rt *Router) errorHandler(w http.ResponseWriter, req *http.Request, err err
 	switch {
 	case errors.Is(err, errNoHealthy), errors.As(err, &dnsErr):
 		status, body = http.StatusServiceUnavailable, BodyNoHealthy
-	case errors.Is(err, errSidecarTimeout), context.Cause(req.Context()) == errRouteTimeout:
+	case errors.Is(err, errSidecarTimeout), context.Cause(req.Context()) == errRouteTimeout,
+		req.Context().Err() == nil && errors.Is(err, context.DeadlineExceeded): // a per-try timeout
 		status, body = http.StatusGatewayTimeout, BodyTimeout
 	case req.Context().Err() != nil:
 		// The client went away; there is nobody to answer. 499 is what

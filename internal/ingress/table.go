@@ -112,6 +112,7 @@ type Route struct {
 	addResp      []headerAdd
 	removeResp   []string
 	upgrades     []string // lower-case protocols allowed to upgrade
+	retry        *retryPolicy
 	dstOverride  string   // l5d-dst-override value, "" for none
 	matchKey     string   // equal for Mappings that form one weight group
 
@@ -447,6 +448,22 @@ func compileRoute(m *api.Mapping, defaultNS string) (*Route, error) {
 	}
 	if s.UseWebsocket {
 		r.upgrades = append(r.upgrades, "websocket")
+	}
+	if rp := s.RetryPolicy; rp != nil && rp.RetryOn != "" {
+		r.retry = &retryPolicy{n: 1, perTry: r.timeout}
+		if rp.NumRetries != nil {
+			r.retry.n = int(*rp.NumRetries)
+		}
+		if rp.PerTryTimeout != "" {
+			d, err := api.ParseDuration(rp.PerTryTimeout)
+			if err != nil {
+				return nil, fmt.Errorf("retry_policy.per_try_timeout: %w", err)
+			}
+			r.retry.perTry = d
+		}
+		for _, on := range strings.Split(rp.RetryOn, ",") {
+			r.retry.on |= retryConditions[strings.TrimSpace(on)]
+		}
 	}
 	r.matchKey = matchKey(m)
 	return r, nil

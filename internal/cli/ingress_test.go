@@ -1,0 +1,177 @@
+package cli
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/weft-mesh/weft/internal/api"
+	"github.com/weft-mesh/weft/internal/store/local"
+)
+
+// ingressLog is a goroutine-safe buffer for the command's stderr.
+type ingressLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *ingressLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *ingressLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func ingressFreePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	return port
+}
+
+// ingressGet polls url until it answers want, or fails after a deadline.
+func ingressGet(t *testing.T, url string, want int, stderr func() string) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	var last string
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == want {
+				return string(b)
+			}
+			last = resp.Status + " " + string(b)
+		} else {
+			last = err.Error()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s never answered %d (last: %s); stderr:\n%s", url, want, last, stderr())
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval
+	}
+}
+
+func TestIngressServesStateDir(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "backend saw "+r.URL.Path)
+	}))
+	defer backend.Close()
+
+	dir := t.TempDir()
+	st, err := local.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	apply := func(manifest string) {
+		t.Helper()
+		objs, err := api.Decode(strings.NewReader(manifest), "test.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Apply(context.Background(), objs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply(`
+apiVersion: getambassador.io/v3alpha1
+kind: Listener
+metadata: {name: http, namespace: weft}
+spec:
+  port: 8080
+  protocol: HTTP
+  securityModel: XFP
+  hostBinding: {namespace: {from: ALL}}
+---
+apiVersion: getambassador.io/v3alpha1
+kind: Mapping
+metadata: {name: face, namespace: faces}
+spec:
+  hostname: "*"
+  prefix: /face/
+  service: ` + backend.URL + `
+`)
+
+	port, admin := ingressFreePort(t), "127.0.0.1:"+ingressFreePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var errOut ingressLog
+	code := make(chan int, 1)
+	go func() {
+		code <- Run(ctx, []string{"ingress", "--state-dir", dir, "--port-map", "8080=" + port, "--admin-addr", admin}, strings.NewReader(""), io.Discard, &errOut)
+	}()
+	base := "http://127.0.0.1:" + port
+	if got := ingressGet(t, base+"/face/x", 200, errOut.String); got != "backend saw /x" {
+		t.Errorf("GET /face/x = %q", got)
+	}
+	ingressGet(t, "http://"+admin+"/ready", 200, errOut.String)
+
+	// Another process (weft apply) adds a Mapping; the ingress follows.
+	other, err := local.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	objs, err := api.Decode(strings.NewReader(`
+apiVersion: getambassador.io/v3alpha1
+kind: Mapping
+metadata: {name: keep, namespace: faces}
+spec: {prefix: /keep/, rewrite: "", service: "`+backend.URL+`"}
+`), "x.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Apply(context.Background(), objs...); err != nil {
+		t.Fatal(err)
+	}
+	if got := ingressGet(t, base+"/keep/y", 200, errOut.String); got != "backend saw /keep/y" {
+		t.Errorf("GET /keep/y = %q", got)
+	}
+
+	cancel()
+	select {
+	case c := <-code:
+		if c != 0 {
+			t.Fatalf("weft ingress exited %d; stderr:\n%s", c, errOut.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("weft ingress did not stop after its context ended")
+	}
+}
+
+func TestIngressFlagErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--port-map", "8080"}, "LISTENER_PORT=LOCAL_PORT"},
+		{[]string{"--port-map", "8080=x"}, "local port"},
+		{[]string{"--proxy", "127.0.0.1:4140"}, "want http://HOST:PORT"},
+		{[]string{"--address", "not-an-ip"}, "want an IP address"},
+		{[]string{"--log-level", "loud"}, "--log-level"},
+	} {
+		var errOut ingressLog
+		args := append([]string{"ingress", "--state-dir", t.TempDir(), "--admin-addr", ""}, tc.args...)
+		c := Run(context.Background(), args, strings.NewReader(""), io.Discard, &errOut)
+		if c != 2 || !strings.Contains(errOut.String(), tc.want) {
+			t.Errorf("weft %v: exit %d, stderr %q; want exit 2 mentioning %q", args, c, errOut.String(), tc.want)
+		}
+	}
+}
