@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"strings"
 	"testing"
@@ -115,5 +116,27 @@ func TestEncodeJSONList(t *testing.T) {
 	}
 	if err := Encode(&buf, nil, "table"); err == nil || !strings.Contains(err.Error(), "use yaml or json") {
 		t.Errorf("unknown format error = %v", err)
+	}
+}
+
+// TestStoreRoundTrip decodes stored JSON the way the memory store does:
+// New(kind) and plain encoding/json.
+func TestStoreRoundTrip(t *testing.T) {
+	objs := mustDecodeFile(t, "testdata/valid-mesh.yaml")
+	want := reencode(t, objs)
+	var got []Object
+	for _, o := range objs {
+		raw, err := json.Marshal(o)
+		if err != nil {
+			t.Fatalf("%s: %v", RefOf(o), err)
+		}
+		back := New(KindOf(o))
+		if err := json.Unmarshal(raw, back); err != nil {
+			t.Fatalf("%s: %v", RefOf(o), err)
+		}
+		got = append(got, back)
+	}
+	if diff := cmp.Diff(want, reencode(t, got)); diff != "" {
+		t.Errorf("store round trip changed objects (-want +got):\n%s", diff)
 	}
 }
