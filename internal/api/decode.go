@@ -402,7 +402,7 @@ func unknownKindReason(gv schema.GroupVersion, kind string) string {
 	case len(elsewhere) > 0:
 		return fmt.Sprintf("unknown kind %q for apiVersion %s; Weft reads it as %s", kind, gv, strings.Join(elsewhere, ", "))
 	case len(inGroup) > 0:
-		return fmt.Sprintf("unknown kind %q in group %s; it has %s (see 'weft api-resources')", kind, groupName(gv.Group), strings.Join(inGroup, ", "))
+		return fmt.Sprintf("unknown kind %q in group %s%s; it has %s (see 'weft api-resources')", kind, groupName(gv.Group), suggestField(kind, inGroup), strings.Join(inGroup, ", "))
 	}
 	names := make([]string, 0, len(groups))
 	for g := range groups {
@@ -428,7 +428,10 @@ func servedVersions(ki *KindInfo) string {
 			out[i] = ki.Group + "/" + v
 		}
 	}
-	return strings.Join(out, " or ")
+	if len(out) == 1 {
+		return out[0]
+	}
+	return "one of " + strings.Join(out, ", ")
 }
 
 // cleanYAMLError turns the YAML library's messages into a short reason:

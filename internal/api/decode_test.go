@@ -177,7 +177,8 @@ func TestDecodeInvalid(t *testing.T) {
 		{"unknown group", "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: a}\n", "kind", "known groups are apps, core"},
 		{"unknown kind in known group", "apiVersion: policy.linkerd.io/v1alpha1\nkind: Widget\nmetadata: {name: a}\n", "kind", "it has AuthorizationPolicy, EgressNetwork"},
 		{"kind in another group", "apiVersion: v1\nkind: Deployment\nmetadata: {name: a}\n", "kind", "Weft reads it as apps/v1 Deployment"},
-		{"unserved version", "apiVersion: policy.linkerd.io/v2\nkind: Server\nmetadata: {name: a}\n", "apiVersion", "use policy.linkerd.io/v1beta3 or policy.linkerd.io/v1beta2"},
+		{"unserved version", "apiVersion: policy.linkerd.io/v2\nkind: Server\nmetadata: {name: a}\n", "apiVersion", "use one of policy.linkerd.io/v1beta3, policy.linkerd.io/v1beta2"},
+		{"misspelt kind", "apiVersion: v1\nkind: Servce\nmetadata: {name: a}\n", "kind", `(did you mean "Service"?)`},
 		{"missing name", "apiVersion: v1\nkind: Namespace\nmetadata: {}\n", "metadata.name", "required"},
 		{"namespace on cluster-scoped", "apiVersion: v1\nkind: Namespace\nmetadata: {name: a, namespace: b}\n", "metadata.namespace", "cluster-scoped"},
 		{"unknown top-level field", "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\nspecs: {}\n", "specs", `unknown field (did you mean "spec"?)`},
@@ -239,6 +240,7 @@ func TestDecodeInvalid(t *testing.T) {
 
 		// HTTPRoute and GRPCRoute.
 		{"route without parents", routeHead + "spec:\n  rules:\n  - backendRefs: [{name: web, port: 80}]\n", "spec.parentRefs", "required"},
+		{"route service parent without group", routeHead + "spec:\n  parentRefs: [{name: web, kind: Service, port: 80}]\n", "spec.parentRefs[0].group", "set group: core"},
 		{"route parent kind", routeHead + "spec:\n  parentRefs: [{name: x, kind: Deployment, group: apps}]\n", "spec.parentRefs[0]", "cannot attach to Deployment.apps"},
 		{"route path type", routeHead + routeBody + "    matches:\n    - path: {type: Prefix, value: /}\n", "spec.rules[0].matches[0].path.type", `unknown match type "Prefix"; use Exact, PathPrefix or RegularExpression`},
 		{"route path no slash", routeHead + routeBody + "    matches:\n    - path: {type: Exact, value: api}\n", "spec.rules[0].matches[0].path.value", "must start with /"},

@@ -446,6 +446,8 @@ func validateParentRefs(refs []gatewayv1.ParentReference, errs *FieldErrors) {
 		case group == gatewayv1.GroupName && kind == "Gateway":
 		case group == "policy.linkerd.io" && kind == "Server":
 		case group == "policy.linkerd.io" && kind == "EgressNetwork":
+		case kind == "Service" && p.Group == nil:
+			errs.Add(pp+".group", "required for a Service parent: set group: core (a parentRef's group defaults to gateway.networking.k8s.io)")
 		default:
 			errs.Add(pp, "cannot attach to %s; use a Service (group core), a Gateway, a Server or an EgressNetwork", Kind{Group: group, Kind: kind})
 		}
