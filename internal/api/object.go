@@ -5,6 +5,13 @@
 // EndpointSlice) and Gateway API use their upstream Go types; kinds from
 // Linkerd, Emissary, SMI and friends are defined here with the same JSON shape
 // as their CRDs, so manifests from their documentation decode unchanged.
+//
+// Decode reads YAML or JSON manifests and reports every problem of every
+// document (file, document, object, field path, reason); Encode prints
+// objects as kubectl does. The Parse* functions read the Linkerd
+// annotations (retries, timeouts, failure accrual, opaque ports) and the
+// duration formats of Linkerd and Gateway API, so that every component
+// interprets them the same way the decoder validated them.
 package api
 
 import (
