@@ -77,12 +77,21 @@ func (s *Server) callDownstream(ctx context.Context, key, service, sub, user, ua
 	if err != nil {
 		return fail(http.StatusInternalServerError, fmt.Sprintf("couldn't read response from %s: %v", service, err))
 	}
-	if resp.StatusCode != http.StatusOK {
+	return interpretReply(key, service, resp.StatusCode, body)
+}
+
+// interpretReply turns smiley's or color's reply into what face draws: field
+// key of a 200's JSON body, or the mapped failure with its error text.
+func interpretReply(key, service string, status int, body []byte) downstream {
+	fail := func(code int, msg string) downstream {
+		return downstream{value: mapFailure(key, code), failed: true, errMsg: key + ": " + msg}
+	}
+	if status != http.StatusOK {
 		detail := ""
 		if b := strings.TrimSpace(string(body)); b != "" {
 			detail = " (" + b + ")"
 		}
-		return fail(resp.StatusCode, fmt.Sprintf("error from %s: %03d%s", service, resp.StatusCode, detail))
+		return fail(status, fmt.Sprintf("error from %s: %03d%s", service, status, detail))
 	}
 	var data map[string]any
 	if err := json.Unmarshal(body, &data); err != nil {

@@ -282,3 +282,32 @@ func TestFaceUsesHTTPProxy(t *testing.T) {
 		t.Errorf("proxy saw smiley request %v, want absolute URL http://smiley.faces/center/", u)
 	}
 }
+
+func FuzzInterpretReply(f *testing.F) {
+	f.Add("smiley", 200, []byte(`{"smiley":"&#x1F603;"}`))
+	f.Add("color", 200, []byte(`{"color":7}`))
+	f.Add("color", 504, []byte("upstream request timeout"))
+	f.Add("smiley", 599, []byte(""))
+	f.Add("smiley", 200, []byte(`[`))
+	f.Fuzz(func(t *testing.T, key string, status int, body []byte) {
+		if key != "smiley" {
+			key = "color"
+		}
+		d := interpretReply(key, key, status, body)
+		if status != 200 && !d.failed {
+			t.Fatalf("status %d not a failure", status)
+		}
+		if d.failed {
+			if !strings.HasPrefix(d.errMsg, key+": ") {
+				t.Fatalf("error %q lacks the %q prefix", d.errMsg, key)
+			}
+			want := mapFailure(key, status)
+			if status == 200 {
+				want = mapFailure(key, 500)
+			}
+			if d.value != want {
+				t.Fatalf("failure drawn as %q, want %q", d.value, want)
+			}
+		}
+	})
+}
