@@ -214,11 +214,11 @@ func (in *Ingress) reload(ctx context.Context) {
 	}
 	t := Build(ls, hs, ms, BuildOptions{AmbassadorID: in.cfg.AmbassadorID, Namespace: in.cfg.Namespace})
 	in.report(t, len(ls), len(ms))
-	// Bind new listeners before publishing the table, and publish it before
-	// closing removed ones: every bound port always has a table entry or is
-	// already draining.
-	in.bind(t)
+	// Publish the table before binding new listeners, so a new port never
+	// serves an older table that lacks it; removed listeners stop accepting
+	// right after and drain what they already routed.
 	in.router.Swap(t)
+	in.bind(t)
 	in.unbind(t)
 	in.rebuilt.Add(1)
 	in.ready.Store(true)

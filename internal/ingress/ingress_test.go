@@ -814,3 +814,19 @@ func TestRetries(t *testing.T) {
 		}
 	}
 }
+
+func TestH2CPriorKnowledge(t *testing.T) {
+	backend := newBackend(t)
+	h := newHarness(t, false, newMapping("ns", "m", api.MappingSpec{Prefix: "/", Service: "http://" + backendAuthority(t, backend)}))
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Get(h.url("/h2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.ProtoMajor != 2 {
+		t.Errorf("h2c request: %s over %s", resp.Status, resp.Proto)
+	}
+}

@@ -438,3 +438,19 @@ func FuzzParsePortMap(f *testing.F) {
 		}
 	})
 }
+
+func TestHTTPSListenerCleartextUntilTLS(t *testing.T) {
+	l := newListener("weft", "https", 8443, "ALL")
+	l.Spec.Protocol = "HTTPS"
+	ms := []*api.Mapping{newMapping("ns", "m", api.MappingSpec{Prefix: "/", Service: "s"})}
+	tbl := Build([]*api.Listener{l}, []*api.Host{newHost("weft", "plain", "*")}, ms, BuildOptions{})
+	if ls := tbl.Listeners(); len(ls) != 1 || ls[0].Protocol != "HTTPS" || len(tbl.Problems) != 0 {
+		t.Errorf("HTTPS Listener without TLS Hosts: listeners %+v, problems %v", ls, tbl.Problems)
+	}
+	withTLS := newHost("weft", "tls", "*")
+	withTLS.Spec.TLSSecret = &corev1.SecretReference{Name: "cert"}
+	tbl = Build([]*api.Listener{l}, []*api.Host{withTLS}, ms, BuildOptions{})
+	if len(tbl.Listeners()) != 0 || len(tbl.Problems) != 1 || !strings.Contains(tbl.Problems[0].Err.Error(), "TLS termination") {
+		t.Errorf("HTTPS Listener with a tlsSecret Host: listeners %+v, problems %v", tbl.Listeners(), tbl.Problems)
+	}
+}
