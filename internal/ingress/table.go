@@ -113,8 +113,8 @@ type Route struct {
 	removeResp   []string
 	upgrades     []string // lower-case protocols allowed to upgrade
 	retry        *retryPolicy
-	dstOverride  string   // l5d-dst-override value, "" for none
-	matchKey     string   // equal for Mappings that form one weight group
+	dstOverride  string // l5d-dst-override value, "" for none
+	matchKey     string // equal for Mappings that form one weight group
 
 	counters routeCounters
 }
