@@ -326,29 +326,37 @@ func ParseFailureAccrual(annotations map[string]string) (*FailureAccrual, error)
 }
 
 // ParseOpaquePorts parses config.linkerd.io/opaque-ports: a comma-separated
-// list of ports and inclusive ranges ("25,3306,4000-4100"). The result lists
-// each range once; single ports have Min == Max.
-func ParseOpaquePorts(s string) ([]PortRange, error) {
-	var out []PortRange
+// list of ports, inclusive ranges and, on workloads, container port names
+// ("25,3306,4000-4100,mysql"). Numbers and ranges come back as ranges
+// (single ports have Min == Max), names as names for the caller to resolve
+// against the container ports.
+func ParseOpaquePorts(s string) (ranges []PortRange, names []string, err error) {
 	for _, item := range strings.Split(s, ",") {
 		item = strings.TrimSpace(item)
 		if item == "" {
 			continue
 		}
+		if item[0] < '0' || item[0] > '9' {
+			if msg := portNameProblem(item); msg != "" {
+				return nil, nil, fmt.Errorf("invalid port %q in %q: want ports, ranges and port names such as 25,3306,4000-4100,mysql", item, s)
+			}
+			names = append(names, item)
+			continue
+		}
 		lo, hi, isRange := strings.Cut(item, "-")
 		min, err := parsePortNumber(lo)
 		if err != nil {
-			return nil, fmt.Errorf("invalid port %q in %q: want ports and ranges such as 25,3306,4000-4100", item, s)
+			return nil, nil, fmt.Errorf("invalid port %q in %q: want ports, ranges and port names such as 25,3306,4000-4100,mysql", item, s)
 		}
 		max := min
 		if isRange {
 			if max, err = parsePortNumber(hi); err != nil || max < min {
-				return nil, fmt.Errorf("invalid port range %q in %q", item, s)
+				return nil, nil, fmt.Errorf("invalid port range %q in %q", item, s)
 			}
 		}
-		out = append(out, PortRange{min, max})
+		ranges = append(ranges, PortRange{min, max})
 	}
-	return out, nil
+	return ranges, names, nil
 }
 
 // PortRange is an inclusive range of port numbers.
@@ -404,7 +412,7 @@ func validateMeshAnnotations(path string, ann map[string]string, routeOrService,
 			}
 			continue
 		case AnnotationOpaquePorts:
-			_, err = ParseOpaquePorts(v)
+			_, _, err = ParseOpaquePorts(v)
 		default:
 			continue
 		}

@@ -167,7 +167,7 @@ func TestParseFailureAccrual(t *testing.T) {
 }
 
 func TestParseOpaquePorts(t *testing.T) {
-	got, err := ParseOpaquePorts("25, 3306,4000-4100,")
+	got, names, err := ParseOpaquePorts("25, 3306,4000-4100,mysql,")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,11 +175,14 @@ func TestParseOpaquePorts(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
+	if diff := cmp.Diff([]string{"mysql"}, names); diff != "" {
+		t.Errorf("names (-want +got):\n%s", diff)
+	}
 	if !got[2].Contains(4050) || got[2].Contains(4101) {
 		t.Errorf("PortRange.Contains is wrong for %v", got[2])
 	}
-	for _, in := range []string{"0", "65536", "http", "100-50", "1-2-3"} {
-		if _, err := ParseOpaquePorts(in); err == nil {
+	for _, in := range []string{"0", "65536", "Not_A_Name", "100-50", "1-2-3", "-5"} {
+		if _, _, err := ParseOpaquePorts(in); err == nil {
 			t.Errorf("ParseOpaquePorts(%q) succeeded, want an error", in)
 		}
 	}

@@ -236,7 +236,7 @@ func TestDecodeInvalid(t *testing.T) {
 		{"failure accrual jitter", svcHead + "  annotations:\n    balancer.linkerd.io/failure-accrual: consecutive\n    balancer.linkerd.io/failure-accrual-consecutive-jitter-ratio: lots\nspec:\n  ports: [{port: 80}]\n", "metadata.annotations[balancer.linkerd.io/failure-accrual-consecutive-jitter-ratio]", "want a number from 0 to 100"},
 		{"failure accrual parameter without mode", svcWithAnnotation("balancer.linkerd.io/failure-accrual-consecutive-max-failures", "3"), "metadata.annotations[balancer.linkerd.io/failure-accrual-consecutive-max-failures]", "has no effect unless"},
 		{"failure accrual on route", routeHead + "  annotations: {balancer.linkerd.io/failure-accrual: consecutive}\n" + routeBody, "metadata.annotations[balancer.linkerd.io/failure-accrual]", "only takes effect on a Service"},
-		{"opaque ports", svcWithAnnotation("config.linkerd.io/opaque-ports", "3306,abc"), "metadata.annotations[config.linkerd.io/opaque-ports]", `invalid port "abc"`},
+		{"opaque ports", svcWithAnnotation("config.linkerd.io/opaque-ports", "3306,a_b"), "metadata.annotations[config.linkerd.io/opaque-ports]", `invalid port "a_b"`},
 
 		// HTTPRoute and GRPCRoute.
 		{"route without parents", routeHead + "spec:\n  rules:\n  - backendRefs: [{name: web, port: 80}]\n", "spec.parentRefs", "required"},

@@ -58,7 +58,7 @@ func validateServiceProfile(o Object) FieldErrors {
 		}
 	}
 	for i, port := range sp.Spec.OpaquePorts {
-		if _, err := ParseOpaquePorts(port); err != nil || port == "" {
+		if _, _, err := ParseOpaquePorts(port); err != nil || port == "" {
 			errs.Add(fmt.Sprintf("spec.opaquePorts[%d]", i), "invalid port %q: want a port number or range such as 3306 or 4000-4100", port)
 		}
 	}
