@@ -510,6 +510,41 @@ spec:
 		}
 	})
 
+	t.Run("deleting a Deployment stops its replicas", func(t *testing.T) {
+		st, err := m.status()
+		if err != nil {
+			t.Fatal(err)
+		}
+		gone := replicas(st, "e2e", "echo")
+		if out, code := m.weft("delete", "deploy/echo", "-n", "e2e"); code != 0 {
+			t.Fatalf("weft delete: exit %d:\n%s", code, out)
+		}
+		eventually(t, 30*time.Second, "echo's replicas to stop", func() error {
+			st, err := m.status()
+			if err != nil {
+				return err
+			}
+			for _, c := range st.Components {
+				if c.Owner == "echo" {
+					return fmt.Errorf("%s still listed", c.Name)
+				}
+			}
+			return nil
+		})
+		for _, c := range gone {
+			for _, p := range c.Processes {
+				if syscall.Kill(p.PID, 0) == nil {
+					t.Errorf("%s %s (pid %d) still runs", c.Name, p.Name, p.PID)
+				}
+			}
+		}
+		out, code := m.weft("get", "endpointslices", "-n", "e2e")
+		if code != 0 || !strings.Contains(out, "web-web-") || strings.Contains(out, "echo-") {
+			t.Errorf("echo's EndpointSlices are left:\n%s", out)
+		}
+		m.waitSettled("e2e", map[string]int{"web": 2, "api": 2}, 10*time.Second)
+	})
+
 	t.Run("weft down stops everything", func(t *testing.T) {
 		st, err := m.status()
 		if err != nil {
