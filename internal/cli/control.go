@@ -3,12 +3,14 @@ package cli
 import (
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/weft-mesh/weft/internal/control"
 	"github.com/weft-mesh/weft/internal/store/local"
+	"github.com/weft-mesh/weft/internal/tlsid"
 )
 
 // controlOptions are the flags of 'weft control'.
@@ -18,6 +20,7 @@ type controlOptions struct {
 	store         string
 	shutdownGrace time.Duration
 	logLevel      string
+	identity      control.IdentityConfig
 }
 
 func newCmdControl(g *Globals) *cobra.Command {
@@ -27,6 +30,11 @@ func newCmdControl(g *Globals) *cobra.Command {
 		store:         "local",
 		shutdownGrace: control.DefaultShutdownGrace,
 		logLevel:      "info",
+		identity: control.IdentityConfig{
+			TrustDomain:        tlsid.DefaultTrustDomain,
+			IssuanceLifetime:   tlsid.DefaultLifetime,
+			ClockSkewAllowance: tlsid.DefaultClockSkew,
+		},
 	}
 	cmd := &cobra.Command{
 		Use:   "control",
@@ -34,7 +42,13 @@ func newCmdControl(g *Globals) *cobra.Command {
 		Long: `Run weft's control plane: the Destination service proxies use to discover
 endpoints and service profiles (io.linkerd.proxy.destination.Destination, the
 Linkerd proxy API), served over gRPC at --addr from the resources in the
-state directory.
+state directory, and the Identity service (io.linkerd.proxy.identity.Identity)
+that signs the proxies' short-lived mTLS certificates.
+
+The certificate authority (a trust anchor and an issuer) is generated into
+--identity-dir (STATE_DIR/identity) on first start, or loaded from the
+--identity-trust-anchors-file, --identity-issuer-certificate-file and
+--identity-issuer-key-file files.
 
 The admin server at --admin-addr serves /ready (the store has been read),
 /live and /metrics. On SIGINT or SIGTERM open streams end, so proxies
@@ -56,12 +70,25 @@ reconnect, and the process exits.`,
 				return fmt.Errorf("control: opening the state directory %s: %w", dir, err)
 			}
 			defer st.Close()
+			if o.identity.Dir == "" {
+				o.identity.Dir = filepath.Join(dir, "identity")
+			}
+			if o.identity.IssuanceLifetime <= 0 {
+				return &ExitError{Code: 2, Err: fmt.Errorf("control: --identity-issuance-lifetime must be positive, got %s", o.identity.IssuanceLifetime)}
+			}
+			if o.identity.ClockSkewAllowance < 0 {
+				return &ExitError{Code: 2, Err: fmt.Errorf("control: --identity-clock-skew-allowance must not be negative, got %s", o.identity.ClockSkewAllowance)}
+			}
+			if o.identity.ClockSkewAllowance == 0 {
+				o.identity.ClockSkewAllowance = -1 // an explicit 0: no backdating (0 in the config means the default)
+			}
 			p, err := control.Listen(control.Config{
 				Addr:          o.addr,
 				AdminAddr:     o.adminAddr,
 				Store:         st,
 				Logger:        logger,
 				ShutdownGrace: o.shutdownGrace,
+				Identity:      o.identity,
 			})
 			if err != nil {
 				return err
@@ -75,5 +102,12 @@ reconnect, and the process exits.`,
 	f.StringVar(&o.store, "store", o.store, `where resources are read from: "local" (the state directory)`)
 	f.DurationVar(&o.shutdownGrace, "shutdown-grace", o.shutdownGrace, "how long to wait for RPCs to finish on shutdown")
 	f.StringVar(&o.logLevel, "log-level", o.logLevel, "log level: debug, info, warn or error")
+	f.StringVar(&o.identity.Dir, "identity-dir", "", "identity directory: trust anchor, issuer and token key, generated if absent (default STATE_DIR/identity)")
+	f.StringVar(&o.identity.Files.TrustAnchors, "identity-trust-anchors-file", "", "PEM trust anchors (with the two other --identity-*-file flags, instead of the generated ones)")
+	f.StringVar(&o.identity.Files.IssuerCertificate, "identity-issuer-certificate-file", "", "PEM issuer certificate (an intermediate CA chaining to the trust anchors)")
+	f.StringVar(&o.identity.Files.IssuerKey, "identity-issuer-key-file", "", "PEM issuer private key")
+	f.StringVar(&o.identity.TrustDomain, "identity-trust-domain", o.identity.TrustDomain, "trust domain of the identities")
+	f.DurationVar(&o.identity.IssuanceLifetime, "identity-issuance-lifetime", o.identity.IssuanceLifetime, "lifetime of the certificates issued to proxies")
+	f.DurationVar(&o.identity.ClockSkewAllowance, "identity-clock-skew-allowance", o.identity.ClockSkewAllowance, "how far back certificates' NotBefore is set, for peers whose clocks lag")
 	return cmd
 }

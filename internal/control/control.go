@@ -1,5 +1,5 @@
 // Package control assembles the control plane process: the gRPC services
-// proxies talk to (Destination today; Identity and Policy later) on one
+// proxies talk to (Destination, Identity, gRPC health; Policy later) on one
 // listener, and an admin HTTP server with /ready, /live and /metrics.
 package control
 
@@ -14,10 +14,14 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/weft-mesh/weft/internal/control/destination"
+	"github.com/weft-mesh/weft/internal/control/identity"
 	"github.com/weft-mesh/weft/internal/store"
+	"github.com/weft-mesh/weft/internal/tlsid"
 )
 
 // Defaults for Config.
@@ -40,6 +44,74 @@ type Config struct {
 	// ShutdownGrace bounds how long a graceful stop waits for RPCs to
 	// finish before closing connections; 0 means DefaultShutdownGrace.
 	ShutdownGrace time.Duration
+	// Identity configures the Identity service (the CA); its zero value
+	// leaves the service off.
+	Identity IdentityConfig
+}
+
+// IdentityConfig configures the control plane's certificate authority.
+type IdentityConfig struct {
+	// Dir is the identity directory (D/identity in local mode): the trust
+	// anchor and issuer are generated there on first start unless Files
+	// are given, and the local token key lives there.
+	Dir string
+	// Files, all three or none, load the anchors and issuer from elsewhere
+	// (--identity-trust-anchors-file and friends).
+	Files tlsid.Files
+	// TrustDomain is the identities' trust domain; "" means cluster.local.
+	TrustDomain string
+	// IssuanceLifetime is the leaf lifetime; 0 means 24h.
+	IssuanceLifetime time.Duration
+	// ClockSkewAllowance backdates leaves; 0 means 20s, negative none.
+	ClockSkewAllowance time.Duration
+	// Validator checks proxies' tokens; nil means local-mode HMAC tokens
+	// keyed by Dir's token key.
+	Validator identity.TokenValidator
+}
+
+func (c IdentityConfig) enabled() bool {
+	return c.Dir != "" || c.Files != (tlsid.Files{}) || c.Validator != nil
+}
+
+// newIdentity loads (or generates) the authority and builds the service.
+func newIdentity(c IdentityConfig, logger *slog.Logger) (*identity.Server, error) {
+	domain := tlsid.Domain{TrustDomain: c.TrustDomain}
+	if err := domain.Validate(); err != nil {
+		return nil, fmt.Errorf("control: --identity-trust-domain: %w", err)
+	}
+	f := c.Files
+	var ca *tlsid.Authority
+	var err error
+	switch {
+	case f.TrustAnchors != "" && f.IssuerCertificate != "" && f.IssuerKey != "":
+		ca, err = tlsid.Load(f, domain)
+	case f != (tlsid.Files{}):
+		return nil, errors.New("control: --identity-trust-anchors-file, --identity-issuer-certificate-file and --identity-issuer-key-file go together: give all three or none")
+	case c.Dir != "":
+		var generated bool
+		ca, generated, err = tlsid.LoadOrGenerate(c.Dir, domain, time.Now())
+		if generated {
+			logger.Info("generated a trust anchor and issuer", "dir", c.Dir, "notAfter", ca.Issuer.NotAfter)
+		}
+	default:
+		return nil, errors.New("control: identity needs --identity-dir or the --identity-*-file flags")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("control: identity: %w", err)
+	}
+	ca.Lifetime, ca.ClockSkew = c.IssuanceLifetime, c.ClockSkewAllowance
+	v := c.Validator
+	if v == nil {
+		if c.Dir == "" {
+			return nil, errors.New("control: identity needs --identity-dir for the local token key")
+		}
+		key, err := identity.LoadOrCreateTokenKey(c.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("control: %w", err)
+		}
+		v = identity.NewHMACValidator(key)
+	}
+	return identity.New(identity.Config{Authority: ca, Validator: v, Logger: logger})
 }
 
 // Plane is a running control plane's listeners and servers.
@@ -49,6 +121,7 @@ type Plane struct {
 	lis      net.Listener
 	adminLis net.Listener
 	dest     *destination.Server
+	identity *identity.Server // nil when identity is off
 }
 
 // Listen validates cfg and binds both listeners, so that a port already in
@@ -74,6 +147,12 @@ func Listen(cfg Config) (*Plane, error) {
 	if err != nil {
 		return nil, err
 	}
+	var id *identity.Server
+	if cfg.Identity.enabled() {
+		if id, err = newIdentity(cfg.Identity, cfg.Logger); err != nil {
+			return nil, err
+		}
+	}
 	lis, err := listen("--addr", "gRPC", cfg.Addr)
 	if err != nil {
 		return nil, err
@@ -83,7 +162,7 @@ func Listen(cfg Config) (*Plane, error) {
 		lis.Close()
 		return nil, err
 	}
-	return &Plane{cfg: cfg, log: cfg.Logger.With("component", "control"), lis: lis, adminLis: adminLis, dest: dest}, nil
+	return &Plane{cfg: cfg, log: cfg.Logger.With("component", "control"), lis: lis, adminLis: adminLis, dest: dest, identity: id}, nil
 }
 
 func listen(flag, what, addr string) (net.Listener, error) {
@@ -111,6 +190,9 @@ func (p *Plane) AdminAddr() net.Addr { return p.adminLis.Addr() }
 // Destination returns the Destination server, for its metrics.
 func (p *Plane) Destination() *destination.Server { return p.dest }
 
+// Identity returns the Identity server, or nil when identity is off.
+func (p *Plane) Identity() *identity.Server { return p.identity }
+
 // Run serves until ctx ends, then stops gracefully: Destination streams end
 // (proxies reconnect to the next control plane), in-flight RPCs get
 // ShutdownGrace to finish, and then connections are closed. It returns an
@@ -127,6 +209,13 @@ func (p *Plane) Run(ctx context.Context) error {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
 	)
 	p.dest.Register(g)
+	if p.identity != nil {
+		p.identity.Register(g)
+	}
+	// gRPC health lets 'weft check' (and Kubernetes probes) ask whether the
+	// control plane answers at all.
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(g, hs)
 	admin := &http.Server{Handler: p.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
 
 	errc := make(chan error, 3)
@@ -153,6 +242,7 @@ func (p *Plane) Run(ctx context.Context) error {
 	case runErr = <-errc:
 	}
 	cancel()
+	hs.Shutdown()
 	p.log.Info("control plane stopping", "grace", p.cfg.ShutdownGrace)
 	// Run returning ends every Destination stream, which lets GracefulStop
 	// finish promptly; the timer bounds it anyway.

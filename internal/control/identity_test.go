@@ -1,0 +1,106 @@
+package control
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	idpb "github.com/linkerd/linkerd2-proxy-api/go/identity"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/weft-mesh/weft/internal/control/identity"
+	"github.com/weft-mesh/weft/internal/store"
+	"github.com/weft-mesh/weft/internal/tlsid"
+)
+
+// The plane generates its CA into the identity directory, serves Certify
+// and gRPC health on its one listener.
+func TestPlaneServesIdentity(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "identity")
+	p, err := Listen(Config{
+		Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Store: store.NewMemory(), Logger: quietLogger(),
+		Identity: IdentityConfig{Dir: dir, IssuanceLifetime: time.Hour},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{tlsid.AnchorsFile, tlsid.IssuerCertFile, tlsid.IssuerKeyFile, identity.TokenKeyFile} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("identity dir lacks %s: %v", f, err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+
+	conn, err := grpc.NewClient(p.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rpcCtx, rpcCancel := context.WithTimeout(ctx, testTimeout)
+	defer rpcCancel()
+	hr, err := healthpb.NewHealthClient(conn).Check(rpcCtx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true))
+	if err != nil || hr.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health = %v, %v", hr, err)
+	}
+
+	key, err := identity.LoadOrCreateTokenKey(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := identity.MintToken(key, identity.Workload{Namespace: "faces", ServiceAccount: "smiley", Pod: "smiley-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := tlsid.DefaultDomain.Name("faces", "smiley")
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr, err := tlsid.NewCSR(k, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := idpb.NewIdentityClient(conn).Certify(rpcCtx, &idpb.CertifyRequest{Identity: name, Token: tok, CertificateSigningRequest: csr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(resp.LeafCertificate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Until(leaf.NotAfter); d > time.Hour || d < 59*time.Minute {
+		t.Errorf("leaf lifetime %v, want the configured hour", d)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestIdentityConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name string
+		cfg  IdentityConfig
+		want string
+	}{
+		{"partial files", IdentityConfig{Dir: dir, Files: tlsid.Files{TrustAnchors: "ca.crt"}}, "give all three or none"},
+		{"missing files", IdentityConfig{Dir: dir, Files: tlsid.Files{TrustAnchors: "/nonexistent/ca.crt", IssuerCertificate: "x", IssuerKey: "y"}}, "no such file"},
+		{"bad trust domain", IdentityConfig{Dir: dir, TrustDomain: "Bad..Domain"}, "trust domain"},
+	}
+	for _, tt := range tests {
+		_, err := Listen(Config{Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Store: store.NewMemory(), Logger: quietLogger(), Identity: tt.cfg})
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: Listen = %v, want error containing %q", tt.name, err, tt.want)
+		}
+	}
+}
