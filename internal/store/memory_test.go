@@ -145,16 +145,17 @@ func TestWatchCoalescesAndFilters(t *testing.T) {
 	}
 	recv(t, ch) // the initial notification
 
-	// Many changes while nobody reads: at most two notifications queue up
-	// (one delivered, one pending), never one per change.
+	// Many changes while nobody reads: a few notifications queue up (one
+	// buffered for the reader, one being forwarded, one pending behind it),
+	// never one per change.
 	for i := range 200 {
 		if err := m.Apply(ctx, svc("a", fmt.Sprintf("s%d", i), 1)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	recv(t, ch)
-	if n := pending(ch); n > 1 {
-		t.Errorf("%d extra notifications after 200 coalesced changes, want at most 1", n)
+	if n := pending(ch); n > 2 {
+		t.Errorf("%d extra notifications after 200 coalesced changes, want at most 2", n)
 	}
 
 	// An unchanged apply is not a change.

@@ -48,6 +48,9 @@ const (
 	// LockName is the lock file inside the state directory.
 	LockName = "resources.lock"
 
+	// tempPattern names the temporary files a write renames into place.
+	tempPattern = ".resources-*.tmp"
+
 	// formatTag marks the file's format so a future change can be detected.
 	formatTag = "weft.io/resources/v1"
 
@@ -76,23 +79,28 @@ type Options struct {
 // Store is a store.Store backed by a state directory. It is safe for
 // concurrent use by many goroutines and many processes.
 type Store struct {
-	dir  string
-	path string
-	opts Options
-	log  *slog.Logger
-	mem  *store.Memory
+	dir      string
+	path     string
+	lockPath string
+	opts     Options
+	log      *slog.Logger
+	mem      *store.Memory
 
-	// writeMu serialises this process's read-modify-writes: the flock on
-	// lockFile excludes other processes, not goroutines sharing the fd.
-	writeMu  sync.Mutex
-	lockFile *os.File
-	closed   bool
+	// writeMu serialises this process's writers, so they queue here rather
+	// than each holding a descriptor blocked in flock.
+	writeMu sync.Mutex
+	closed  bool
 
-	// loadMu guards loaded and makes "read the file, install it in mem"
-	// atomic, so an older version can never be installed over a newer one.
-	loadMu    sync.Mutex
-	loaded    fileID // version of the file mem reflects
-	badLogged fileID // version whose reload error was last logged
+	// loadMu guards the fields below and makes "read the file, install it in
+	// mem" atomic, so an older version can never replace a newer one.
+	loadMu sync.Mutex
+	// data is the file content mem was built from, nil when there was no
+	// file. Comparing content (not just identity) makes reuse of the index
+	// safe: a read-modify-write builds on mem only when the file holds
+	// exactly what mem was built from.
+	data   []byte
+	loaded fileID // identity of that file version, to skip reading it again
+	bad    fileID // a version that failed to parse, already reported
 
 	cancel    context.CancelFunc
 	done      chan struct{}
@@ -114,21 +122,16 @@ func OpenWithOptions(dir string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store/local: creating state directory: %w", err)
 	}
-	lockPath := filepath.Join(dir, LockName)
-	lf, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("store/local: opening lock file: %w", err)
-	}
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = DefaultPollInterval
 	}
 	s := &Store{
 		dir:      dir,
 		path:     filepath.Join(dir, FileName),
+		lockPath: filepath.Join(dir, LockName),
 		opts:     opts,
 		log:      opts.Logger,
 		mem:      store.NewMemory(),
-		lockFile: lf,
 		done:     make(chan struct{}),
 	}
 	if s.log == nil {
@@ -136,13 +139,18 @@ func OpenWithOptions(dir string, opts Options) (*Store, error) {
 	}
 	s.log = s.log.With("component", "store/local", "file", s.path)
 	s.mem.Resync = opts.Resync
-	objs, id, err := readState(s.path)
-	if err != nil {
-		lf.Close()
+	if err := s.removeStaleTemps(); err != nil {
 		return nil, err
 	}
-	s.mem.Replace(objs)
-	s.loaded = id
+	data, id, err := readFile(s.path)
+	if err != nil {
+		return nil, err
+	}
+	state, err := parseFile(s.path, data)
+	if err != nil {
+		return nil, err
+	}
+	s.install(state, data, id)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
@@ -150,19 +158,40 @@ func OpenWithOptions(dir string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// Close stops following the file and releases the lock file. Channels
-// returned by Watch close when their own context ends.
+// removeStaleTemps creates the lock file and removes temporary files left by
+// a writer that died between creating and renaming one. Writers create them
+// only while holding the lock, so under the lock every one found is stale.
+// When another process holds the lock, cleaning is left for a later Open:
+// opening never waits.
+func (s *Store) removeStaleTemps() error {
+	f, err := tryLock(s.lockPath)
+	if err != nil {
+		return fmt.Errorf("store/local: locking %s: %w", s.lockPath, err)
+	}
+	if f == nil {
+		return nil
+	}
+	defer f.Close()
+	stale, _ := filepath.Glob(filepath.Join(s.dir, tempPattern))
+	for _, p := range stale {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.log.Warn("cannot remove a stale temporary file", "path", p, "err", err)
+		}
+	}
+	return nil
+}
+
+// Close stops following the file; later writes fail. Channels returned by
+// Watch close when their own context ends.
 func (s *Store) Close() error {
-	var err error
 	s.closeOnce.Do(func() {
 		s.cancel()
 		<-s.done
 		s.writeMu.Lock()
 		s.closed = true
-		err = s.lockFile.Close()
 		s.writeMu.Unlock()
 	})
-	return err
+	return nil
 }
 
 // Path returns the state file's path.
@@ -171,13 +200,13 @@ func (s *Store) Path() string { return s.path }
 // Get implements store.Store. It reads the in-memory index, first catching
 // up with the file if another process changed it.
 func (s *Store) Get(ctx context.Context, ref api.Ref) (api.Object, error) {
-	s.refresh()
+	s.refresh(false)
 	return s.mem.Get(ctx, ref)
 }
 
 // List implements store.Store.
 func (s *Store) List(ctx context.Context, kind api.Kind, namespace string) ([]api.Object, error) {
-	s.refresh()
+	s.refresh(false)
 	return s.mem.List(ctx, kind, namespace)
 }
 
@@ -277,57 +306,97 @@ func (s *Store) update(ctx context.Context, mutate func(state map[api.Ref][]byte
 	if s.closed {
 		return errors.New("store/local: store is closed")
 	}
-	if err := flock(s.lockFile); err != nil {
-		return fmt.Errorf("store/local: locking %s: %w", s.lockFile.Name(), err)
+	lf, err := lock(ctx, s.lockPath)
+	if err != nil {
+		return fmt.Errorf("store/local: waiting for the lock on %s (held by another weft process?): %w", s.lockPath, err)
 	}
-	defer funlock(s.lockFile)
+	defer lf.Close() // releases the lock
 
-	state, id, err := readState(s.path)
+	data, id, err := readFile(s.path)
 	if err != nil {
 		return err
+	}
+	s.loadMu.Lock()
+	var state map[api.Ref][]byte
+	if sameContent(data, s.data) {
+		state = s.mem.Snapshot() // what the file holds, already decoded
+	}
+	s.loadMu.Unlock()
+	if state == nil {
+		if state, err = parseFile(s.path, data); err != nil {
+			return err
+		}
 	}
 	changed, err := mutate(state)
 	if err != nil {
 		return err
 	}
 	if changed {
-		if id, err = writeState(s.dir, s.path, state); err != nil {
+		data = encodeState(state)
+		if id, err = writeState(s.dir, s.path, data); err != nil {
 			return err
 		}
 	}
 	s.loadMu.Lock()
-	s.mem.Replace(state)
-	s.loaded = id
+	s.install(state, data, id)
 	s.loadMu.Unlock()
 	return nil
 }
 
+// install makes state (decoded from data, the file version id) the index.
+// Callers hold loadMu, except Open before anyone else can see s.
+func (s *Store) install(state map[api.Ref][]byte, data []byte, id fileID) {
+	s.mem.Replace(state)
+	s.data = data
+	s.loaded = id
+}
+
 // refresh reloads the file if it changed since it was last loaded. A file
-// that cannot be read keeps the last good index: a running mesh never loses
-// its configuration because someone broke the file.
-func (s *Store) refresh() {
+// that cannot be parsed keeps the last good index: a running mesh never
+// loses its configuration because someone broke the file.
+//
+// The file's identity (inode, size, mtime) tells cheaply whether it changed;
+// force reads it anyway, for when fsnotify has said it did (an inode reused
+// within one mtime tick could otherwise hide a change until the next one).
+// Content equal to what the index was built from is not decoded again.
+func (s *Store) refresh(force bool) {
 	s.loadMu.Lock()
 	defer s.loadMu.Unlock()
-	id, err := statID(s.path)
-	switch {
-	case err == nil && (id == s.loaded || id == s.badLogged):
-		return // unchanged, or the same broken version already reported
-	case errors.Is(err, os.ErrNotExist) && s.loaded == (fileID{}):
+	if !force {
+		id, err := statID(s.path)
+		switch {
+		case err == nil && (id == s.loaded || id == s.bad):
+			return // unchanged, or the same broken version already reported
+		case errors.Is(err, os.ErrNotExist) && s.data == nil:
+			return
+		}
+	}
+	data, id, err := readFile(s.path)
+	if err != nil {
+		s.log.Error("cannot read the state file; keeping the last good objects", "err", err)
 		return
 	}
-	state, id, err := readState(s.path)
+	if sameContent(data, s.data) {
+		s.loaded = id
+		return
+	}
+	state, err := parseFile(s.path, data)
 	if err != nil {
-		if id != s.badLogged {
-			s.badLogged = id
+		if id != s.bad {
+			s.bad = id
 			s.log.Error("state file unreadable; keeping the last good objects", "err", err)
 		}
 		return
 	}
-	if id == (fileID{}) && s.loaded != (fileID{}) {
+	if data == nil {
 		s.log.Warn("state file was removed; the store is now empty")
 	}
-	s.mem.Replace(state)
-	s.loaded = id
+	s.install(state, data, id)
+}
+
+// sameContent compares file contents, nil meaning "no file".
+func sameContent(a, b []byte) bool {
+	return (a == nil) == (b == nil) && bytes.Equal(a, b)
 }
 
 // follow notices other processes' writes until ctx ends.
@@ -363,7 +432,7 @@ func (s *Store) follow(ctx context.Context) {
 				continue
 			}
 			if filepath.Base(ev.Name) == FileName {
-				s.refresh()
+				s.refresh(true)
 			}
 		case err, ok := <-errs:
 			if !ok {
@@ -372,9 +441,9 @@ func (s *Store) follow(ctx context.Context) {
 			}
 			// Usually a queue overflow: an event may be lost, so look now.
 			s.log.Warn("fsnotify error", "err", err)
-			s.refresh()
+			s.refresh(true)
 		case <-t.C:
-			s.refresh()
+			s.refresh(false)
 		}
 	}
 }
@@ -394,14 +463,12 @@ func statID(path string) (fileID, error) {
 	return idOf(fi), nil
 }
 
-// readState reads the state file. A missing file is an empty state with a
-// zero fileID. Every object is decoded into its kind's Go type and encoded
-// again, so the index holds exactly what Apply would have stored and a
-// damaged object is reported here rather than by a later Get.
-func readState(path string) (map[api.Ref][]byte, fileID, error) {
+// readFile reads the state file and its identity; a missing file is nil
+// data and a zero fileID.
+func readFile(path string) ([]byte, fileID, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return map[api.Ref][]byte{}, fileID{}, nil
+		return nil, fileID{}, nil
 	}
 	if err != nil {
 		return nil, fileID{}, fmt.Errorf("store/local: reading %s: %w", path, err)
@@ -411,19 +478,33 @@ func readState(path string) (map[api.Ref][]byte, fileID, error) {
 	if err != nil {
 		return nil, fileID{}, fmt.Errorf("store/local: reading %s: %w", path, err)
 	}
-	id := idOf(fi)
 	data, err := io.ReadAll(f)
 	if err != nil {
-		return nil, id, fmt.Errorf("store/local: reading %s: %w", path, err)
+		return nil, fileID{}, fmt.Errorf("store/local: reading %s: %w", path, err)
+	}
+	if data == nil {
+		data = []byte{} // an empty file is not a missing one
+	}
+	return data, idOf(fi), nil
+}
+
+// parseFile decodes the content of the file at path; nil data (no file) is
+// an empty state.
+func parseFile(path string, data []byte) (map[api.Ref][]byte, error) {
+	if data == nil {
+		return map[api.Ref][]byte{}, nil
 	}
 	state, err := parseState(data)
 	if err != nil {
-		return nil, id, fmt.Errorf("store/local: %s is corrupt: %w; repair it, or move it away to start with an empty store", path, err)
+		return nil, fmt.Errorf("store/local: %s is corrupt: %w; repair it, or move it away to start with an empty store", path, err)
 	}
-	return state, id, nil
+	return state, nil
 }
 
-// parseState decodes the content of a state file.
+// parseState decodes the content of a state file. Every object is decoded
+// into its kind's Go type and encoded again, so the index holds exactly what
+// Apply would have stored and a damaged object is reported here rather than
+// by a later Get.
 func parseState(data []byte) (map[api.Ref][]byte, error) {
 	var ff fileFormat
 	if len(bytes.TrimSpace(data)) == 0 {
@@ -514,8 +595,8 @@ func encodeState(state map[api.Ref][]byte) []byte {
 // writeState replaces the state file atomically and durably: write a
 // temporary file in the same directory, fsync it, rename it over the old
 // file, fsync the directory. It returns the new file's identity.
-func writeState(dir, path string, state map[api.Ref][]byte) (fileID, error) {
-	tmp, err := os.CreateTemp(dir, ".resources-*.tmp") // mode 0600
+func writeState(dir, path string, data []byte) (fileID, error) {
+	tmp, err := os.CreateTemp(dir, tempPattern) // mode 0600
 	if err != nil {
 		return fileID{}, fmt.Errorf("store/local: writing %s: %w", path, err)
 	}
@@ -526,7 +607,7 @@ func writeState(dir, path string, state map[api.Ref][]byte) (fileID, error) {
 			os.Remove(tmp.Name())
 		}
 	}()
-	if _, err := tmp.Write(encodeState(state)); err != nil {
+	if _, err := tmp.Write(data); err != nil {
 		return fileID{}, fmt.Errorf("store/local: writing %s: %w", tmp.Name(), err)
 	}
 	if err := tmp.Sync(); err != nil {

@@ -475,3 +475,62 @@ func FuzzParseState(f *testing.F) {
 		}
 	})
 }
+
+// A writer stuck holding the lock (a stopped process, say) blocks Apply only
+// until the caller's context ends; once released, writes go through.
+func TestApplyWaitsForLockUntilContextEnds(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, Options{})
+	other, err := lock(context.Background(), filepath.Join(dir, LockName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	err = s.Apply(ctx, svc("a", "b", 80))
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), LockName) {
+		t.Fatalf("Apply while another descriptor holds the lock = %v, want a deadline error naming the lock", err)
+	}
+	if _, err := os.Stat(s.Path()); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("Apply wrote without the lock")
+	}
+
+	// Released while an Apply waits: that Apply completes.
+	errc := make(chan error, 1)
+	go func() { errc <- s.Apply(context.Background(), svc("a", "b", 80)) }()
+	// The abandoned waiter of the first Apply must not keep (or steal) it.
+	if err := other.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("Apply did not finish after the lock was released")
+	}
+	if _, err := s.Get(context.Background(), svcRef("a", "b")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOpenRemovesStaleTemporaryFiles(t *testing.T) {
+	dir := t.TempDir()
+	stale := filepath.Join(dir, ".resources-123.tmp")
+	if err := os.WriteFile(stale, []byte("half a write"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(dir, "mesh.json") // not ours: left alone
+	if err := os.WriteFile(other, []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	open(t, dir, Options{})
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale temporary file survived Open: %v", err)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("Open removed another component's file: %v", err)
+	}
+}
