@@ -230,3 +230,43 @@ func FuzzParseHTTPRetryConditions(f *testing.F) {
 		}
 	})
 }
+
+// FuzzValueParsers runs every value parser on the same input: none may
+// panic, and what they accept must satisfy their documented invariants.
+func FuzzValueParsers(f *testing.F) {
+	for _, s := range []string{"25,3306,4000-4100,mysql", "unavailable,internal", "1h30m", "10.0.0.0/8", "fd00::1", "3", "0.5", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if rs, names, err := ParseOpaquePorts(s); err == nil {
+			for _, r := range rs {
+				if r.Min == 0 || r.Min > r.Max {
+					t.Fatalf("ParseOpaquePorts(%q) gave bad range %v", s, r)
+				}
+			}
+			for _, n := range names {
+				if portNameProblem(n) != "" {
+					t.Fatalf("ParseOpaquePorts(%q) gave bad name %q", s, n)
+				}
+			}
+		}
+		if cs, err := ParseGRPCRetryConditions(s); err == nil && len(cs) == 0 {
+			t.Fatalf("ParseGRPCRetryConditions(%q) accepted no conditions", s)
+		}
+		if d, err := ParseGatewayDuration(s); err == nil && d < 0 {
+			t.Fatalf("ParseGatewayDuration(%q) = %v", s, d)
+		}
+		if d, err := ParseDuration(s); err == nil && d < 0 {
+			t.Fatalf("ParseDuration(%q) = %v", s, d)
+		}
+		if p, err := ParseNetwork(s); err == nil && (!p.IsValid() || p != p.Masked()) {
+			t.Fatalf("ParseNetwork(%q) = %v, not a valid masked prefix", s, p)
+		}
+		for _, key := range []string{AnnotationFailureAccrualMaxFailures, AnnotationFailureAccrualMinPenalty, AnnotationFailureAccrualMaxPenalty, AnnotationFailureAccrualJitterRatio} {
+			fa, err := ParseFailureAccrual(map[string]string{AnnotationFailureAccrual: "consecutive", key: s})
+			if err == nil && (fa.MaxFailures == 0 || fa.MaxPenalty < fa.MinPenalty || fa.JitterRatio < 0 || fa.JitterRatio > 100) {
+				t.Fatalf("ParseFailureAccrual(%s=%q) = %+v", key, s, *fa)
+			}
+		}
+	})
+}
