@@ -54,6 +54,9 @@ type Config struct {
 	Namespace string
 	// DrainTimeout bounds graceful shutdown; default DefaultDrainTimeout.
 	DrainTimeout time.Duration
+	// RateLimiter is the client for the RateLimitService; nil disables rate
+	// limiting (with a warning when a RateLimitService exists).
+	RateLimiter RateLimiter
 	// Registry receives metrics; a new one is made when nil.
 	Registry *metrics.Registry
 	Logger   *slog.Logger
@@ -106,6 +109,7 @@ func New(cfg Config) (*Ingress, error) {
 	}
 	in := &Ingress{cfg: cfg, log: cfg.Logger, reg: cfg.Registry, bound: map[int32]*boundListener{}}
 	in.router = NewRouter(cfg.Transport, cfg.Registry, cfg.Logger)
+	in.router.SetRateLimiter(cfg.RateLimiter)
 	return in, nil
 }
 
@@ -162,7 +166,7 @@ func (in *Ingress) Run(ctx context.Context) error {
 
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	changes, err := in.cfg.Store.Watch(watchCtx, api.KindListener, api.KindHost, api.KindMapping)
+	changes, err := in.cfg.Store.Watch(watchCtx, api.KindListener, api.KindHost, api.KindMapping, api.KindRateLimitService)
 	if err != nil {
 		if admin != nil {
 			_ = admin.Close()
@@ -208,11 +212,12 @@ func (in *Ingress) reload(ctx context.Context) {
 	ls, err1 := listAs[*api.Listener](ctx, in.cfg.Store, api.KindListener)
 	hs, err2 := listAs[*api.Host](ctx, in.cfg.Store, api.KindHost)
 	ms, err3 := listAs[*api.Mapping](ctx, in.cfg.Store, api.KindMapping)
-	if err := errors.Join(err1, err2, err3); err != nil {
+	rls, err4 := listAs[*api.RateLimitService](ctx, in.cfg.Store, api.KindRateLimitService)
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
 		in.log.Error("ingress: reading configuration; keeping the last good one", "err", err)
 		return
 	}
-	t := Build(ls, hs, ms, BuildOptions{AmbassadorID: in.cfg.AmbassadorID, Namespace: in.cfg.Namespace})
+	t := Build(ls, hs, ms, BuildOptions{AmbassadorID: in.cfg.AmbassadorID, Namespace: in.cfg.Namespace, RateLimitServices: rls})
 	in.report(t, len(ls), len(ms))
 	// Publish the table before binding new listeners, so a new port never
 	// serves an older table that lacks it; removed listeners stop accepting
@@ -252,6 +257,10 @@ func (in *Ingress) report(t *Table, nListeners, nMappings int) {
 	if nListeners == 0 {
 		b.WriteString("no Listener")
 	}
+	noLimiter := t.rateLimit != nil && in.cfg.RateLimiter == nil
+	if noLimiter {
+		b.WriteString("no rate limiter")
+	}
 	key := b.String()
 	in.mu.Lock()
 	changed := key != in.lastProbs
@@ -268,6 +277,9 @@ func (in *Ingress) report(t *Table, nListeners, nMappings int) {
 	}
 	if nListeners == 0 {
 		in.log.Warn("ingress: no Listener resources: serving nothing; apply a getambassador.io/v3alpha1 Listener (for example port 8080, protocol HTTP, securityModel XFP, hostBinding.namespace.from ALL)")
+	}
+	if noLimiter {
+		in.log.Warn("ingress: a RateLimitService is configured but this ingress has no rate limit client; requests are not rate limited", "ratelimitservice", t.rateLimit.ref.String())
 	}
 	in.log.Info("ingress: configuration loaded", "listeners", len(t.ports), "mappings", nMappings, "problems", len(t.Problems))
 }

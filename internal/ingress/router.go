@@ -48,6 +48,8 @@ type Router struct {
 	table atomic.Pointer[Table]
 	proxy *httputil.ReverseProxy
 	log   *slog.Logger
+	// limiter answers rate-limit questions; nil disables rate limiting.
+	limiter RateLimiter
 
 	requests *metrics.CounterVec
 }
@@ -76,6 +78,10 @@ func NewRouter(rt http.RoundTripper, reg *metrics.Registry, log *slog.Logger) *R
 	r.table.Store(&Table{listeners: map[int32]*listenerConf{}})
 	return r
 }
+
+// SetRateLimiter installs the client used for the table's
+// RateLimitService. Call it before serving.
+func (rt *Router) SetRateLimiter(l RateLimiter) { rt.limiter = l }
 
 // Swap installs a new table.
 func (rt *Router) Swap(t *Table) { rt.table.Store(t) }
@@ -133,6 +139,10 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, port int32) {
 	route := d.Route
 	if up := upgradeType(r.Header); up != "" && !route.allowsUpgrade(up) {
 		rt.local(w, route, http.StatusForbidden, "upgrade to "+up+" is not allowed by Mapping "+route.Name+"; add it to allow_upgrade")
+		return
+	}
+
+	if rt.checkRateLimit(w, r, t, d) {
 		return
 	}
 

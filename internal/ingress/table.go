@@ -22,7 +22,8 @@ import (
 // disturbs requests in flight.
 type Table struct {
 	listeners map[int32]*listenerConf
-	ports     []int32 // sorted
+	ports     []int32    // sorted
+	rateLimit *rateLimit // nil: no RateLimitService
 
 	// Problems are the objects left out of the table and why; the rest of
 	// the table is built without them.
@@ -113,8 +114,9 @@ type Route struct {
 	removeResp   []string
 	upgrades     []string // lower-case protocols allowed to upgrade
 	retry        *retryPolicy
-	dstOverride  string // l5d-dst-override value, "" for none
-	matchKey     string // equal for Mappings that form one weight group
+	labels       map[string][]labelGroup // rate-limit descriptors by domain
+	dstOverride  string                  // l5d-dst-override value, "" for none
+	matchKey     string                  // equal for Mappings that form one weight group
 
 	counters routeCounters
 }
@@ -138,6 +140,9 @@ type BuildOptions struct {
 	// Namespace is where the ingress runs; objects without a namespace are
 	// read as being in it. Default "default".
 	Namespace string
+	// RateLimitServices are the store's RateLimitService objects; at most
+	// one is used.
+	RateLimitServices []*api.RateLimitService
 }
 
 // Build compiles a Table. Objects that are invalid or conflict are left out
@@ -175,6 +180,8 @@ func Build(listeners []*api.Listener, hosts []*api.Host, mappings []*api.Mapping
 		}
 		return true
 	}
+
+	buildRateLimit(t, opts.RateLimitServices, mine)
 
 	// Routes, compiled once and shared by every Host they attach to.
 	type compiled struct {
@@ -465,6 +472,7 @@ func compileRoute(m *api.Mapping, defaultNS string) (*Route, error) {
 			r.retry.on |= retryConditions[strings.TrimSpace(on)]
 		}
 	}
+	r.labels = compileLabels(s.Labels)
 	r.matchKey = matchKey(m)
 	return r, nil
 }
