@@ -25,6 +25,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/duration"
 
@@ -668,6 +669,11 @@ func runGet(ctx context.Context, g *Globals, args []string, o getOptions) error 
 				}
 			}
 		}
+		if r.ki.Kind == api.KindDeployment && (o.output == "" || o.output == "wide") {
+			if err := fillDeploymentStatus(ctx, st, objs); err != nil {
+				return err
+			}
+		}
 		// Merge a kind given twice (get deploy/a deploy/b) into one table.
 		if n := len(groups); n > 0 && groups[n-1].ki == r.ki {
 			groups[n-1].objs = append(groups[n-1].objs, objs...)
@@ -680,6 +686,46 @@ func runGet(ctx context.Context, g *Globals, args []string, o getOptions) error 
 	}
 	if len(missing) > 0 {
 		return &ExitError{Code: 1, Err: errors.New(strings.Join(missing, "\n"))}
+	}
+	return nil
+}
+
+// fillDeploymentStatus gives Deployments that carry no status one derived
+// from their Pods, for the READY/UP-TO-DATE/AVAILABLE columns: in local mode
+// the supervisor writes Pods, not Deployment status. Pods match by the
+// Deployment's selector in its namespace.
+func fillDeploymentStatus(ctx context.Context, st store.Store, objs []api.Object) error {
+	pods := map[string][]api.Object{} // by namespace, listed once
+	for _, o := range objs {
+		d := o.(*appsv1.Deployment)
+		if !reflect.DeepEqual(d.Status, appsv1.DeploymentStatus{}) || d.Spec.Selector == nil {
+			continue
+		}
+		sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+		if err != nil || sel.Empty() {
+			continue // an invalid or empty selector matches nothing useful
+		}
+		list, ok := pods[d.Namespace]
+		if !ok {
+			if list, err = st.List(ctx, api.KindPod, d.Namespace); err != nil {
+				return err
+			}
+			pods[d.Namespace] = list
+		}
+		for _, po := range list {
+			p := po.(*corev1.Pod)
+			if !sel.Matches(labels.Set(p.Labels)) {
+				continue
+			}
+			d.Status.Replicas++
+			d.Status.UpdatedReplicas++
+			for _, c := range p.Status.Conditions {
+				if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+					d.Status.ReadyReplicas++
+					d.Status.AvailableReplicas++
+				}
+			}
+		}
 	}
 	return nil
 }

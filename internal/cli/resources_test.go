@@ -156,6 +156,52 @@ func TestApplyKeepsStatus(t *testing.T) {
 	}
 }
 
+// Without a status, get deploy counts the Pods the supervisor wrote.
+func TestGetDeploymentReadyFromPods(t *testing.T) {
+	dir := t.TempDir()
+	m := writeFile(t, filepath.Join(t.TempDir(), "faces.yaml"), facesManifest)
+	if r := weft(t, dir, "", "apply", "-f", m); r.code != 0 {
+		t.Fatalf("apply: %+v", r)
+	}
+	pod := func(name, app string, ready corev1.ConditionStatus) api.Object {
+		p := api.New(api.KindPod).(*corev1.Pod)
+		p.Name, p.Namespace = name, "faces"
+		p.Labels = map[string]string{"app": app, "pod-template-hash": "abc"}
+		p.Spec.Containers = []corev1.Container{{Name: app}}
+		p.Status.Phase = corev1.PodRunning
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: ready}}
+		return p
+	}
+	st := openStore(t, dir)
+	if err := st.Apply(context.Background(),
+		pod("smiley-1", "smiley", corev1.ConditionTrue),
+		pod("smiley-2", "smiley", corev1.ConditionFalse),
+		pod("other-1", "other", corev1.ConditionTrue),
+	); err != nil {
+		t.Fatal(err)
+	}
+	r := weft(t, dir, "", "get", "deploy", "-n", "faces")
+	lines := strings.Split(strings.TrimSpace(r.out), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(strings.Join(strings.Fields(lines[1]), " "), "smiley 1/2 2 1 ") {
+		t.Errorf("get deploy with one of two pods ready:\n%s%s", r.out, r.err)
+	}
+	// -o yaml shows what is stored: no invented status.
+	r = weft(t, dir, "", "get", "deploy", "smiley", "-n", "faces", "-o", "yaml")
+	if strings.Contains(r.out, "readyReplicas") {
+		t.Errorf("get -o yaml shows a derived status:\n%s", r.out)
+	}
+	r = weft(t, dir, "", "get", "pods", "-n", "faces", "-l", "app=smiley")
+	var rows []string
+	for _, l := range strings.Split(strings.TrimSpace(r.out), "\n") {
+		f := strings.Fields(l)
+		rows = append(rows, strings.Join(f[:len(f)-1], " ")) // without AGE
+	}
+	want := []string{"NAME READY STATUS RESTARTS", "smiley-1 1/1 Running 0", "smiley-2 0/1 Running 0"}
+	if diff := cmp.Diff(want, rows); diff != "" {
+		t.Errorf("get pods -l app=smiley (-want +got):\n%s", diff)
+	}
+}
+
 func TestApplyDirectoriesAndStdin(t *testing.T) {
 	dir := t.TempDir()
 	src := t.TempDir()
@@ -512,5 +558,20 @@ func TestAPIResources(t *testing.T) {
 	r := weft(t, t.TempDir(), "", "api-resources")
 	if r.code != 0 || r.out != buf.String() {
 		t.Errorf("weft api-resources = %+v", r)
+	}
+}
+
+func TestCorruptStateFile(t *testing.T) {
+	dir := t.TempDir()
+	state := writeFile(t, filepath.Join(dir, localstore.FileName), "{\"format\": ")
+	m := writeFile(t, filepath.Join(t.TempDir(), "faces.yaml"), facesManifest)
+	for _, args := range [][]string{{"get", "svc"}, {"apply", "-f", m}, {"delete", "svc", "x"}} {
+		r := weft(t, dir, "", args...)
+		if r.code != 1 || !strings.Contains(r.err, state+" is corrupt") {
+			t.Errorf("%v on a corrupt state file = %+v, want exit 1 naming the file", args, r)
+		}
+	}
+	if got, _ := os.ReadFile(state); string(got) != "{\"format\": " {
+		t.Errorf("the corrupt file was changed to %q", got)
 	}
 }
