@@ -830,3 +830,56 @@ func TestH2CPriorKnowledge(t *testing.T) {
 		t.Errorf("h2c request: %s over %s", resp.Status, resp.Proto)
 	}
 }
+
+func TestCORS(t *testing.T) {
+	backend := newBackend(t)
+	var upstreamCalls atomic.Int64
+	counting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		upstreamCalls.Add(1)
+		backend.Config.Handler.ServeHTTP(w, r)
+	}))
+	defer counting.Close()
+	h := newHarness(t, false, newMapping("ns", "api", api.MappingSpec{Prefix: "/api/", Service: "http://" + backendAuthority(t, counting), CORS: &api.CORS{
+		Origins: api.StringOrList{"http://a.example,http://b.example"}, Methods: api.StringOrList{"GET", "POST"},
+		Headers: api.StringOrList{"x-user"}, ExposedHeaders: api.StringOrList{"x-trace"}, MaxAge: "1h", Credentials: ptr(true),
+	}}))
+	do := func(method, origin string, preflight bool) *http.Response {
+		req, _ := http.NewRequest(method, h.url("/api/x"), nil)
+		req.Header.Set("Origin", origin)
+		if preflight {
+			req.Header.Set("Access-Control-Request-Method", "POST")
+		}
+		resp, err := h.httpc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	resp := do("OPTIONS", "http://b.example", true)
+	want := map[string]string{
+		"Access-Control-Allow-Origin": "http://b.example", "Access-Control-Allow-Methods": "GET,POST",
+		"Access-Control-Allow-Headers": "x-user", "Access-Control-Max-Age": "3600", "Access-Control-Allow-Credentials": "true",
+	}
+	for k, v := range want {
+		if got := resp.Header.Get(k); got != v {
+			t.Errorf("preflight %s = %q, want %q", k, got, v)
+		}
+	}
+	if resp.StatusCode != 200 || upstreamCalls.Load() != 0 {
+		t.Errorf("preflight: %d with %d upstream calls; the ingress should answer it", resp.StatusCode, upstreamCalls.Load())
+	}
+	resp = do("GET", "http://a.example", false)
+	if resp.Header.Get("Access-Control-Allow-Origin") != "http://a.example" || resp.Header.Get("Access-Control-Expose-Headers") != "x-trace" {
+		t.Errorf("actual request headers: %v", resp.Header)
+	}
+	resp = do("GET", "http://evil.example", false)
+	if resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("disallowed origin got Access-Control-Allow-Origin %q", resp.Header.Get("Access-Control-Allow-Origin"))
+	}
+	before := upstreamCalls.Load()
+	do("OPTIONS", "http://evil.example", true)
+	if upstreamCalls.Load() != before+1 {
+		t.Error("a preflight from a disallowed origin should go upstream untouched")
+	}
+}

@@ -142,6 +142,10 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, port int32) {
 		return
 	}
 
+	if route.cors != nil && route.cors.preflight(w, r) {
+		rt.local(w, route, http.StatusOK, "")
+		return
+	}
 	if rt.checkRateLimit(w, r, t, d) {
 		return
 	}
@@ -235,6 +239,9 @@ func (rt *Router) modifyResponse(resp *http.Response) error {
 		}
 	}
 	h := resp.Header
+	if c := st.route.cors; c != nil {
+		c.decorate(h, resp.Request.Header.Get("Origin"))
+	}
 	for _, name := range st.route.removeResp {
 		h.Del(name)
 	}

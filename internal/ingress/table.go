@@ -115,6 +115,7 @@ type Route struct {
 	upgrades     []string // lower-case protocols allowed to upgrade
 	retry        *retryPolicy
 	labels       map[string][]labelGroup // rate-limit descriptors by domain
+	cors         *corsPolicy
 	dstOverride  string                  // l5d-dst-override value, "" for none
 	matchKey     string                  // equal for Mappings that form one weight group
 
@@ -473,6 +474,7 @@ func compileRoute(m *api.Mapping, defaultNS string) (*Route, error) {
 		}
 	}
 	r.labels = compileLabels(s.Labels)
+	r.cors = compileCORS(s.CORS)
 	r.matchKey = matchKey(m)
 	return r, nil
 }
