@@ -415,16 +415,25 @@ func TestBrowserCellStates(t *testing.T) {
 	for _, b := range face.bad {
 		t.Error(b)
 	}
-	// Lower bounds are exact; upper bounds leave room for a busy machine.
+	// No cell may ask early. Lateness is noisy on a busy machine (timers
+	// fire late, connections queue), so it is bounded by the median, with
+	// only a loose limit per cell.
 	start, ok := face.reqs[[2]int{0, 0}]
 	if !ok || len(face.reqs) != 16 {
 		t.Fatalf("%d cells asked, want 16", len(face.reqs))
 	}
+	var lateness []time.Duration
 	for cell, at := range face.reqs {
 		offset := time.Duration(cell[0]*500+cell[1]*125) * time.Millisecond
-		if got := at[0] - start[0]; got < offset-60*time.Millisecond || got > offset+1500*time.Millisecond {
-			t.Errorf("cell %v first asked %v after cell 0,0, want %v", cell, got, offset)
+		late := at[0] - start[0] - offset
+		lateness = append(lateness, late)
+		if late < -60*time.Millisecond || late > 3*time.Second {
+			t.Errorf("cell %v first asked %v after cell 0,0, want %v", cell, at[0]-start[0], offset)
 		}
+	}
+	slices.Sort(lateness)
+	if median := lateness[len(lateness)/2]; median > 500*time.Millisecond {
+		t.Errorf("first requests late by a median of %v (all: %v), want on schedule", median, lateness)
 	}
 	if r := face.reqs[[2]int{0, 0}]; len(r) < 3 || r[1]-r[0] < 1800*time.Millisecond || r[2]-r[1] < 1800*time.Millisecond {
 		t.Errorf("cell 0,0 asked at %v, want about every 2 s", r)
