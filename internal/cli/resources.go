@@ -34,12 +34,10 @@ import (
 	localstore "github.com/weft-mesh/weft/internal/store/local"
 )
 
+// openLocalStore opens the store for one command: it reads and writes the
+// file but does not follow other processes' writes.
 func openLocalStore(g *Globals) (*localstore.Store, error) {
-	st, err := localstore.Open(g.StateDirOrDefault())
-	if err != nil {
-		return nil, err
-	}
-	return st, nil
+	return localstore.OpenWithOptions(g.StateDirOrDefault(), localstore.Options{NoFollow: true})
 }
 
 // ---- apply ----

@@ -74,6 +74,10 @@ type Options struct {
 	NoFSNotify bool
 	// Resync is the watch resync period; zero means store.DefaultResync.
 	Resync time.Duration
+	// NoFollow skips watching for other processes' writes, for one-shot
+	// commands: Get and List still see them (each checks the file), but
+	// Watch fires only for this process's writes and on resync.
+	NoFollow bool
 }
 
 // Store is a store.Store backed by a state directory. It is safe for
@@ -154,7 +158,11 @@ func OpenWithOptions(dir string, opts Options) (*Store, error) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	go s.follow(ctx)
+	if opts.NoFollow {
+		close(s.done)
+	} else {
+		go s.follow(ctx)
+	}
 	return s, nil
 }
 

@@ -413,6 +413,26 @@ func TestWatchFiresAcrossInstances(t *testing.T) {
 	}
 }
 
+// Without following, reads still see other instances' writes.
+func TestNoFollowReadsSeeOtherWrites(t *testing.T) {
+	dir := t.TempDir()
+	reader := open(t, dir, Options{NoFollow: true})
+	writer := open(t, dir, Options{})
+	ctx := context.Background()
+	if err := writer.Apply(ctx, svc("a", "b", 80)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reader.Get(ctx, svcRef("a", "b")); err != nil {
+		t.Fatalf("Get of another instance's write: %v", err)
+	}
+	if err := reader.Apply(ctx, svc("a", "c", 80)); err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := writer.List(ctx, api.KindService, "a"); len(l) != 2 {
+		t.Fatalf("writer sees %d services, want 2", len(l))
+	}
+}
+
 func TestClose(t *testing.T) {
 	s, err := Open(t.TempDir())
 	if err != nil {
