@@ -1,16 +1,3 @@
-// Package ingress is Weft's north-south gateway: it reads Emissary's
-// Listener, Host and Mapping resources from the store and serves them.
-//
-// The configuration is compiled into an immutable Table and swapped
-// atomically whenever the store changes, so reconfiguration never drops or
-// misroutes a request in flight, and an invalid object is left out (and
-// logged) without holding back the others. Listeners are bound and closed
-// live as Listener resources come and go.
-//
-// Upstream requests go through an http.RoundTripper. In `weft ingress` it is
-// an http.Transport whose Proxy is the ingress's own sidecar, so requests
-// for `name.ns.svc.cluster.local:port` travel through the mesh like any
-// other workload's.
 package ingress
 
 import (

@@ -116,8 +116,8 @@ type Route struct {
 	retry        *retryPolicy
 	labels       map[string][]labelGroup // rate-limit descriptors by domain
 	cors         *corsPolicy
-	dstOverride  string                  // l5d-dst-override value, "" for none
-	matchKey     string                  // equal for Mappings that form one weight group
+	dstOverride  string // l5d-dst-override value, "" for none
+	matchKey     string // equal for Mappings that form one weight group
 
 	counters routeCounters
 }
