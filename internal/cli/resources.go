@@ -28,6 +28,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/duration"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/weft-mesh/weft/internal/api"
 	"github.com/weft-mesh/weft/internal/store"
@@ -534,6 +535,7 @@ type getOptions struct {
 	allNamespaces bool
 	output        string
 	selector      string
+	noHeaders     bool
 	named         bool // names were given: missing ones are errors, not "No resources found"
 }
 
@@ -557,6 +559,7 @@ KIND is a kind, its plural or its short name (see 'weft api-resources').`,
 	cmd.Flags().BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "list objects in every namespace")
 	cmd.Flags().StringVarP(&o.output, "output", "o", "", "output format: yaml, json, wide or name")
 	cmd.Flags().StringVarP(&o.selector, "selector", "l", "", "label selector, e.g. app=smiley,tier!=web")
+	cmd.Flags().BoolVar(&o.noHeaders, "no-headers", false, "print tables without their header line")
 	return cmd
 }
 
@@ -774,6 +777,9 @@ func printGet(out, errOut io.Writer, groups []getGroup, o getOptions, namespace 
 			kindPrefix:    len(groups) > 1,
 			now:           now,
 		})
+		if o.noHeaders {
+			t.header = nil
+		}
 		if err := t.write(out); err != nil {
 			return err
 		}
@@ -789,7 +795,9 @@ type table struct {
 
 func (t *table) write(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
-	fmt.Fprintln(tw, strings.Join(t.header, "\t"))
+	if t.header != nil {
+		fmt.Fprintln(tw, strings.Join(t.header, "\t"))
+	}
 	for _, r := range t.rows {
 		fmt.Fprintln(tw, strings.Join(r, "\t"))
 	}
@@ -922,8 +930,67 @@ func columnsFor(k api.Kind) []column {
 			}},
 			ageColumn,
 		}
+	case api.KindHTTPRoute, api.KindPolicyHTTPRoute:
+		return []column{
+			{name: "HOSTNAMES", value: func(o api.Object, _ time.Time) string {
+				return hostnames(o.(*gatewayv1.HTTPRoute).Spec.Hostnames)
+			}},
+			ageColumn,
+			{name: "PARENTS", wide: true, value: func(o api.Object, _ time.Time) string {
+				return parentRefs(o.(*gatewayv1.HTTPRoute).Spec.ParentRefs)
+			}},
+		}
+	case api.KindGRPCRoute:
+		return []column{
+			{name: "HOSTNAMES", value: func(o api.Object, _ time.Time) string {
+				return hostnames(o.(*gatewayv1.GRPCRoute).Spec.Hostnames)
+			}},
+			ageColumn,
+			{name: "PARENTS", wide: true, value: func(o api.Object, _ time.Time) string {
+				return parentRefs(o.(*gatewayv1.GRPCRoute).Spec.ParentRefs)
+			}},
+		}
+	case api.KindGateway:
+		return []column{
+			{name: "CLASS", value: func(o api.Object, _ time.Time) string {
+				return orNone(string(o.(*gatewayv1.Gateway).Spec.GatewayClassName))
+			}},
+			{name: "LISTENERS", value: func(o api.Object, _ time.Time) string {
+				return strconv.Itoa(len(o.(*gatewayv1.Gateway).Spec.Listeners))
+			}},
+			ageColumn,
+		}
 	}
 	return []column{ageColumn}
+}
+
+func hostnames(hs []gatewayv1.Hostname) string {
+	parts := make([]string, len(hs))
+	for i, h := range hs {
+		parts[i] = string(h)
+	}
+	return orNone(strings.Join(parts, ","))
+}
+
+// parentRefs lists a route's parents as kind/name (namespace/name when in
+// another namespace): "service/smiley", "gateway/ingress".
+func parentRefs(refs []gatewayv1.ParentReference) string {
+	parts := make([]string, len(refs))
+	for i, r := range refs {
+		kind := "gateway"
+		if r.Kind != nil {
+			kind = strings.ToLower(string(*r.Kind))
+		}
+		name := string(r.Name)
+		if r.Namespace != nil {
+			name = string(*r.Namespace) + "/" + name
+		}
+		if r.Port != nil {
+			name += ":" + strconv.Itoa(int(*r.Port))
+		}
+		parts[i] = kind + "/" + name
+	}
+	return orNone(strings.Join(parts, ","))
 }
 
 // age is kubectl's AGE: a short human duration since creation.

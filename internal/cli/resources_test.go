@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/weft-mesh/weft/internal/api"
 	localstore "github.com/weft-mesh/weft/internal/store/local"
@@ -382,6 +383,10 @@ func TestGetCommand(t *testing.T) {
 	if !strings.HasPrefix(r.out, "NAME    STATUS   AGE\nfaces   Active   ") {
 		t.Errorf("get ns:\n%s", r.out)
 	}
+	r = weft(t, dir, "", "get", "ns", "--no-headers")
+	if !strings.HasPrefix(r.out, "faces   Active   ") {
+		t.Errorf("get ns --no-headers:\n%s", r.out)
+	}
 	r = weft(t, dir, "", "get", "deploy", "-A", "-l", "app=other")
 	if r.out != "" || r.err != "No resources found\n" {
 		t.Errorf("get -A with a selector matching nothing = %+v", r)
@@ -465,6 +470,17 @@ func TestTables(t *testing.T) {
 			{Addresses: []string{"127.0.0.2"}, Conditions: discoveryv1.EndpointConditions{Ready: &notReady}},
 		}}
 	secret := &corev1.Secret{ObjectMeta: meta("faces", "tls")}
+	svcKind, port80, other := gatewayv1.Kind("Service"), gatewayv1.PortNumber(80), gatewayv1.Namespace("edge")
+	route := &gatewayv1.HTTPRoute{ObjectMeta: meta("faces", "smiley-split"), Spec: gatewayv1.HTTPRouteSpec{
+		Hostnames: []gatewayv1.Hostname{"smiley.example", "faces.example"},
+		CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{
+			{Kind: &svcKind, Name: "smiley", Port: &port80},
+			{Namespace: &other, Name: "ingress"},
+		}},
+	}}
+	gw := &gatewayv1.Gateway{ObjectMeta: meta("edge", "ingress"), Spec: gatewayv1.GatewaySpec{
+		GatewayClassName: "weft", Listeners: []gatewayv1.Listener{{Name: "http", Port: 8080, Protocol: gatewayv1.HTTPProtocolType}},
+	}}
 
 	for _, tc := range []struct {
 		name string
@@ -497,6 +513,18 @@ web-abc   1/1     Running   0          90m   127.0.0.1   127.0.0.1:4191
 		{"endpointslice", api.KindEndpointSlice, []api.Object{slice}, tableOptions{}, `
 NAME             ADDRESSTYPE   PORTS   ENDPOINTS                          AGE
 smiley-web-abc   IPv4          4143    127.0.0.1,127.0.0.2 (not ready)    90m
+`},
+		{"httproute wide", api.KindHTTPRoute, []api.Object{route}, tableOptions{wide: true}, `
+NAME           HOSTNAMES                       AGE   PARENTS
+smiley-split   smiley.example,faces.example    90m   service/smiley:80,gateway/edge/ingress
+`},
+		{"linkerd httproute", api.KindPolicyHTTPRoute, []api.Object{route}, tableOptions{}, `
+NAME           HOSTNAMES                       AGE
+smiley-split   smiley.example,faces.example    90m
+`},
+		{"gateway", api.KindGateway, []api.Object{gw}, tableOptions{}, `
+NAME      CLASS   LISTENERS   AGE
+ingress   weft    1           90m
 `},
 		{"generic with kind prefix", api.KindSecret, []api.Object{secret}, tableOptions{kindPrefix: true}, `
 NAME         AGE
