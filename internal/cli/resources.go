@@ -127,8 +127,9 @@ func runApply(ctx context.Context, g *Globals, files []string, recursive bool, n
 
 // keepServerFields returns applied with the fields a manifest does not own
 // taken from stored, as an API server does: the creation time, and the
-// status when the manifest has none (the supervisor writes Deployment
-// status; re-applying a manifest must not wipe it).
+// status when the manifest has none (status belongs to whatever controller
+// wrote it; re-applying a manifest must not wipe it). Everything else is
+// the manifest's: apply replaces the object rather than merging fields.
 func keepServerFields(applied, stored api.Object) (api.Object, error) {
 	nm, err := toMap(applied)
 	if err != nil {
