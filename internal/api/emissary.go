@@ -407,6 +407,51 @@ type MappingSpec struct {
 	StatsName       string            `json:"stats_name,omitempty"`
 	Docs            *MappingDocs      `json:"docs,omitempty"`
 	AuthContextExt  map[string]string `json:"auth_context_extensions,omitempty"`
+
+	// HostRedirect turns the Mapping into a redirect to Service's host;
+	// PathRedirect / PrefixRedirect / RegexRedirect change the path, and
+	// RedirectResponseCode (301 default) the status.
+	HostRedirect         bool          `json:"host_redirect,omitempty"`
+	PathRedirect         string        `json:"path_redirect,omitempty"`
+	PrefixRedirect       string        `json:"prefix_redirect,omitempty"`
+	RegexRedirect        *RegexRewrite `json:"regex_redirect,omitempty"`
+	RedirectResponseCode *int32        `json:"redirect_response_code,omitempty"`
+
+	// Accepted so Emissary manifests apply unchanged; the ingress warns
+	// that it does not act on them.
+	BypassErrorResponseOverrides bool                    `json:"bypass_error_response_overrides,omitempty"`
+	ErrorResponseOverrides       []ErrorResponseOverride `json:"error_response_overrides,omitempty"`
+	KeepAlive                    *KeepAlive              `json:"keepalive,omitempty"`
+	DNSType                      string                  `json:"dns_type,omitempty"`
+	RespectDNSTTL                *bool                   `json:"respect_dns_ttl,omitempty"`
+	EnableIPv4                   *bool                   `json:"enable_ipv4,omitempty"`
+	EnableIPv6                   *bool                   `json:"enable_ipv6,omitempty"`
+	ClusterTag                   string                  `json:"cluster_tag,omitempty"`
+	OutlierDetection             string                  `json:"outlier_detection,omitempty"`
+	EnvoyOverride                json.RawMessage         `json:"envoy_override,omitempty"`
+}
+
+// ErrorResponseOverride replaces the body of responses with a status.
+type ErrorResponseOverride struct {
+	OnStatusCode int32                     `json:"on_status_code"`
+	Body         ErrorResponseOverrideBody `json:"body"`
+}
+
+// ErrorResponseOverrideBody is the replacement body.
+type ErrorResponseOverrideBody struct {
+	TextFormat       string            `json:"text_format,omitempty"`
+	JSONFormat       map[string]string `json:"json_format,omitempty"`
+	TextFormatSource *struct {
+		Filename string `json:"filename"`
+	} `json:"text_format_source,omitempty"`
+	ContentType string `json:"content_type,omitempty"`
+}
+
+// KeepAlive tunes TCP keepalive toward the service.
+type KeepAlive struct {
+	Probes   *int32 `json:"probes,omitempty"`
+	IdleTime *int32 `json:"idle_time,omitempty"`
+	Interval *int32 `json:"interval,omitempty"`
 }
 
 // RegexRewrite rewrites the path with a regex; it wins over Rewrite.
@@ -867,6 +912,21 @@ func validateMapping(o Object) FieldErrors {
 	for i, cb := range s.CircuitBreakers {
 		if cb.Priority != "" && cb.Priority != "default" && cb.Priority != "high" {
 			errs.Add(fmt.Sprintf("spec.circuit_breakers[%d].priority", i), "unsupported value %q: want default or high", cb.Priority)
+		}
+	}
+	if s.PathRedirect != "" && s.PrefixRedirect != "" || s.RegexRedirect != nil && (s.PathRedirect != "" || s.PrefixRedirect != "") {
+		errs.Add("spec.path_redirect", "set only one of path_redirect, prefix_redirect and regex_redirect")
+	}
+	if r := s.RegexRedirect; r != nil {
+		if _, err := regexp.Compile(r.Pattern); err != nil || r.Pattern == "" {
+			errs.Add("spec.regex_redirect.pattern", "want a regular expression")
+		}
+	}
+	if c := s.RedirectResponseCode; c != nil {
+		switch *c {
+		case 301, 302, 303, 307, 308:
+		default:
+			errs.Add("spec.redirect_response_code", "want 301, 302, 303, 307 or 308, got %d", *c)
 		}
 	}
 	if c := s.CORS; c != nil && c.MaxAge != "" {

@@ -310,3 +310,38 @@ func FuzzDecodeMapping(f *testing.F) {
 		}
 	})
 }
+
+func TestDecodeMappingCompatFields(t *testing.T) {
+	o, err := decodeOne(t, `
+apiVersion: getambassador.io/v3alpha1
+kind: Mapping
+metadata: {name: m, namespace: ns}
+spec:
+  prefix: /old/
+  service: https://new.example.com
+  host_redirect: true
+  prefix_redirect: /new/
+  redirect_response_code: 308
+  envoy_override: {per_filter_config: {x: 1}}
+  error_response_overrides:
+    - on_status_code: 404
+      body: {text_format: "gone"}
+  keepalive: {probes: 3}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := o.(*Mapping).Spec
+	if !s.HostRedirect || s.PrefixRedirect != "/new/" || *s.RedirectResponseCode != 308 || len(s.EnvoyOverride) == 0 || s.ErrorResponseOverrides[0].Body.TextFormat != "gone" {
+		t.Errorf("spec = %+v", s)
+	}
+	_, err = decodeOne(t, `
+apiVersion: getambassador.io/v3alpha1
+kind: Mapping
+metadata: {name: m, namespace: ns}
+spec: {prefix: /, service: x, host_redirect: true, redirect_response_code: 200}
+`)
+	if err == nil || !strings.Contains(err.Error(), "redirect_response_code") {
+		t.Errorf("redirect_response_code 200: %v", err)
+	}
+}

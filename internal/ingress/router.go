@@ -142,6 +142,11 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, port int32) {
 		return
 	}
 
+	if route.redirect != nil {
+		w.Header().Set("Location", route.redirect.location(route, r))
+		rt.local(w, route, route.redirect.code, "")
+		return
+	}
 	if route.cors != nil && route.cors.preflight(w, r) {
 		rt.local(w, route, http.StatusOK, "")
 		return

@@ -116,6 +116,7 @@ type Route struct {
 	retry        *retryPolicy
 	labels       map[string][]labelGroup // rate-limit descriptors by domain
 	cors         *corsPolicy
+	redirect     *redirect // host_redirect: answer with a redirect
 	dstOverride  string // l5d-dst-override value, "" for none
 	matchKey     string // equal for Mappings that form one weight group
 
@@ -201,6 +202,9 @@ func Build(listeners []*api.Listener, hosts []*api.Host, mappings []*api.Mapping
 		}
 		for _, w := range m.Warnings() {
 			t.Warnings = append(t.Warnings, api.RefOf(m).String()+": "+w)
+		}
+		if ignored := ignoredFields(&m.Spec); len(ignored) > 0 {
+			t.Warnings = append(t.Warnings, api.RefOf(m).String()+": not implemented yet, ignored: "+strings.Join(ignored, ", "))
 		}
 		routes = append(routes, compiled{m, r})
 	}
@@ -420,6 +424,11 @@ func compileRoute(m *api.Mapping, defaultNS string) (*Route, error) {
 	r.up, err = resolveService(s.Service, ns)
 	if err != nil {
 		return nil, err
+	}
+	if s.HostRedirect {
+		if r.redirect, err = compileRedirect(s); err != nil {
+			return nil, err
+		}
 	}
 	if r.up.mesh && (s.AddLinkerdHeaders == nil || *s.AddLinkerdHeaders) {
 		r.dstOverride = r.up.authority
@@ -821,4 +830,40 @@ func (r *Route) allowsUpgrade(proto string) bool {
 // String describes a route for logs.
 func (r *Route) String() string {
 	return r.Name + " -> " + r.up.scheme + "://" + r.up.authority + " (timeout " + strconv.FormatInt(r.timeout.Milliseconds(), 10) + "ms)"
+}
+
+// ignoredFields names the Mapping fields that are set but that the ingress
+// does not act on yet, so that they never do nothing silently.
+func ignoredFields(s *api.MappingSpec) []string {
+	var out []string
+	add := func(set bool, name string) {
+		if set {
+			out = append(out, name)
+		}
+	}
+	add(s.IdleTimeoutMS != nil, "idle_timeout_ms")
+	add(s.ConnectTimeoutMS != nil, "connect_timeout_ms (the transport's 3s applies)")
+	add(s.ClusterIdleTimeoutMS != nil, "cluster_idle_timeout_ms")
+	add(s.ClusterMaxConnectionLifetimeMS != nil, "cluster_max_connection_lifetime_ms")
+	add(len(s.CircuitBreakers) > 0, "circuit_breakers")
+	add(s.LoadBalancer != nil, "load_balancer (the mesh balances)")
+	add(s.AutoHostRewrite, "auto_host_rewrite")
+	add(s.BypassAuth, "bypass_auth")
+	add(len(s.AuthContextExt) > 0, "auth_context_extensions")
+	add(s.GRPC, "grpc")
+	add(s.TLS != "", "tls")
+	add(s.Shadow, "shadow")
+	add(len(s.ErrorResponseOverrides) > 0, "error_response_overrides")
+	add(s.KeepAlive != nil, "keepalive")
+	add(s.DNSType != "", "dns_type")
+	add(s.OutlierDetection != "", "outlier_detection")
+	add(len(s.EnvoyOverride) > 0, "envoy_override")
+	if rp := s.RetryPolicy; rp != nil {
+		for _, on := range strings.Split(rp.RetryOn, ",") {
+			if on = strings.TrimSpace(on); on != "" && retryConditions[on] == 0 {
+				out = append(out, "retry_policy.retry_on "+on)
+			}
+		}
+	}
+	return out
 }

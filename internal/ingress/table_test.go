@@ -454,3 +454,47 @@ func TestHTTPSListenerCleartextUntilTLS(t *testing.T) {
 		t.Errorf("HTTPS Listener with a tlsSecret Host: listeners %+v, problems %v", tbl.Listeners(), tbl.Problems)
 	}
 }
+
+func TestRedirects(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		spec   api.MappingSpec
+		target string
+		code   int
+		loc    string
+	}{
+		{"host only", api.MappingSpec{Prefix: "/old/", Service: "new.example.com", HostRedirect: true}, "/old/a?q=1", 301, "http://new.example.com/old/a?q=1"},
+		{"https and port", api.MappingSpec{Prefix: "/old/", Service: "https://new.example.com:8443", HostRedirect: true, RedirectResponseCode: ptr(int32(308))}, "/old/a", 308, "https://new.example.com:8443/old/a"},
+		{"path", api.MappingSpec{Prefix: "/old/", Service: "n.io", HostRedirect: true, PathRedirect: "/landing"}, "/old/a", 301, "http://n.io/landing"},
+		{"prefix", api.MappingSpec{Prefix: "/old/", Service: "n.io", HostRedirect: true, PrefixRedirect: "/new/"}, "/old/a/b", 301, "http://n.io/new/a/b"},
+		{"regex", api.MappingSpec{Prefix: "/old/", Service: "n.io", HostRedirect: true, RegexRedirect: &api.RegexRewrite{Pattern: "^/old/([a-z]+)$", Substitution: "/v2/\\1"}}, "/old/abc", 301, "http://n.io/v2/abc"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newMapping("ns", "r", tc.spec)
+			if errs := api.Lookup(api.KindMapping).Validate(m); len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			rt := NewRouter(cannedTransport{}, nil, nil)
+			rt.Swap(Build([]*api.Listener{newListener("weft", "l", 8080, "ALL")}, nil, []*api.Mapping{m}, BuildOptions{}))
+			w := httptest.NewRecorder()
+			rt.Handler(8080).ServeHTTP(w, httptest.NewRequest("GET", "http://x"+tc.target, nil))
+			if w.Code != tc.code || w.Header().Get("Location") != tc.loc {
+				t.Errorf("%s: %d Location %q, want %d %q", tc.target, w.Code, w.Header().Get("Location"), tc.code, tc.loc)
+			}
+		})
+	}
+}
+
+func TestIgnoredFieldsWarn(t *testing.T) {
+	m := newMapping("ns", "m", api.MappingSpec{Prefix: "/", Service: "s", CircuitBreakers: []api.CircuitBreaker{{}}, IdleTimeoutMS: ptr(int64(5)),
+		RetryPolicy: &api.RetryPolicy{RetryOn: "5xx,retriable-status-codes"}})
+	tbl := Build(nil, nil, []*api.Mapping{m}, BuildOptions{})
+	if len(tbl.Warnings) != 1 || !strings.Contains(tbl.Warnings[0], "circuit_breakers") || !strings.Contains(tbl.Warnings[0], "idle_timeout_ms") ||
+		!strings.Contains(tbl.Warnings[0], "retry_on retriable-status-codes") || strings.Contains(tbl.Warnings[0], "retry_on 5xx") {
+		t.Errorf("warnings = %q", tbl.Warnings)
+	}
+	plain := Build(nil, nil, []*api.Mapping{newMapping("ns", "m", api.MappingSpec{Prefix: "/", Service: "s", TimeoutMS: ptr(int64(1))})}, BuildOptions{})
+	if len(plain.Warnings) != 0 {
+		t.Errorf("warnings for a plain Mapping: %q", plain.Warnings)
+	}
+}
