@@ -3,8 +3,8 @@ package ingress
 import (
 	"net"
 	"net/http"
-	"strconv"
 	"regexp"
+	"strconv"
 
 	"github.com/weft-mesh/weft/internal/api"
 )

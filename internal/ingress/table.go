@@ -117,8 +117,8 @@ type Route struct {
 	labels       map[string][]labelGroup // rate-limit descriptors by domain
 	cors         *corsPolicy
 	redirect     *redirect // host_redirect: answer with a redirect
-	dstOverride  string // l5d-dst-override value, "" for none
-	matchKey     string // equal for Mappings that form one weight group
+	dstOverride  string    // l5d-dst-override value, "" for none
+	matchKey     string    // equal for Mappings that form one weight group
 
 	counters routeCounters
 }
