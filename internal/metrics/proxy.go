@@ -3,6 +3,7 @@ package metrics
 import (
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -74,8 +75,46 @@ type Target struct {
 	p         *Proxy
 	labels    Labels
 	requests  *Counter
-	responses sync.Map // respKey -> *Counter
-	latency   sync.Map // status code -> *Histogram
+	responses smallMap[respKey, *Counter]
+	latency   smallMap[int, *Histogram] // by status code
+}
+
+// smallMap is a copy-on-write association list: a target sees a handful of
+// status codes, so a linear scan of an immutable slice beats a map and
+// never allocates (sync.Map would box its keys).
+type smallMap[K comparable, V any] struct {
+	mu      sync.Mutex
+	entries atomic.Pointer[[]smallEntry[K, V]]
+}
+
+type smallEntry[K comparable, V any] struct {
+	k K
+	v V
+}
+
+func (m *smallMap[K, V]) get(k K, mk func() V) V {
+	if p := m.entries.Load(); p != nil {
+		for _, e := range *p {
+			if e.k == k {
+				return e.v
+			}
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var old []smallEntry[K, V]
+	if p := m.entries.Load(); p != nil {
+		old = *p
+		for _, e := range old {
+			if e.k == k {
+				return e.v
+			}
+		}
+	}
+	v := mk()
+	next := append(append(make([]smallEntry[K, V], 0, len(old)+1), old...), smallEntry[K, V]{k, v})
+	m.entries.Store(&next)
+	return v
 }
 
 type respKey struct {
@@ -90,20 +129,17 @@ func (t *Target) Request() { t.requests.Inc() }
 
 // Latency records the time to the response's headers.
 func (t *Target) Latency(status int, d time.Duration) {
-	h, ok := t.latency.Load(status)
-	if !ok {
-		h, _ = t.latency.LoadOrStore(status, t.p.latency.With(t.labels.With("status_code", strconv.Itoa(status))))
-	}
-	h.(*Histogram).Observe(float64(d) / float64(time.Millisecond))
+	h := t.latency.get(status, func() *Histogram {
+		return t.p.latency.With(t.labels.With("status_code", strconv.Itoa(status)))
+	})
+	h.Observe(float64(d) / float64(time.Millisecond))
 }
 
 // Response counts a finished response. grpcStatus is NoGRPCStatus when the
 // response carried none. A gRPC status decides the classification when
 // present (OK = success), else HTTP 5xx is a failure.
 func (t *Target) Response(status, grpcStatus int) {
-	k := respKey{status, grpcStatus}
-	c, ok := t.responses.Load(k)
-	if !ok {
+	c := t.responses.get(respKey{status, grpcStatus}, func() *Counter {
 		l := t.labels.With("status_code", strconv.Itoa(status))
 		class := "success"
 		if grpcStatus != NoGRPCStatus {
@@ -114,9 +150,9 @@ func (t *Target) Response(status, grpcStatus int) {
 		} else if status >= 500 {
 			class = "failure"
 		}
-		c, _ = t.responses.LoadOrStore(k, t.p.responses.With(l.With("classification", class)))
-	}
-	c.(*Counter).Inc()
+		return t.p.responses.With(l.With("classification", class))
+	})
+	c.Inc()
 }
 
 // TCP records connection metrics for one listener.

@@ -93,3 +93,16 @@ func NewReverseProxy(rt http.RoundTripper, target func(*http.Request) string, lo
 		},
 	}
 }
+
+// FullDuplex lets h answer an HTTP/1 request while its body still streams
+// in. By default Go's HTTP/1 server reads (up to 256 KiB of) the rest of
+// the request body before sending response headers, which would stall a
+// proxied exchange where the upstream answers early.
+func FullDuplex(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 1 {
+			_ = http.NewResponseController(w).EnableFullDuplex()
+		}
+		h.ServeHTTP(w, r)
+	})
+}

@@ -125,7 +125,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	protos.SetHTTP1(true)
 	protos.SetUnencryptedHTTP2(true)
 	hs := &http.Server{
-		Handler:           s.proxy,
+		Handler:           forward.FullDuplex(s.proxy),
 		Protocols:         protos,
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       5 * time.Minute,

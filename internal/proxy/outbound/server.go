@@ -183,6 +183,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.connect(w, r)
 		return
 	}
+	if r.ProtoMajor == 1 {
+		// Answer while the request body still streams (see forward.FullDuplex).
+		_ = http.NewResponseController(w).EnableFullDuplex()
+	}
 	if authorityOf(r) == "" {
 		proxyerr.Respond(w, r, proxyerr.New(http.StatusBadRequest, "proxy: request has no authority: send an absolute URL or a Host header", nil))
 		return
