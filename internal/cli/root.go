@@ -78,6 +78,9 @@ Start with 'weft demo' to run the Faces demo application on a local mesh.`,
 		// Identity and health.
 		newCmdIdentity(g),
 		newCmdCheck(g),
+		// Observability.
+		newCmdViz(g),
+		newCmdDiagnostics(g),
 		// The local mesh.
 		newCmdUp(g),
 		newCmdDemo(g),
