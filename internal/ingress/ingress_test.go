@@ -883,3 +883,22 @@ func TestCORS(t *testing.T) {
 		t.Error("a preflight from a disallowed origin should go upstream untouched")
 	}
 }
+
+func TestConnectRefused(t *testing.T) {
+	backend := newBackend(t)
+	h := newHarness(t, false, newMapping("ns", "m", api.MappingSpec{Prefix: "/", Service: "http://" + backendAuthority(t, backend)}))
+	conn, err := net.Dial("tcp", h.in.Addrs()[8080])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", backendAuthority(t, backend), backendAuthority(t, backend))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Errorf("CONNECT through the ingress: %d, want 404", resp.StatusCode)
+	}
+}

@@ -109,6 +109,11 @@ type stateKey struct{}
 
 func (rt *Router) serve(w http.ResponseWriter, r *http.Request, port int32) {
 	t := rt.table.Load()
+	if r.Method == http.MethodConnect {
+		// The ingress is not a forward proxy; no Mapping routes CONNECT.
+		rt.local(w, nil, http.StatusNotFound, "CONNECT is not supported by the ingress\n")
+		return
+	}
 	d, ok := t.Match(port, r)
 
 	// X-Forwarded-Proto as Envoy sets it at the edge: with no trusted proxy
