@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	sigsjson "sigs.k8s.io/json"
 )
 
 // FuzzDecode checks that Decode never panics, and that whatever it accepts
@@ -49,6 +50,39 @@ func FuzzDecode(f *testing.F) {
 			}
 			if diff := cmp.Diff(want, reencode(t, back)); diff != "" {
 				t.Fatalf("%s round trip changed objects (-want +got):\n%s", format, diff)
+			}
+		}
+	})
+}
+
+// FuzzSchemaCheck compares the decoder's own schema walk with
+// sigs.k8s.io/json's strict decoding: for every registered kind, the walk
+// must find a problem exactly when the real decoder does, or it would
+// refuse good manifests or let bad ones through to the backstop.
+func FuzzSchemaCheck(f *testing.F) {
+	for _, s := range []string{
+		`{"metadata":{"name":"a","labels":{"x":"y"}},"spec":{"ports":[{"port":80,"targetPort":"http"}]}}`,
+		`{"spec":{"replicas":3,"template":{"spec":{"containers":[{"name":"a","ports":[{"containerPort":80}],"resources":{"limits":{"cpu":"100m"}}}]}}}}`,
+		`{"spec":{"parentRefs":[{"name":"a","port":80}],"rules":[{"timeouts":{"request":"1s"},"backendRefs":[{"name":"b","weight":1}]}]}}`,
+		`{"spec":{"port":"http","podSelector":{"matchLabels":{"a":"b"}}},"status":{"conditions":[{"lastTransitionTime":"2024-01-01T00:00:00Z"}]}}`,
+		`{"spec":{"backends":[{"service":"a","weight":"500m"}]},"data":{"k":"aGVsbG8="}}`,
+		`{"spec":{"dstOverrides":[{"authority":"a","weight":1}]},"metadata":{"creationTimestamp":null}}`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		tree, err := parseJSON([]byte(in))
+		if err != nil || tree.kind != jsonObject {
+			return
+		}
+		js, _ := tree.MarshalJSON()
+		for _, ki := range Kinds() {
+			var sc schemaChecker
+			sc.check("", tree, typeOf(ki.New()))
+			strict, err := sigsjson.UnmarshalStrict(js, ki.New(), sigsjson.DisallowDuplicateFields, sigsjson.DisallowUnknownFields)
+			real := err != nil || len(strict) > 0
+			if ours := len(sc.problems) > 0; ours != real {
+				t.Fatalf("%s: schema walk found %v, sigs.k8s.io/json found err=%v strict=%v for %s", ki.Kind, sc.problems, err, strict, js)
 			}
 		}
 	})
