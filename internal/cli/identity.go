@@ -12,9 +12,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	idpb "github.com/linkerd/linkerd2-proxy-api/go/identity"
@@ -26,6 +28,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/weft-mesh/weft/internal/local"
+	proxyidentity "github.com/weft-mesh/weft/internal/proxy/identity"
 	"github.com/weft-mesh/weft/internal/tlsid"
 )
 
@@ -279,7 +282,118 @@ func checks() []checker {
 			_, err := tlsid.VerifyIssuer(s.issuer, s.inter, pool, at)
 			return err
 		}},
+
+		{"weft-data-plane", "data plane proxies certificate match CA", "weft-data-plane-certs", false, checkProxyCertificates},
 	}
+}
+
+// checkProxyCertificates asks every running proxy for its certificate
+// (admin AdminPath) and verifies it against the trust anchors.
+func checkProxyCertificates(ctx context.Context, s *checkState) error {
+	if s.mesh == nil || len(s.anchors) == 0 {
+		return errSkip
+	}
+	pool := x509.NewCertPool()
+	for _, c := range s.anchors {
+		pool.AddCert(c)
+	}
+	type result struct {
+		name    string
+		problem string // a failure
+		silent  bool   // does not report its certificate
+	}
+	var comps []local.Component
+	for _, c := range s.mesh.Components {
+		if c.Kind == "Deployment" && !c.Terminated && c.Addresses["admin"] != "" {
+			comps = append(comps, c)
+		}
+	}
+	if len(comps) == 0 {
+		return errSkip
+	}
+	results := make([]result, len(comps))
+	client := &http.Client{Timeout: s.timeout}
+	var wg sync.WaitGroup
+	for i, c := range comps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := &results[i]
+			r.name = c.Namespace + "/" + c.Name
+			st, status, err := fetchProxyIdentity(ctx, client, c.Addresses["admin"])
+			switch {
+			case err != nil:
+				r.problem = fmt.Sprintf("%s: %v", r.name, err)
+			case status == http.StatusNotFound:
+				r.silent = true
+			case status != http.StatusOK:
+				r.problem = fmt.Sprintf("%s: admin %s answered %d", r.name, proxyidentity.AdminPath, status)
+			default:
+				if err := verifyProxyCert(st, c.Namespace, pool, s.now); err != nil {
+					r.problem = fmt.Sprintf("%s: %v", r.name, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	var problems, silent []string
+	for _, r := range results {
+		if r.problem != "" {
+			problems = append(problems, r.problem)
+		} else if r.silent {
+			silent = append(silent, r.name)
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%d of %d proxies have no valid certificate:\n    * %s", len(problems), len(comps), strings.Join(problems, "\n    * "))
+	}
+	if len(silent) > 0 {
+		return warnf("%d of %d proxies do not report their certificate (no %s on their admin server): %s", len(silent), len(comps), proxyidentity.AdminPath, strings.Join(silent, ", "))
+	}
+	return nil
+}
+
+func fetchProxyIdentity(ctx context.Context, client *http.Client, admin string) (proxyidentity.Status, int, error) {
+	var st proxyidentity.Status
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+proxyidentity.AdminPath, nil)
+	if err != nil {
+		return st, 0, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return st, 0, fmt.Errorf("admin server unreachable: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return st, resp.StatusCode, nil
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st); err != nil {
+		return st, 0, fmt.Errorf("reading %s: %w", proxyidentity.AdminPath, err)
+	}
+	return st, resp.StatusCode, nil
+}
+
+func verifyProxyCert(st proxyidentity.Status, namespace string, anchors *x509.CertPool, now time.Time) error {
+	if st.Certificate == "" {
+		return fmt.Errorf("no certificate yet (%d failed attempts to get one from the control plane)", st.Failures)
+	}
+	certs, err := tlsid.ParseCertificates([]byte(st.Certificate))
+	if err != nil {
+		return fmt.Errorf("unreadable certificate: %w", err)
+	}
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	leaf := certs[0]
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: anchors, Intermediates: inter, DNSName: st.Identity, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+		return fmt.Errorf("certificate for %s does not verify against the trust anchors: %w", st.Identity, err)
+	}
+	ns, _, err := tlsid.DefaultDomain.Parse(st.Identity)
+	if err == nil && ns != namespace {
+		return fmt.Errorf("identity %s is not in the pod's namespace %s", st.Identity, namespace)
+	}
+	return nil
 }
 
 func supportedKey(c *x509.Certificate) error {

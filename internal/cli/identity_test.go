@@ -6,14 +6,21 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"github.com/weft-mesh/weft/internal/control"
+	ctlidentity "github.com/weft-mesh/weft/internal/control/identity"
 	"github.com/weft-mesh/weft/internal/local"
+	proxyidentity "github.com/weft-mesh/weft/internal/proxy/identity"
 	"github.com/weft-mesh/weft/internal/store"
 	"github.com/weft-mesh/weft/internal/tlsid"
 )
@@ -28,8 +35,9 @@ func runCLI(t *testing.T, args ...string) (int, string, string) {
 
 // runningMesh makes dir look like a running mesh whose control plane (real,
 // on 127.0.0.1) signs with the CA in identityDir: the supervisor's lock is
-// held and mesh.json names the control plane.
-func runningMesh(t *testing.T, dir, identityDir string) {
+// held and mesh.json names the control plane and the given proxies. It
+// returns the control plane's address.
+func runningMesh(t *testing.T, dir, identityDir string, proxies ...local.Component) string {
 	t.Helper()
 	p, err := control.Listen(control.Config{
 		Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Store: store.NewMemory(),
@@ -48,9 +56,62 @@ func runningMesh(t *testing.T, dir, identityDir string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { lock.Release() })
-	if err := local.WriteMesh(dir, &local.Mesh{PID: os.Getpid(), StateDir: dir, ControlAddr: p.Addr().String(), Started: time.Now(), Updated: time.Now()}); err != nil {
+	if err := local.WriteMesh(dir, &local.Mesh{PID: os.Getpid(), StateDir: dir, ControlAddr: p.Addr().String(), Started: time.Now(), Updated: time.Now(), Components: proxies}); err != nil {
 		t.Fatal(err)
 	}
+	return p.Addr().String()
+}
+
+// proxyComponent serves h as a proxy's admin server on 127.0.0.1 and
+// returns the mesh.json component for it.
+func proxyComponent(t *testing.T, ns, name string, h http.Handler) local.Component {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return local.Component{Name: name, Namespace: ns, Kind: "Deployment", Owner: "smiley", Ready: true,
+		Addresses: map[string]string{"admin": strings.TrimPrefix(srv.URL, "http://")}}
+}
+
+// certifiedProxy runs a real proxy certificate client against the control
+// plane at addr (CA and token key in identityDir) and returns it once it
+// holds a certificate.
+func certifiedProxy(t *testing.T, addr, identityDir, ns, sa string) *proxyidentity.Client {
+	t.Helper()
+	key, err := ctlidentity.LoadOrCreateTokenKey(identityDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := ctlidentity.MintToken(key, ctlidentity.Workload{Namespace: ns, ServiceAccount: sa, Pod: sa + "-0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, tok, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, _, err := proxyidentity.Setup(proxyidentity.Options{
+		Conn: conn, Namespace: ns, ServiceAccount: sa, TokenFile: tokenFile,
+		AnchorsFile: filepath.Join(identityDir, tlsid.AnchorsFile),
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-c.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("proxy got no certificate")
+	}
+	return c
 }
 
 // writeCA writes an anchor and an issuer valid until issuerNotAfter into
@@ -74,7 +135,12 @@ func writeCA(t *testing.T, dir string, issuerNotBefore, issuerNotAfter time.Time
 
 func TestCheckPassesOnRunningMesh(t *testing.T) {
 	dir := t.TempDir()
-	runningMesh(t, dir, identityDirOf(dir))
+	// The proxies need the control plane's address before mesh.json is
+	// written: start a first one to certify them, as 'weft up' would.
+	idDir := identityDirOf(dir)
+	addr := runningMesh(t, t.TempDir(), idDir)
+	proxy := certifiedProxy(t, addr, idDir, "faces", "smiley")
+	runningMesh(t, dir, idDir, proxyComponent(t, "faces", "smiley-0", proxy))
 
 	code, out, errOut := runCLI(t, "check", "--state-dir", dir)
 	if code != 0 {
@@ -85,6 +151,7 @@ func TestCheckPassesOnRunningMesh(t *testing.T) {
 		"weft-control-plane\n------------------\n√ control plane is reachable\n√ identity service is serving\n",
 		"√ issuer cert is within its validity period\n",
 		"√ issuer cert is issued by the trust anchor\n",
+		"weft-data-plane\n---------------\n√ data plane proxies certificate match CA\n",
 		"\nStatus check results are √\n",
 	} {
 		if !strings.Contains(out, want) {
@@ -202,5 +269,47 @@ func TestIdentityCommand(t *testing.T) {
 	code, _, errOut = runCLI(t, "identity", "--state-dir", t.TempDir())
 	if code != 1 || !strings.Contains(errOut, "they are generated when the control plane first starts") {
 		t.Errorf("empty dir: exit %d, %s", code, errOut)
+	}
+}
+
+func TestCheckDataPlane(t *testing.T) {
+	dir := t.TempDir()
+	idDir := identityDirOf(dir)
+	addr := runningMesh(t, t.TempDir(), idDir)
+	good := certifiedProxy(t, addr, idDir, "faces", "smiley")
+	// A proxy certified by another mesh's control plane.
+	otherDir := filepath.Join(t.TempDir(), "identity")
+	otherAddr := runningMesh(t, t.TempDir(), otherDir)
+	foreign := certifiedProxy(t, otherAddr, otherDir, "faces", "color")
+
+	tests := []struct {
+		name    string
+		proxies []local.Component
+		code    int
+		want    []string
+	}{
+		{"foreign certificate", []local.Component{
+			proxyComponent(t, "faces", "smiley-0", good),
+			proxyComponent(t, "faces", "color-0", foreign),
+		}, 1, []string{"× data plane proxies certificate match CA\n    1 of 2 proxies have no valid certificate:\n    * faces/color-0: certificate for color.faces.serviceaccount.identity.weft.cluster.local does not verify against the trust anchors"}},
+		{"wrong namespace", []local.Component{proxyComponent(t, "emojivoto", "web-0", good)}, 1,
+			[]string{"* emojivoto/web-0: identity smiley.faces.serviceaccount.identity.weft.cluster.local is not in the pod's namespace emojivoto"}},
+		{"not reporting", []local.Component{proxyComponent(t, "faces", "old-0", http.NotFoundHandler())}, 0,
+			[]string{"‼ data plane proxies certificate match CA\n    1 of 1 proxies do not report their certificate (no /identity.json on their admin server): faces/old-0"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			runningMesh(t, dir, idDir, tt.proxies...)
+			code, out, _ := runCLI(t, "check", "--state-dir", dir, "--identity-dir", idDir)
+			if code != tt.code {
+				t.Errorf("exit %d, want %d", code, tt.code)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+		})
 	}
 }
