@@ -350,11 +350,14 @@ func decodeObject(tree *jsonValue, d *docErrors) Object {
 	if !ki.Namespaced && obj.GetNamespace() != "" {
 		d.add("metadata.namespace", "%s is cluster-scoped and takes no namespace", ki.Kind.Kind)
 	}
+	var fes FieldErrors
+	validateMetadata(obj, &fes)
 	if ki.Validate != nil {
-		for _, fe := range ki.Validate(obj) {
-			if !under(fe.Path, typeErrPaths) {
-				d.add(fe.Path, "%s", fe.Reason)
-			}
+		fes = append(fes, ki.Validate(obj)...)
+	}
+	for _, fe := range fes {
+		if !under(fe.Path, typeErrPaths) {
+			d.add(fe.Path, "%s", fe.Reason)
 		}
 	}
 	return obj

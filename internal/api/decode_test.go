@@ -219,6 +219,10 @@ func TestDecodeInvalid(t *testing.T) {
 		{"service type", svcHead + "spec:\n  type: Internal\n  ports:\n  - port: 80\n", "spec.type", "unknown type"},
 		{"service no ports", svcHead + "spec:\n  selector: {app: web}\n", "spec.ports", "at least one port"},
 		{"service name", "apiVersion: v1\nkind: Service\nmetadata: {name: Web}\nspec:\n  ports: [{port: 80}]\n", "metadata.name", "invalid name"},
+		{"service name with dot", "apiVersion: v1\nkind: Service\nmetadata: {name: web.v1}\nspec:\n  ports: [{port: 80}]\n", "metadata.name", "becomes part of DNS names"},
+		{"server name", "apiVersion: policy.linkerd.io/v1beta3\nkind: Server\nmetadata: {name: Web_Server}\nspec:\n  podSelector: {}\n  port: 80\n", "metadata.name", "invalid name"},
+		{"bad namespace", "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: a, namespace: my.ns}\n", "metadata.namespace", "invalid namespace"},
+		{"bad label key", "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: a\n  labels: {\"bad key\": x}\n", "metadata.labels[bad key]", "invalid label key"},
 
 		// Linkerd annotations.
 		{"retry http", svcWithAnnotation("retry.linkerd.io/http", "5xx,600"), "metadata.annotations[retry.linkerd.io/http]", `"600" is not an HTTP status`},

@@ -75,7 +75,6 @@ type WorkloadCondition struct {
 func validateExternalWorkload(o Object) FieldErrors {
 	ew := o.(*ExternalWorkload)
 	var errs FieldErrors
-	validateLabels("metadata.labels", ew.Labels, &errs)
 	s := ew.Spec
 	switch id := s.MeshTLS.Identity; {
 	case id == "":

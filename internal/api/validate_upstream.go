@@ -22,7 +22,7 @@ import (
 func validateNamespace(o Object) FieldErrors {
 	ns := o.(*corev1.Namespace)
 	var errs FieldErrors
-	validateObjectName(ns.Name, true, &errs)
+	validateDNSLabelName(ns.Name, &errs)
 	validateMeshAnnotations("metadata.annotations", ns.Annotations, false, false, &errs)
 	return errs
 }
@@ -30,8 +30,7 @@ func validateNamespace(o Object) FieldErrors {
 func validateService(o Object) FieldErrors {
 	svc := o.(*corev1.Service)
 	var errs FieldErrors
-	validateObjectName(svc.Name, true, &errs)
-	validateLabels("metadata.labels", svc.Labels, &errs)
+	validateDNSLabelName(svc.Name, &errs)
 	validateMeshAnnotations("metadata.annotations", svc.Annotations, true, true, &errs)
 	switch svc.Spec.Type {
 	case "", corev1.ServiceTypeClusterIP, corev1.ServiceTypeNodePort, corev1.ServiceTypeLoadBalancer:
@@ -86,8 +85,6 @@ func validateService(o Object) FieldErrors {
 func validateDeployment(o Object) FieldErrors {
 	d := o.(*appsv1.Deployment)
 	var errs FieldErrors
-	validateObjectName(d.Name, false, &errs)
-	validateLabels("metadata.labels", d.Labels, &errs)
 	validateMeshAnnotations("metadata.annotations", d.Annotations, false, false, &errs)
 	if d.Spec.Replicas != nil && *d.Spec.Replicas < 0 {
 		errs.Add("spec.replicas", "must not be negative")
@@ -198,20 +195,31 @@ func validatePortRef(path string, p intstr.IntOrString, required bool, errs *Fie
 	}
 }
 
-// validateObjectName checks metadata.name: a DNS label for kinds whose name
-// becomes part of a DNS name (Namespace, Service), a DNS subdomain otherwise.
-func validateObjectName(name string, label bool, errs *FieldErrors) {
-	if name == "" {
-		return // reported by the decoder
+// validateMetadata checks what every kind's metadata must satisfy: the
+// name is a DNS subdomain, the namespace a DNS label, labels are valid.
+func validateMetadata(o Object, errs *FieldErrors) {
+	if name := o.GetName(); name != "" {
+		if msgs := validation.IsDNS1123Subdomain(name); len(msgs) > 0 {
+			errs.Add("metadata.name", "invalid name %q: %s", name, strings.Join(msgs, "; "))
+		}
 	}
-	var msgs []string
-	if label {
-		msgs = validation.IsDNS1123Label(name)
-	} else {
-		msgs = validation.IsDNS1123Subdomain(name)
+	if ns := o.GetNamespace(); ns != "" {
+		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
+			errs.Add("metadata.namespace", "invalid namespace %q: %s", ns, strings.Join(msgs, "; "))
+		}
 	}
-	if len(msgs) > 0 {
-		errs.Add("metadata.name", "invalid name %q: %s", name, strings.Join(msgs, "; "))
+	validateLabels("metadata.labels", o.GetLabels(), errs)
+}
+
+// validateDNSLabelName adds the stricter rule of kinds whose name becomes
+// one label of a DNS name (Namespace, Service): no dots, at most 63
+// characters. A name that is not even a subdomain is already reported.
+func validateDNSLabelName(name string, errs *FieldErrors) {
+	if name == "" || len(validation.IsDNS1123Subdomain(name)) > 0 {
+		return
+	}
+	if msgs := validation.IsDNS1123Label(name); len(msgs) > 0 {
+		errs.Add("metadata.name", "invalid name %q: %s (it becomes part of DNS names)", name, strings.Join(msgs, "; "))
 	}
 }
 
