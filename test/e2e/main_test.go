@@ -36,8 +36,14 @@ func TestMain(m *testing.M) {
 	workloadBin = filepath.Join(dir, "workload")
 	_, here, _, _ := runtime.Caller(0)
 	root := filepath.Join(filepath.Dir(here), "..", "..")
+	// WEFT_E2E_RACE=1 builds weft with the race detector, to find races in
+	// the supervisor, control plane and proxies under real traffic.
+	flags := []string{"build"}
+	if os.Getenv("WEFT_E2E_RACE") == "1" {
+		flags = append(flags, "-race")
+	}
 	for _, b := range []struct{ out, pkg string }{{weftBin, "./cmd/weft"}, {workloadBin, "./test/e2e/workload"}} {
-		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
+		cmd := exec.Command("go", append(flags, "-o", b.out, b.pkg)...)
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", b.pkg, err, out)
@@ -120,6 +126,18 @@ func startMesh(t *testing.T, manifest string, extra ...string) *mesh {
 				<-m.exited
 			}
 		}
+		// Under WEFT_E2E_RACE=1 a race in any process is a failure.
+		if strings.Contains(m.out.String(), "DATA RACE") {
+			t.Error("weft up reported a data race")
+		}
+		filepath.Walk(filepath.Join(m.dir, local.LogDir), func(p string, fi os.FileInfo, err error) error {
+			if err == nil && !fi.IsDir() {
+				if b, _ := os.ReadFile(p); bytes.Contains(b, []byte("DATA RACE")) {
+					t.Errorf("%s reports a data race", p)
+				}
+			}
+			return nil
+		})
 		if t.Failed() {
 			t.Logf("weft up output:\n%s", m.out.String())
 			dumpLogs(t, m.dir)

@@ -559,6 +559,9 @@ spec:
 		case <-time.After(5 * time.Second):
 			t.Fatal("weft up still runs after weft down returned")
 		}
+		if code := m.cmd.ProcessState.ExitCode(); code != 0 {
+			t.Errorf("weft up exited with code %d after weft down, want 0", code)
+		}
 		for _, c := range st.Components {
 			for _, p := range c.Processes {
 				if p.PID != 0 && syscall.Kill(p.PID, 0) == nil {
