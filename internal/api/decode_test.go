@@ -274,6 +274,7 @@ func TestDecodeInvalid(t *testing.T) {
 		{"server protocol", "apiVersion: policy.linkerd.io/v1beta3\nkind: Server\nmetadata: {name: s}\nspec:\n  podSelector: {}\n  port: 80\n  proxyProtocol: HTTP/3\n", "spec.proxyProtocol", `unknown protocol "HTTP/3"; use one of unknown, HTTP/1, HTTP/2, gRPC, opaque, TLS`},
 		{"server access policy", "apiVersion: policy.linkerd.io/v1beta3\nkind: Server\nmetadata: {name: s}\nspec:\n  podSelector: {}\n  port: 80\n  accessPolicy: allow\n", "spec.accessPolicy", `unknown policy "allow"`},
 		{"server port missing", "apiVersion: policy.linkerd.io/v1beta3\nkind: Server\nmetadata: {name: s}\nspec:\n  podSelector: {}\n", "spec.port", "required"},
+		{"server port quoted", "apiVersion: policy.linkerd.io/v1beta3\nkind: Server\nmetadata: {name: s}\nspec:\n  podSelector: {}\n  port: \"8080\"\n", "spec.port", "write the port number without quotes"},
 		{"server port range", "apiVersion: policy.linkerd.io/v1beta3\nkind: Server\nmetadata: {name: s}\nspec:\n  podSelector: {}\n  port: 70000\n", "spec.port", "not a port number"},
 		{"serverauthz client", "apiVersion: policy.linkerd.io/v1beta1\nkind: ServerAuthorization\nmetadata: {name: a}\nspec:\n  server: {name: s}\n  client: {}\n", "spec.client", "set meshTLS or unauthenticated"},
 		{"serverauthz server", "apiVersion: policy.linkerd.io/v1beta1\nkind: ServerAuthorization\nmetadata: {name: a}\nspec:\n  server: {}\n  client: {unauthenticated: true}\n", "spec.server", "set name or selector"},

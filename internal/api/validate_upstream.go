@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -182,7 +183,9 @@ func validatePortRef(path string, p intstr.IntOrString, required bool, errs *Fie
 			}
 			return
 		}
-		if msg := portNameProblem(p.StrVal); msg != "" {
+		if _, err := strconv.Atoi(p.StrVal); err == nil {
+			errs.Add(path, "%q is a string; write the port number without quotes, or use a port name", p.StrVal)
+		} else if msg := portNameProblem(p.StrVal); msg != "" {
 			errs.Add(path, "invalid port name %q: %s", p.StrVal, msg)
 		}
 		return
