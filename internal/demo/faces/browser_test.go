@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 )
 
@@ -302,6 +303,12 @@ func TestBrowserCellStates(t *testing.T) {
 	mux.Handle("/", gui)
 	ts := newLoopbackServer(t, mux)
 
+	// Log every request the page sends, with its time in the page, before
+	// the page's own script runs: the schedule is checked on the browser's
+	// clock, free of network queueing.
+	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: sendLogJS}); err != nil {
+		t.Fatalf("installing the request log: %v", err)
+	}
 	if err := chromedp.Do(ctx, chromedp.Navigate(ts+"/")); err != nil {
 		t.Fatalf("loading the page: %v", err)
 	}
@@ -398,6 +405,8 @@ func TestBrowserCellStates(t *testing.T) {
 		t.Errorf("user line %q", u)
 	}
 
+	sends := eval[[]pageSend](t, ctx, `window.__sends`)
+
 	// Stop clears every cell's timer; Start brings the polling back.
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#run"))); err != nil {
 		t.Fatal(err)
@@ -420,35 +429,81 @@ func TestBrowserCellStates(t *testing.T) {
 		}
 	}
 
-	// The schedule: first requests in the order r*500+c*125, and a fast
-	// cell asks again about 2 s after its reply.
 	face.mu.Lock()
-	defer face.mu.Unlock()
 	for _, b := range face.bad {
 		t.Error(b)
 	}
-	// No cell may ask early. Lateness is noisy on a busy machine (timers
-	// fire late, connections queue), so it is bounded by the median, with
-	// only a loose limit per cell.
-	start, ok := face.reqs[[2]int{0, 0}]
-	if !ok || len(face.reqs) != 16 {
-		t.Fatalf("%d cells asked, want 16", len(face.reqs))
+	face.mu.Unlock()
+	checkSchedule(t, sends)
+}
+
+// sendLogJS records each request the page sends: its cell and its time
+// since the document started.
+const sendLogJS = `(() => {
+	const t0 = performance.now();
+	window.__sends = [];
+	const open = XMLHttpRequest.prototype.open, send = XMLHttpRequest.prototype.send;
+	XMLHttpRequest.prototype.open = function (method, url) {
+		this.__url = url;
+		return open.apply(this, arguments);
+	};
+	XMLHttpRequest.prototype.send = function () {
+		const q = new URL(this.__url, location.href).searchParams;
+		window.__sends.push({row: +q.get('row'), col: +q.get('col'), at: performance.now() - t0});
+		return send.apply(this, arguments);
+	};
+})()`
+
+type pageSend struct {
+	Row int     `json:"row"`
+	Col int     `json:"col"`
+	At  float64 `json:"at"` // ms since the document started
+}
+
+// checkSchedule checks the polling schedule on the page's clock: cell
+// (r,c) first asks no sooner than r*500+c*125 ms after the page starts, the
+// cells start in that order, and a cell asks again 2 s after it last asked
+// (its reply's latency is part of the 2 s).
+func checkSchedule(t *testing.T, sends []pageSend) {
+	t.Helper()
+	offset := func(s pageSend) float64 { return float64(s.Row*500 + s.Col*125) }
+	byCell := map[[2]int][]float64{}
+	var firsts []pageSend
+	for _, s := range sends {
+		k := [2]int{s.Row, s.Col}
+		if len(byCell[k]) == 0 {
+			firsts = append(firsts, s)
+		}
+		byCell[k] = append(byCell[k], s.At)
 	}
-	var lateness []time.Duration
-	for cell, at := range face.reqs {
-		offset := time.Duration(cell[0]*500+cell[1]*125) * time.Millisecond
-		late := at[0] - start[0] - offset
-		lateness = append(lateness, late)
-		if late < -60*time.Millisecond || late > 3*time.Second {
-			t.Errorf("cell %v first asked %v after cell 0,0, want %v", cell, at[0]-start[0], offset)
+	if len(firsts) != 16 {
+		t.Fatalf("%d cells asked, want 16", len(firsts))
+	}
+	for i, s := range firsts {
+		if s.At < offset(s) {
+			t.Errorf("cell %d,%d first asked at %.0f ms, before its %.0f ms", s.Row, s.Col, s.At, offset(s))
+		}
+		if i > 0 && offset(firsts[i-1]) > offset(s) {
+			t.Errorf("cell %d,%d asked before cell %d,%d", firsts[i-1].Row, firsts[i-1].Col, s.Row, s.Col)
 		}
 	}
-	slices.Sort(lateness)
-	if median := lateness[len(lateness)/2]; median > 500*time.Millisecond {
-		t.Errorf("first requests late by a median of %v (all: %v), want on schedule", median, lateness)
+	// Cell 0,0 answers at once, so it asks every 2 s (never sooner).
+	times := byCell[[2]int{0, 0}]
+	if len(times) < 4 {
+		t.Fatalf("cell 0,0 asked %d times, want several", len(times))
 	}
-	if r := face.reqs[[2]int{0, 0}]; len(r) < 3 || r[1]-r[0] < 1800*time.Millisecond || r[2]-r[1] < 1800*time.Millisecond {
-		t.Errorf("cell 0,0 asked at %v, want about every 2 s", r)
+	var gaps []float64
+	for i := 1; i < len(times); i++ {
+		gaps = append(gaps, times[i]-times[i-1])
+	}
+	for _, g := range gaps {
+		if g < 1990 {
+			t.Errorf("cell 0,0 asked again after %.0f ms, want 2000 (gaps %v)", g, gaps)
+		}
+	}
+	slices.Sort(gaps)
+	if median := gaps[len(gaps)/2]; median > 3000 {
+		t.Errorf("cell 0,0 asks every %.0f ms (median), want about 2000", median)
 	}
 }
 
