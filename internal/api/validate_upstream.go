@@ -289,6 +289,7 @@ const maxBackendWeight = 1000000
 
 func validateHTTPRoute(o Object) FieldErrors {
 	r := o.(*gatewayv1.HTTPRoute)
+	linkerdGroup := r.GroupVersionKind().Group == KindPolicyHTTPRoute.Group
 	var errs FieldErrors
 	validateMeshAnnotations("metadata.annotations", r.Annotations, true, false, &errs)
 	validateParentRefs(r.Spec.ParentRefs, &errs)
@@ -315,7 +316,14 @@ func validateHTTPRoute(o Object) FieldErrors {
 			}
 		}
 		for j, f := range rule.Filters {
-			validateHTTPFilter(fmt.Sprintf("%s.filters[%d]", rp, j), f, &errs)
+			fp := fmt.Sprintf("%s.filters[%d]", rp, j)
+			validateHTTPFilter(fp, f, &errs)
+			if linkerdGroup {
+				switch f.Type {
+				case gatewayv1.HTTPRouteFilterRequestMirror, gatewayv1.HTTPRouteFilterURLRewrite, gatewayv1.HTTPRouteFilterExtensionRef:
+					errs.Add(fp+".type", "%s is not supported by policy.linkerd.io HTTPRoutes; use RequestHeaderModifier, ResponseHeaderModifier or RequestRedirect", f.Type)
+				}
+			}
 		}
 		for j, b := range rule.BackendRefs {
 			validateBackendRef(fmt.Sprintf("%s.backendRefs[%d]", rp, j), b.BackendRef, &errs)
