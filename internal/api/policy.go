@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"net/netip"
+	"sort"
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -345,7 +346,7 @@ func validateTargetRef(path string, r TargetRef, allowed map[string][]string, er
 				want = append(want, Kind{Group: g, Kind: k}.String())
 			}
 		}
-		sortStrings(want)
+		sort.Strings(want)
 		errs.Add(path, "cannot refer to %s; use one of %s", Kind{Group: r.Group, Kind: r.Kind}, strings.Join(want, ", "))
 	}
 	if r.Name == "" {

@@ -584,5 +584,3 @@ func sortedKeys(m map[string]string) []string {
 	sort.Strings(keys)
 	return keys
 }
-
-func sortStrings(s []string) { sort.Strings(s) }
