@@ -16,10 +16,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	pb "github.com/linkerd/linkerd2-proxy-api/go/destination"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	"github.com/weft-mesh/weft/internal/metrics"
 	"github.com/weft-mesh/weft/internal/proxy/admin"
 	"github.com/weft-mesh/weft/internal/proxy/discovery"
@@ -158,21 +154,19 @@ func (p *Proxy) Registry() *metrics.Registry { return p.registry }
 // stops the whole proxy with its error.
 func (p *Proxy) Run(ctx context.Context) error {
 	cfg := p.cfg
-	cc, err := grpc.NewClient(cfg.ControlAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return fmt.Errorf("proxy: control plane client for %s: %w", cfg.ControlAddr, err)
-	}
-	defer cc.Close()
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-
-	res := discovery.New(discovery.Config{
-		Client:    pb.NewDestinationClient(cc),
+	res, err := discovery.Dial(cfg.ControlAddr, discovery.Config{
 		Namespace: cfg.Namespace,
 		Pod:       cfg.Pod,
 		Logger:    cfg.Logger,
 	})
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	defer res.Close()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
 	pm := metrics.NewProxy(p.registry)
 	common := metrics.L("namespace", cfg.Namespace, "pod", cfg.Pod, "deployment", cfg.Deployment)
 	outLabels := metrics.L("direction", "outbound").Merge(common)

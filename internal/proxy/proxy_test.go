@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -512,7 +511,7 @@ func TestMetricsExposition(t *testing.T) {
 	}
 	// Buckets are Linkerd's.
 	var les []string
-	for _, l := range regexp.MustCompile(`response_latency_ms_bucket\{` + regexp.QuoteMeta(base) + `,status_code="200",le="([^"]+)"\}`).FindAllStringSubmatch(m, -1) {
+	for _, l := range regexp.MustCompile(`response_latency_ms_bucket\{`+regexp.QuoteMeta(base)+`,status_code="200",le="([^"]+)"\}`).FindAllStringSubmatch(m, -1) {
 		les = append(les, l[1])
 	}
 	if got, want := strings.Join(les, ","), "1,2,3,4,5,10,20,30,40,50,100,200,300,400,500,1000,2000,3000,4000,5000,10000,20000,30000,40000,50000,+Inf"; got != want {
@@ -584,5 +583,3 @@ func grepLines(s, substr string) string {
 	}
 	return strings.Join(out, "\n")
 }
-
-var _ = sync.Mutex{}

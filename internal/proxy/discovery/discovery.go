@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
@@ -25,6 +26,8 @@ import (
 
 	pb "github.com/linkerd/linkerd2-proxy-api/go/destination"
 	netpb "github.com/linkerd/linkerd2-proxy-api/go/net"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/weft-mesh/weft/internal/metrics"
 )
@@ -84,6 +87,8 @@ type Resolver struct {
 	cancel context.CancelFunc
 	log    *slog.Logger
 
+	conn io.Closer // set by Dial, closed by Close
+
 	byAuthority sync.Map // raw authority -> *Watch (hot path)
 	mu          sync.Mutex
 	byPath      map[string]*Watch
@@ -131,8 +136,13 @@ func (r *Resolver) Run(ctx context.Context) {
 	}
 }
 
-// Close stops every watch.
-func (r *Resolver) Close() { r.cancel() }
+// Close stops every watch (and closes the connection Dial opened).
+func (r *Resolver) Close() {
+	r.cancel()
+	if r.conn != nil {
+		r.conn.Close()
+	}
+}
 
 func (r *Resolver) evict(before time.Time) {
 	r.mu.Lock()
@@ -391,4 +401,20 @@ func (s *State) String() string {
 		return "not a mesh service"
 	}
 	return strconv.Itoa(len(s.Endpoints)) + " endpoints"
+}
+
+// Dial returns a Resolver with its own gRPC connection to the Destination
+// service at addr (plaintext, as in local mode); cfg.Client is ignored.
+// Close also closes the connection. It is the one-call setup for other
+// mesh clients, such as the ingress, that reuse the proxy's outbound
+// Transport.
+func Dial(addr string, cfg Config) (*Resolver, error) {
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("discovery: control plane client for %s: %w", addr, err)
+	}
+	cfg.Client = pb.NewDestinationClient(cc)
+	r := New(cfg)
+	r.conn = cc
+	return r, nil
 }

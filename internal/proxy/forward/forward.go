@@ -59,7 +59,8 @@ var bufPool = &bufferPool{p: sync.Pool{New: func() any { return make([]byte, 32<
 
 type bufferPool struct{ p sync.Pool }
 
-func (b *bufferPool) Get() []byte  { return b.p.Get().([]byte) }
+func (b *bufferPool) Get() []byte { return b.p.Get().([]byte) }
+
 // Put boxes the slice header (24 bytes), far cheaper than a 32 KiB buffer.
 func (b *bufferPool) Put(v []byte) { b.p.Put(v) }
 
