@@ -213,11 +213,13 @@ func (s *Supervisor) startReplica(r *replica) {
 func (s *Supervisor) probeLoop(ctx context.Context, r *replica) {
 	t := time.NewTicker(s.cfg.ProbeInterval)
 	defer t.Stop()
+	var fails readiness
 	for {
-		ready := s.replicaReady(ctx, r)
+		ok, gone := s.replicaReady(ctx, r)
 		if ctx.Err() != nil {
 			return
 		}
+		ready := fails.observe(ok, gone, r.failureThreshold())
 		if r.ready.Swap(ready) != ready {
 			r.readySince.Store(time.Now().UnixNano())
 			s.log.Info("readiness changed", "pod", r.key(), "ready", ready)
@@ -231,16 +233,63 @@ func (s *Supervisor) probeLoop(ctx context.Context, r *replica) {
 	}
 }
 
-func (s *Supervisor) replicaReady(ctx context.Context, r *replica) bool {
-	if r.proxy.State().PID == 0 || !httpOK(ctx, "http://"+loopback(r.admin)+"/ready") {
-		return false
-	}
-	for i := range r.spec.Containers {
-		if r.apps[i].State().PID == 0 || !containerReady(ctx, &r.spec.Containers[i], r.appPorts) {
-			return false
+// readiness turns probe results into the Ready condition as Kubernetes
+// does: one success makes a replica ready; only failureThreshold failures
+// in a row make a ready replica unready, so that one slow probe under load
+// does not pull it out of the endpoints. A process that is not running at
+// all makes it unready at once.
+type readiness struct {
+	ready bool
+	fails int
+}
+
+func (rd *readiness) observe(ok, gone bool, threshold int) bool {
+	switch {
+	case ok:
+		rd.ready, rd.fails = true, 0
+	case gone:
+		rd.ready, rd.fails = false, 0
+	default:
+		rd.fails++
+		if rd.fails >= threshold {
+			rd.ready = false
 		}
 	}
-	return true
+	return rd.ready
+}
+
+// failureThreshold is the smallest readinessProbe.failureThreshold of the
+// pod's containers, 3 (Kubernetes' default) when none says.
+func (r *replica) failureThreshold() int {
+	th := 3
+	for _, c := range r.spec.Containers {
+		if c.ReadinessProbe != nil && c.ReadinessProbe.FailureThreshold > 0 && int(c.ReadinessProbe.FailureThreshold) < th {
+			th = int(c.ReadinessProbe.FailureThreshold)
+		}
+	}
+	return th
+}
+
+// replicaReady probes the replica once; gone reports a process that is not
+// running.
+func (s *Supervisor) replicaReady(ctx context.Context, r *replica) (ok, gone bool) {
+	if r.proxy.State().PID == 0 {
+		return false, true
+	}
+	for _, p := range r.apps {
+		if p.State().PID == 0 {
+			return false, true
+		}
+	}
+	if !httpOK(ctx, "http://"+loopback(r.admin)+"/ready") {
+		return false, false
+	}
+	for i := range r.spec.Containers {
+		if !containerReady(ctx, &r.spec.Containers[i], r.appPorts) {
+			return false, false
+		}
+	}
+	return true, false
 }
 
 // stopReplica stops a replica already removed from the store's

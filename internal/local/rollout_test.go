@@ -118,3 +118,26 @@ func TestTemplateHash(t *testing.T) {
 		t.Fatalf("hash %q: want 10 characters", h)
 	}
 }
+
+func TestReadinessThreshold(t *testing.T) {
+	type obs struct{ ok, gone bool }
+	for _, tc := range []struct {
+		name string
+		seq  []obs
+		want []bool
+	}{
+		{"one success is ready", []obs{{false, false}, {true, false}}, []bool{false, true}},
+		{"three failures to unready", []obs{{true, false}, {false, false}, {false, false}, {false, false}}, []bool{true, true, true, false}},
+		{"a success resets the count", []obs{{true, false}, {false, false}, {false, false}, {true, false}, {false, false}, {false, false}}, []bool{true, true, true, true, true, true}},
+		{"a dead process is unready at once", []obs{{true, false}, {false, true}}, []bool{true, false}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var rd readiness
+			for i, o := range tc.seq {
+				if got := rd.observe(o.ok, o.gone, 3); got != tc.want[i] {
+					t.Fatalf("step %d (%+v): ready = %v, want %v", i, o, got, tc.want[i])
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,51 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestUpDetached: 'weft up -d' returns once the mesh is ready, leaving it
+// running in the background for the other commands.
+func TestUpDetached(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(t.TempDir(), "web.yaml")
+	os.WriteFile(f, []byte(strings.ReplaceAll(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        command: ["WORKLOAD", "http"]
+        ports: [{containerPort: 8080}]
+`, "WORKLOAD", workloadBin)), 0o644)
+	t.Cleanup(func() { runWeft(t, dir, "down") })
+	out, code := runWeft(t, dir, "up", "-d", "-f", f, "--control-addr", freeAddr(t))
+	if code != 0 || !strings.Contains(out, "running in the background") {
+		t.Fatalf("weft up -d: exit %d:\n%s", code, out)
+	}
+	m := &mesh{t: t, dir: dir}
+	st, err := m.status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := replicas(st, "default", "web")
+	if len(st.Components) != 2 || len(web) != 1 || !web[0].Ready || !st.Components[0].Ready {
+		t.Fatalf("weft up -d returned before the mesh was ready: %+v", st.Components)
+	}
+	if _, err := get("http://" + web[0].Addresses["app:8080"] + "/"); err != nil {
+		t.Fatalf("the detached mesh's workload does not answer: %v", err)
+	}
+	if out, code := runWeft(t, dir, "down"); code != 0 || !strings.Contains(out, "mesh stopped") {
+		t.Fatalf("weft down: exit %d:\n%s", code, out)
+	}
+	if _, err := m.status(); err == nil {
+		t.Fatal("weft status still finds a mesh after weft down")
+	}
+}
