@@ -73,9 +73,9 @@ func proxyComponent(t *testing.T, ns, name string, h http.Handler) local.Compone
 }
 
 // certifiedProxy runs a real proxy certificate client against the control
-// plane at addr (CA and token key in identityDir) and returns it once it
-// holds a certificate.
-func certifiedProxy(t *testing.T, addr, identityDir, ns, sa string) *proxyidentity.Client {
+// plane at addr (token key in identityDir; anchors there too unless
+// anchorsFile is given) and returns it once it holds a certificate.
+func certifiedProxy(t *testing.T, addr, identityDir, ns, sa string, anchorsFile ...string) *proxyidentity.Client {
 	t.Helper()
 	key, err := ctlidentity.LoadOrCreateTokenKey(identityDir)
 	if err != nil {
@@ -94,9 +94,13 @@ func certifiedProxy(t *testing.T, addr, identityDir, ns, sa string) *proxyidenti
 	if err := os.WriteFile(tokenFile, tok, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	anchors := filepath.Join(identityDir, tlsid.AnchorsFile)
+	if len(anchorsFile) > 0 {
+		anchors = anchorsFile[0]
+	}
 	c, _, err := proxyidentity.Setup(proxyidentity.Options{
 		Conn: conn, Namespace: ns, ServiceAccount: sa, TokenFile: tokenFile,
-		AnchorsFile: filepath.Join(identityDir, tlsid.AnchorsFile),
+		AnchorsFile: anchors,
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
@@ -311,5 +315,61 @@ func TestCheckDataPlane(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// 'weft control' signs with the CA from the --identity-*-file flags, with
+// the configured lifetime and clock skew.
+func TestControlIdentityFlags(t *testing.T) {
+	caDir := t.TempDir()
+	now := time.Now()
+	writeCA(t, caDir, now.Add(-time.Hour), now.Add(100*24*time.Hour))
+	files := tlsid.DirFiles(identityDirOf(caDir))
+	stateDir := t.TempDir()
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var errOut syncBuffer
+	code := make(chan int, 1)
+	go func() {
+		code <- Run(ctx, []string{"control", "--state-dir", stateDir, "--addr", addr, "--admin-addr", freeAddr(t),
+			"--identity-trust-anchors-file", files.TrustAnchors,
+			"--identity-issuer-certificate-file", files.IssuerCertificate,
+			"--identity-issuer-key-file", files.IssuerKey,
+			"--identity-issuance-lifetime", "90m",
+			"--identity-clock-skew-allowance", "1m",
+		}, strings.NewReader(""), io.Discard, &errOut)
+	}()
+	c := certifiedProxy(t, addr, identityDirOf(stateDir), "faces", "smiley", files.TrustAnchors)
+	leaf := c.Certificate().Leaf
+	issuer, err := tlsid.LoadCertificates(files.IssuerCertificate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := leaf.CheckSignatureFrom(issuer[0]); err != nil {
+		t.Errorf("leaf not signed by the issuer from the flags: %v", err)
+	}
+	if d := leaf.NotAfter.Sub(leaf.NotBefore); d != 91*time.Minute {
+		t.Errorf("leaf validity %v, want 90m lifetime + 1m skew", d)
+	}
+	cancel()
+	if c := <-code; c != 0 {
+		t.Errorf("weft control exit %d: %s", c, errOut.String())
+	}
+
+	for _, tt := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--identity-issuance-lifetime", "0s"}, 2, "must be positive"},
+		{[]string{"--identity-trust-anchors-file", files.TrustAnchors}, 1, "give all three or none"},
+		{[]string{"--identity-trust-domain", "Not_A_Domain"}, 1, "trust domain"},
+	} {
+		var out syncBuffer
+		args := append([]string{"control", "--state-dir", t.TempDir(), "--addr", freeAddr(t), "--admin-addr", freeAddr(t)}, tt.args...)
+		if got := Run(context.Background(), args, strings.NewReader(""), io.Discard, &out); got != tt.code || !strings.Contains(out.String(), tt.want) {
+			t.Errorf("%v: exit %d, %q; want %d containing %q", tt.args, got, out.String(), tt.code, tt.want)
+		}
 	}
 }

@@ -88,7 +88,20 @@ func (a *Authority) Validate() error {
 	if !publicKeysEqual(a.Issuer.PublicKey, a.IssuerKey.Public()) {
 		return fmt.Errorf("tlsid: the issuer key does not belong to the issuer certificate %s", Describe(a.Issuer))
 	}
-	if _, err := VerifyIssuer(a.Issuer, a.Intermediates, a.AnchorPool(), a.now()); err != nil {
+	now := a.now()
+	for _, c := range append([]*x509.Certificate{a.Issuer}, a.Anchors...) {
+		what := "trust anchor"
+		if c == a.Issuer {
+			what = "issuer certificate"
+		}
+		if now.After(c.NotAfter) {
+			return fmt.Errorf("tlsid: the %s %s expired on %s; replace it (in local mode: stop the mesh and move the identity directory aside to generate new ones)", what, Describe(c), c.NotAfter.UTC().Format(time.RFC3339))
+		}
+		if now.Before(c.NotBefore) {
+			return fmt.Errorf("tlsid: the %s %s is not valid before %s (is the clock right?)", what, Describe(c), c.NotBefore.UTC().Format(time.RFC3339))
+		}
+	}
+	if _, err := VerifyIssuer(a.Issuer, a.Intermediates, a.AnchorPool(), now); err != nil {
 		return err
 	}
 	return nil

@@ -134,7 +134,8 @@ func TestAuthorityValidate(t *testing.T) {
 		{"no anchors", func(a *Authority) { a.Anchors = nil }, "no trust anchors"},
 		{"key mismatch", func(a *Authority) { a.IssuerKey = other.IssuerKey }, "does not belong"},
 		{"other anchor", func(a *Authority) { a.Anchors = other.Anchors }, "does not chain"},
-		{"issuer expired", func(a *Authority) { a.Now = func() time.Time { return now.Add(2 * time.Hour) } }, "does not chain"},
+		{"issuer expired", func(a *Authority) { a.Now = func() time.Time { return now.Add(2 * time.Hour) } }, "issuer certificate \"CN=identity.weft.cluster.local\""},
+		{"not yet valid", func(a *Authority) { a.Now = func() time.Time { return now.Add(-time.Hour) } }, "not valid before"},
 		{"issuer is a leaf", func(a *Authority) {
 			leaf := issue(t, a, "ns", "sa")
 			a.Issuer, a.IssuerKey = leaf.Leaf, leaf.PrivateKey.(*ecdsa.PrivateKey)
