@@ -160,11 +160,35 @@ func (in *Ingress) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("ingress: watching the store: %w", err)
 	}
-	for range changes {
+	// A Listener whose port is busy (say, a previous ingress still
+	// draining) is retried soon, with back-off, rather than at the next
+	// change or resync.
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	backoff := bindRetryMin
+	var runErr error
+loop:
+	for {
+		select {
+		case _, ok := <-changes:
+			if !ok {
+				if ctx.Err() == nil {
+					runErr = errors.New("ingress: the store stopped notifying changes")
+				}
+				break loop
+			}
+		case <-retry.C:
+		}
 		if ctx.Err() != nil {
 			break
 		}
-		in.reload(ctx)
+		if in.reload(ctx) {
+			backoff = bindRetryMin
+			continue
+		}
+		retry.Reset(backoff)
+		backoff = min(2*backoff, bindRetryMax)
 	}
 
 	// Drain: stop accepting everywhere at once, then wait for requests in
@@ -190,19 +214,26 @@ func (in *Ingress) Run(ctx context.Context) error {
 	}
 	<-adminDone
 	in.log.Info("ingress: stopped")
-	return nil
+	return runErr
 }
 
+// Bounds of the back-off between attempts to bind a busy port.
+const (
+	bindRetryMin = 100 * time.Millisecond
+	bindRetryMax = 5 * time.Second
+)
+
 // reload reads the store, swaps in a new table and reconciles listeners.
-// When the store cannot be read, the last good table stays.
-func (in *Ingress) reload(ctx context.Context) {
+// When the store cannot be read, the last good table stays. It reports
+// whether everything the table asks for is in place (false: retry soon).
+func (in *Ingress) reload(ctx context.Context) bool {
 	ls, err1 := listAs[*api.Listener](ctx, in.cfg.Store, api.KindListener)
 	hs, err2 := listAs[*api.Host](ctx, in.cfg.Store, api.KindHost)
 	ms, err3 := listAs[*api.Mapping](ctx, in.cfg.Store, api.KindMapping)
 	rls, err4 := listAs[*api.RateLimitService](ctx, in.cfg.Store, api.KindRateLimitService)
 	if err := errors.Join(err1, err2, err3, err4); err != nil {
 		in.log.Error("ingress: reading configuration; keeping the last good one", "err", err)
-		return
+		return false
 	}
 	t := Build(ls, hs, ms, BuildOptions{AmbassadorID: in.cfg.AmbassadorID, Namespace: in.cfg.Namespace, RateLimitServices: rls})
 	in.report(t, len(ls), len(ms))
@@ -210,10 +241,11 @@ func (in *Ingress) reload(ctx context.Context) {
 	// serves an older table that lacks it; removed listeners stop accepting
 	// right after and drain what they already routed.
 	in.router.Swap(t)
-	in.bind(t)
+	complete := in.bind(t)
 	in.unbind(t)
 	in.rebuilt.Add(1)
 	in.ready.Store(true)
+	return complete
 }
 
 func listAs[T api.Object](ctx context.Context, s store.Store, kind api.Kind) ([]T, error) {
@@ -271,8 +303,10 @@ func (in *Ingress) report(t *Table, nListeners, nMappings int) {
 	in.log.Info("ingress: configuration loaded", "listeners", len(t.ports), "mappings", nMappings, "problems", len(t.Problems))
 }
 
-// bind opens listeners the table has and we do not.
-func (in *Ingress) bind(t *Table) {
+// bind opens listeners the table has and we do not. It reports whether
+// all of them are bound.
+func (in *Ingress) bind(t *Table) bool {
+	complete := true
 	for _, li := range t.Listeners() {
 		in.mu.Lock()
 		_, have := in.bound[li.Port]
@@ -287,7 +321,8 @@ func (in *Ingress) bind(t *Table) {
 		addr := net.JoinHostPort(in.cfg.Address, strconv.Itoa(port))
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
-			in.log.Error("ingress: cannot bind Listener; will retry on the next change or resync", "listener", li.Ref.String(), "addr", addr, "err", err)
+			in.log.Error("ingress: cannot bind Listener; retrying", "listener", li.Ref.String(), "addr", addr, "err", err)
+			complete = false
 			continue
 		}
 		if li.Protocol == "HTTPS" {
@@ -314,6 +349,7 @@ func (in *Ingress) bind(t *Table) {
 		in.mu.Unlock()
 		in.log.Info("ingress: listening", "listener", li.Ref.String(), "port", li.Port, "addr", b.addr)
 	}
+	return complete
 }
 
 // unbind drains and closes listeners the table no longer has.

@@ -902,3 +902,60 @@ func TestConnectRefused(t *testing.T) {
 		t.Errorf("CONNECT through the ingress: %d, want 404", resp.StatusCode)
 	}
 }
+
+func TestBusyPortIsRetried(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, p, _ := net.SplitHostPort(busy.Addr().String())
+	port, _ := strconv.Atoi(p)
+	backend := newBackend(t)
+	st := store.NewMemory()
+	if err := st.Apply(context.Background(), newListener("weft", "http", 8080, "ALL"), newMapping("ns", "m", api.MappingSpec{Prefix: "/", Service: "http://" + backendAuthority(t, backend)})); err != nil {
+		t.Fatal(err)
+	}
+	in, err := New(Config{Store: st, Transport: NewTransport(nil), PortMap: map[int32]int{8080: port}, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "the first configuration", func() bool { return in.Generation() > 0 })
+	if in.Addrs()[8080] != "" {
+		t.Fatal("bound a busy port")
+	}
+	busy.Close() // the previous owner goes away; no store change follows
+	waitFor(t, "the port to be bound on retry", func() bool { return in.Addrs()[8080] != "" })
+	resp, err := http.Get("http://" + in.Addrs()[8080] + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("status %d", resp.StatusCode)
+	}
+}
+
+// A store whose watch ends while the ingress runs is an error, not a
+// clean stop.
+type closingStore struct{ *store.Memory }
+
+func (c closingStore) Watch(ctx context.Context, kinds ...api.Kind) (<-chan struct{}, error) {
+	ch := make(chan struct{}, 1)
+	ch <- struct{}{}
+	close(ch)
+	return ch, nil
+}
+
+func TestStoreWatchEndingIsAnError(t *testing.T) {
+	in, err := New(Config{Store: closingStore{store.NewMemory()}, Transport: NewTransport(nil), Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "stopped notifying") {
+		t.Errorf("Run = %v", err)
+	}
+}

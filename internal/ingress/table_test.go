@@ -498,3 +498,23 @@ func TestIgnoredFieldsWarn(t *testing.T) {
 		t.Errorf("warnings for a plain Mapping: %q", plain.Warnings)
 	}
 }
+
+// FuzzGlobs checks that globsIntersect never denies a pair of globs that a
+// hostname matches both of (a Mapping would otherwise miss its Host).
+func FuzzGlobs(f *testing.F) {
+	f.Add("*.example.com", "foo.*", "foo.example.com")
+	f.Add("*", "a.b", "a.b")
+	f.Add("*.com", "*.a.com", "x.a.com")
+	f.Fuzz(func(t *testing.T, a, b, host string) {
+		if api.ValidateHostGlob(a) != nil || api.ValidateHostGlob(b) != nil {
+			return
+		}
+		host = strings.ToLower(host)
+		if globMatch(a, host) && globMatch(b, host) && !globsIntersect(a, b) {
+			t.Fatalf("%q matches %q and %q, but globsIntersect says they are disjoint", host, a, b)
+		}
+		if globsIntersect(a, b) != globsIntersect(b, a) {
+			t.Fatalf("globsIntersect(%q, %q) is not symmetric", a, b)
+		}
+	})
+}
