@@ -163,11 +163,12 @@ func ParseGRPCRetryConditions(s string) ([]codes.Code, error) {
 }
 
 // ParseRetryLimit parses retry.linkerd.io/limit: the maximum number of
-// retries of one request, a non-negative integer.
+// retries of one request, an integer from 0 to 65535 (Linkerd's range).
+// Zero means no retries.
 func ParseRetryLimit(s string) (uint32, error) {
-	n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 32)
+	n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 16)
 	if err != nil {
-		return 0, fmt.Errorf("invalid retry limit %q: want a non-negative integer such as 3", s)
+		return 0, fmt.Errorf("invalid retry limit %q: want a non-negative integer such as 3 (at most 65535)", s)
 	}
 	return uint32(n), nil
 }
@@ -176,8 +177,8 @@ func ParseRetryLimit(s string) (uint32, error) {
 type RetryAnnotations struct {
 	// Limit is the maximum number of retries; DefaultRetryLimit if unset.
 	Limit uint32
-	// HTTP lists the statuses to retry; nil means none are retried by
-	// status (only a gRPC policy, if any).
+	// HTTP lists the statuses to retry; nil means the annotation is absent
+	// and the proxy's default applies (Linkerd retries 5xx).
 	HTTP []StatusRange
 	// GRPC lists the gRPC statuses to retry.
 	GRPC []codes.Code
