@@ -298,6 +298,7 @@ func TestDecodeInvalid(t *testing.T) {
 		// TrafficSplit, Link, ExternalWorkload, ServiceProfile.
 		{"split negative weight", "apiVersion: split.smi-spec.io/v1alpha2\nkind: TrafficSplit\nmetadata: {name: t}\nspec:\n  service: web\n  backends: [{service: a, weight: 1}, {service: b, weight: -1}]\n", "spec.backends[1].weight", "must not be negative"},
 		{"split weight garbage", "apiVersion: split.smi-spec.io/v1alpha1\nkind: TrafficSplit\nmetadata: {name: t}\nspec:\n  service: web\n  backends: [{service: a, weight: half}]\n", "spec.backends[0].weight", "quantities must match"},
+		{"split backend name", "apiVersion: split.smi-spec.io/v1alpha2\nkind: TrafficSplit\nmetadata: {name: t}\nspec:\n  service: web\n  backends: [{service: web.v2, weight: 1}]\n", "spec.backends[0].service", "invalid Service name"},
 		{"split no apex", "apiVersion: split.smi-spec.io/v1alpha2\nkind: TrafficSplit\nmetadata: {name: t}\nspec:\n  backends: [{service: a, weight: 1}]\n", "spec.service", "required"},
 		{"split all zero", "apiVersion: split.smi-spec.io/v1alpha2\nkind: TrafficSplit\nmetadata: {name: t}\nspec:\n  service: web\n  backends: [{service: a, weight: 0}]\n", "spec.backends", "every weight is zero"},
 		{"link port", "apiVersion: multicluster.linkerd.io/v1alpha3\nkind: Link\nmetadata: {name: l}\nspec:\n  targetClusterName: east\n  gatewayAddress: 1.2.3.4\n  gatewayPort: \"gateway\"\n", "spec.gatewayPort", "invalid port"},

@@ -70,6 +70,8 @@ func validateTrafficSplit(o Object) FieldErrors {
 		p := fmt.Sprintf("spec.backends[%d]", i)
 		if b.Service == "" {
 			errs.Add(p+".service", "required")
+		} else if msgs := validation.IsDNS1123Label(b.Service); len(msgs) > 0 {
+			errs.Add(p+".service", "invalid Service name %q: %s", b.Service, msgs[0])
 		} else if seen[b.Service] {
 			errs.Add(p+".service", "duplicate backend %q", b.Service)
 		}
