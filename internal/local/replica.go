@@ -132,7 +132,12 @@ func (s *Supervisor) newReplica(ctx context.Context, d *appsv1.Deployment, hash,
 		}
 	}
 	proxyArgv = dedupInbound(proxyArgv)
-	r.proxy = s.process(r.ns+"/"+r.name+"/proxy", proxyArgv, s.baseEnv(), filepath.Join(logDir, "proxy.log"))
+	idEnv, err := s.proxyIdentityEnv(r.ns, r.spec.ServiceAccountName, r.name)
+	if err != nil {
+		s.ports.Release(r.ports()...)
+		return nil, err
+	}
+	r.proxy = s.process(r.ns+"/"+r.name+"/proxy", proxyArgv, append(s.baseEnv(), idEnv...), filepath.Join(logDir, "proxy.log"))
 
 	pod := PodInfo{Name: r.name, Namespace: r.ns, ServiceAccount: r.spec.ServiceAccountName, Labels: r.labels, Annotations: r.annotations}
 	for i := range r.spec.Containers {

@@ -20,7 +20,10 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/weft-mesh/weft/internal/api"
+	"github.com/weft-mesh/weft/internal/control/identity"
+	proxyidentity "github.com/weft-mesh/weft/internal/proxy/identity"
 	"github.com/weft-mesh/weft/internal/store"
+	"github.com/weft-mesh/weft/internal/tlsid"
 )
 
 // Config configures a Supervisor.
@@ -40,6 +43,10 @@ type Config struct {
 	Grace time.Duration
 	// ProbeInterval is how often readiness is checked.
 	ProbeInterval time.Duration
+	// IdentityDir holds the mesh's identity material (default
+	// STATE_DIR/identity, where 'weft control' keeps it): the supervisor
+	// mints each replica's identity token with the key kept there.
+	IdentityDir string
 	// Ingress, when set, runs 'weft ingress' as a system workload.
 	Ingress *IngressConfig
 	Logger  *slog.Logger
@@ -71,6 +78,8 @@ type Supervisor struct {
 	control      *Process
 	controlAdmin string
 	controlReady bool
+
+	tokenKey []byte // nil when identity material is unavailable
 }
 
 // New returns a Supervisor; Run starts it.
@@ -86,6 +95,9 @@ func New(cfg Config) *Supervisor {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.IdentityDir == "" {
+		cfg.IdentityDir = filepath.Join(cfg.StateDir, "identity")
 	}
 	return &Supervisor{
 		cfg:      cfg,
@@ -115,7 +127,7 @@ func (s *Supervisor) baseEnv() []string {
 	var out []string
 	for _, kv := range os.Environ() {
 		switch name, _, _ := cut(kv); name {
-		case "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "ALL_PROXY", "all_proxy", "WEFT_STATE_DIR":
+		case "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "ALL_PROXY", "all_proxy", "WEFT_STATE_DIR", proxyTokenEnv, proxyAnchorsEnv:
 			continue
 		}
 		out = append(out, kv)
@@ -163,6 +175,18 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		s.shutdown()
 		return err
 	}
+	// The token key is shared with the control plane, which validates
+	// the tokens; whichever starts first creates it.
+	if err := os.MkdirAll(s.cfg.IdentityDir, 0o700); err != nil {
+		s.shutdown()
+		return fmt.Errorf("local: identity directory: %w", err)
+	}
+	key, err := identity.LoadOrCreateTokenKey(s.cfg.IdentityDir)
+	if err != nil {
+		s.shutdown()
+		return fmt.Errorf("local: %w", err)
+	}
+	s.tokenKey = key
 	if err := s.startControl(ctx); err != nil {
 		s.shutdown()
 		return err
@@ -264,6 +288,27 @@ func (s *Supervisor) startControl(ctx context.Context) error {
 		}
 	}()
 	return nil
+}
+
+// The proxy reads its identity from these variables.
+const (
+	proxyTokenEnv   = proxyidentity.TokenEnv
+	proxyAnchorsEnv = proxyidentity.AnchorsEnv
+)
+
+// proxyIdentityEnv is the environment that gives a replica's proxy its
+// identity: a token entitling it to its service account's certificate
+// (Certify checks it with the shared key), and the trust anchors.
+func (s *Supervisor) proxyIdentityEnv(ns, sa, pod string) ([]string, error) {
+	tok, err := identity.MintToken(s.tokenKey, identity.Workload{Namespace: ns, ServiceAccount: sa, Pod: pod})
+	if err != nil {
+		return nil, fmt.Errorf("local: pod %s/%s: %w", ns, pod, err)
+	}
+	env := []string{proxyTokenEnv + "=" + string(tok)}
+	if pem, err := os.ReadFile(filepath.Join(s.cfg.IdentityDir, tlsid.AnchorsFile)); err == nil {
+		env = append(env, proxyAnchorsEnv+"="+string(pem))
+	}
+	return env, nil
 }
 
 // desiredDeployments lists the Deployments to run, with the ingress
