@@ -286,6 +286,11 @@ func (p *Plane) adminHandler() http.Handler {
 		if err := p.dest.Metrics().WritePrometheus(w); err != nil {
 			p.log.Debug("writing metrics", "err", err)
 		}
+		if p.identity != nil {
+			if err := p.identity.WritePrometheus(w); err != nil {
+				p.log.Debug("writing metrics", "err", err)
+			}
+		}
 	})
 	return mux
 }

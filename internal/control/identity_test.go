@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -79,6 +80,17 @@ func TestPlaneServesIdentity(t *testing.T) {
 	}
 	if d := time.Until(leaf.NotAfter); d > time.Hour || d < 59*time.Minute {
 		t.Errorf("leaf lifetime %v, want the configured hour", d)
+	}
+	code, body := httpGet(t, "http://"+p.AdminAddr().String()+"/metrics")
+	for _, want := range []string{
+		"\nidentity_certify_issued_total 1\n",
+		"\nidentity_certify_refused_total 0\n",
+		fmt.Sprintf("\nidentity_issuer_expiration_timestamp_seconds %d\n", p.Identity().Authority().Issuer.NotAfter.Unix()),
+		"destination_snapshots_total",
+	} {
+		if code != 200 || !strings.Contains(body, want) {
+			t.Errorf("/metrics (%d) lacks %q:\n%s", code, want, body)
+		}
 	}
 	cancel()
 	if err := <-done; err != nil {

@@ -277,3 +277,27 @@ func FuzzParseCSR(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseCertificates(f *testing.F) {
+	g, _ := Generate(DefaultDomain, time.Now(), time.Hour)
+	f.Add(EncodeCertificates(g.Anchor, g.Issuer))
+	f.Add([]byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"))
+	f.Add([]byte("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n"))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		certs, err := ParseCertificates(raw)
+		if err != nil {
+			return
+		}
+		if len(certs) == 0 {
+			t.Fatal("no error and no certificates")
+		}
+		// What parses re-encodes to certificates that parse the same.
+		again, err := ParseCertificates(EncodeCertificates(certs...))
+		if err != nil || len(again) != len(certs) {
+			t.Fatalf("re-parse: %d certificates, %v", len(again), err)
+		}
+		if _, err := ParseAnchors(raw); err != nil {
+			t.Fatalf("ParseAnchors refuses what ParseCertificates accepts: %v", err)
+		}
+	})
+}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync/atomic"
 
@@ -116,4 +117,15 @@ func (s *Server) certify(ctx context.Context, req *pb.CertifyRequest) (*pb.Certi
 		IntermediateCertificates: leaf.Chain,
 		ValidUntil:               timestamppb.New(leaf.Cert.NotAfter),
 	}, nil
+}
+
+// WritePrometheus writes the service's metrics in the Prometheus text
+// format: certificates issued and refused, and when the issuer expires
+// (alert on it well before).
+func (s *Server) WritePrometheus(w io.Writer) error {
+	_, err := fmt.Fprintf(w, "# HELP identity_certify_issued_total Certificates issued to proxies.\n# TYPE identity_certify_issued_total counter\nidentity_certify_issued_total %d\n"+
+		"# HELP identity_certify_refused_total Certify requests refused (bad token, CSR or identity).\n# TYPE identity_certify_refused_total counter\nidentity_certify_refused_total %d\n"+
+		"# HELP identity_issuer_expiration_timestamp_seconds When the issuer certificate expires.\n# TYPE identity_issuer_expiration_timestamp_seconds gauge\nidentity_issuer_expiration_timestamp_seconds %d\n",
+		s.issued.Load(), s.refused.Load(), s.ca.Issuer.NotAfter.Unix())
+	return err
 }
