@@ -56,6 +56,11 @@
 //	rate limit service down              passes; 500 with failure_mode_deny
 //	insecure request, Host says Redirect 301 to https; Reject: 400
 //
+// A gRPC client gets these as gRPC statuses instead (HTTP 200, grpc-status
+// UNAVAILABLE, DEADLINE_EXCEEDED, UNIMPLEMENTED, ...), as Envoy sends them.
+// gRPC requests travel to the service as HTTP/2 cleartext inside a CONNECT
+// tunnel through the sidecar; everything else as HTTP/1.1.
+//
 // The 503s are also what the sidecar's own failures become: a 503 with
 // l5d-proxy-error (no endpoints) and a 502 with l5d-proxy-error (connect
 // failure) are translated, so clients see Envoy's wording either way.

@@ -58,6 +58,10 @@ func (p *meshProxy) requests() (uris, overrides []string) {
 }
 
 func (p *meshProxy) serve(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodConnect {
+		p.tunnel(w, r)
+		return
+	}
 	if !strings.HasPrefix(r.RequestURI, "http://") {
 		http.Error(w, "test mesh proxy: want an absolute-form request, got "+r.RequestURI, http.StatusBadRequest)
 		return
@@ -86,6 +90,40 @@ func (p *meshProxy) serve(w http.ResponseWriter, r *http.Request) {
 		},
 	}
 	rp.ServeHTTP(w, r)
+}
+
+// tunnel serves CONNECT to a known authority by splicing bytes.
+func (p *meshProxy) tunnel(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	p.seen = append(p.seen, "CONNECT "+r.Host)
+	backend, ok := p.backends[r.Host]
+	p.mu.Unlock()
+	if !ok {
+		w.Header().Set("L5d-Proxy-Error", "no endpoints for "+r.Host)
+		http.Error(w, "no endpoints", http.StatusServiceUnavailable)
+		return
+	}
+	up, err := net.Dial("tcp", backend)
+	if err != nil {
+		w.Header().Set("L5d-Proxy-Error", "connect failed")
+		w.WriteHeader(http.StatusBadGateway)
+		return
+	}
+	defer up.Close()
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	_, _ = brw.WriteString("HTTP/1.1 200 Connection established\r\n\r\n")
+	_ = brw.Flush()
+	go func() {
+		_, _ = io.Copy(up, brw.Reader)
+		if tc, ok := up.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		}
+	}()
+	_, _ = io.Copy(conn, up)
 }
 
 // echo is what the test backend saw.
@@ -957,5 +995,63 @@ func TestStoreWatchEndingIsAnError(t *testing.T) {
 	}
 	if err := in.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "stopped notifying") {
 		t.Errorf("Run = %v", err)
+	}
+}
+
+func TestGRPCThroughMeshTunnel(t *testing.T) {
+	// A gRPC-shaped h2c backend: it needs HTTP/2 and answers with trailers.
+	backend := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor != 2 {
+			http.Error(w, "want HTTP/2, got "+r.Proto, http.StatusHTTPVersionNotSupported)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/grpc")
+		w.Header().Set("Trailer", "Grpc-Status")
+		_, _ = w.Write(body)
+		w.Header().Set("Grpc-Status", "0")
+	}))
+	backend.Config.Protocols = new(http.Protocols)
+	backend.Config.Protocols.SetUnencryptedHTTP2(true)
+	backend.Start()
+	defer backend.Close()
+
+	h := newHarness(t, true,
+		newMapping("ns", "grpc", api.MappingSpec{Prefix: "/emoji.Service/", Rewrite: ptr(""), Service: "emoji:8080", GRPC: true}),
+		newMapping("ns", "ghost", api.MappingSpec{Prefix: "/ghost.Service/", Rewrite: ptr(""), Service: "ghost:8080"}),
+	)
+	h.mesh.route("emoji.ns.svc.cluster.local:8080", backendAuthority(t, backend))
+
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	defer tr.CloseIdleConnections()
+	call := func(path string) (*http.Response, string) {
+		req, _ := http.NewRequest("POST", h.url(path), strings.NewReader("\x00\x00\x00\x00\x02hi"))
+		req.Header.Set("Content-Type", "application/grpc")
+		req.Header.Set("Te", "trailers")
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(b)
+	}
+	resp, body := call("/emoji.Service/ListAll")
+	if resp.StatusCode != 200 || body != "\x00\x00\x00\x00\x02hi" || resp.Trailer.Get("Grpc-Status") != "0" {
+		t.Errorf("gRPC call: %d body %q trailers %v", resp.StatusCode, body, resp.Trailer)
+	}
+	uris, _ := h.mesh.requests()
+	if len(uris) == 0 || uris[0] != "CONNECT emoji.ns.svc.cluster.local:8080" {
+		t.Errorf("sidecar saw %q, want a CONNECT tunnel to the service", uris)
+	}
+	// Local replies to gRPC clients are gRPC statuses, as Envoy sends them.
+	resp, _ = call("/ghost.Service/X")
+	if resp.StatusCode != 200 || resp.Header.Get("Grpc-Status") != "14" || resp.Header.Get("Grpc-Message") != "no%20healthy%20upstream" {
+		t.Errorf("gRPC to a service without endpoints: %d %v", resp.StatusCode, resp.Header)
+	}
+	resp, _ = call("/nothing.Service/X")
+	if resp.StatusCode != 200 || resp.Header.Get("Grpc-Status") != "12" {
+		t.Errorf("gRPC with no Mapping: %d %v, want grpc-status 12 (UNIMPLEMENTED)", resp.StatusCode, resp.Header)
 	}
 }

@@ -232,7 +232,7 @@ func (rt *Router) checkRateLimit(w http.ResponseWriter, req *http.Request, t *Ta
 	if err != nil {
 		rt.log.Debug("ingress: rate limit service failed", "service", rl.service, "err", err, "deny", rl.failureDeny)
 		if rl.failureDeny {
-			rt.local(w, d.Route, http.StatusInternalServerError, "")
+			rt.local(w, req, d.Route, http.StatusInternalServerError, "")
 			return true
 		}
 		return false // fail open, as Envoy does by default
@@ -247,6 +247,10 @@ func (rt *Router) checkRateLimit(w http.ResponseWriter, req *http.Request, t *Ta
 		}
 	}
 	h.Set("X-Envoy-Ratelimited", "true")
+	if isGRPC(req) {
+		rt.local(w, req, d.Route, http.StatusTooManyRequests, string(resp.Body))
+		return true
+	}
 	if len(resp.Body) > 0 && h.Get("Content-Type") == "" {
 		h.Set("Content-Type", "text/plain")
 	}

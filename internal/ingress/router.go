@@ -111,7 +111,7 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, port int32) {
 	t := rt.table.Load()
 	if r.Method == http.MethodConnect {
 		// The ingress is not a forward proxy; no Mapping routes CONNECT.
-		rt.local(w, nil, http.StatusNotFound, "CONNECT is not supported by the ingress\n")
+		rt.local(w, r, nil, http.StatusNotFound, "CONNECT is not supported by the ingress\n")
 		return
 	}
 	d, ok := t.Match(port, r)
@@ -130,30 +130,30 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, port int32) {
 		case "Redirect":
 			target := "https://" + stripPortKeepCase(r.Host) + r.URL.RequestURI()
 			w.Header().Set("Location", target)
-			rt.local(w, nil, http.StatusMovedPermanently, "")
+			rt.local(w, r, nil, http.StatusMovedPermanently, "")
 			return
 		case "Reject":
-			rt.local(w, nil, http.StatusBadRequest, "")
+			rt.local(w, r, nil, http.StatusBadRequest, "")
 			return
 		}
 	}
 	if !ok {
-		rt.local(w, nil, http.StatusNotFound, notFoundBody(r, d))
+		rt.local(w, r, nil, http.StatusNotFound, notFoundBody(r, d))
 		return
 	}
 	route := d.Route
 	if up := upgradeType(r.Header); up != "" && !route.allowsUpgrade(up) {
-		rt.local(w, route, http.StatusForbidden, "upgrade to "+up+" is not allowed by Mapping "+route.Name+"; add it to allow_upgrade")
+		rt.local(w, r, route, http.StatusForbidden, "upgrade to "+up+" is not allowed by Mapping "+route.Name+"; add it to allow_upgrade")
 		return
 	}
 
 	if route.redirect != nil {
 		w.Header().Set("Location", route.redirect.location(route, r))
-		rt.local(w, route, route.redirect.code, "")
+		rt.local(w, r, route, route.redirect.code, "")
 		return
 	}
 	if route.cors != nil && route.cors.preflight(w, r) {
-		rt.local(w, route, http.StatusOK, "")
+		rt.local(w, r, route, http.StatusOK, "")
 		return
 	}
 	if rt.checkRateLimit(w, r, t, d) {
@@ -272,8 +272,10 @@ func (rt *Router) errorHandler(w http.ResponseWriter, req *http.Request, err err
 	var status int
 	var body string
 	var dnsErr *net.DNSError
+	var tunErr *tunnelError
+	isTunErr := errors.As(err, &tunErr)
 	switch {
-	case errors.Is(err, errNoHealthy), errors.As(err, &dnsErr):
+	case errors.Is(err, errNoHealthy), errors.As(err, &dnsErr), isTunErr && tunErr.Status == http.StatusServiceUnavailable:
 		status, body = http.StatusServiceUnavailable, BodyNoHealthy
 	case errors.Is(err, errSidecarTimeout), context.Cause(req.Context()) == errRouteTimeout,
 		req.Context().Err() == nil && errors.Is(err, context.DeadlineExceeded): // a per-try timeout
@@ -283,7 +285,7 @@ func (rt *Router) errorHandler(w http.ResponseWriter, req *http.Request, err err
 		// access logs conventionally call this.
 		rt.count(st.route, 499)
 		return
-	case errors.Is(err, errConnectFailure), isDialError(err):
+	case errors.Is(err, errConnectFailure), isDialError(err), isTunErr:
 		status, body = http.StatusServiceUnavailable, BodyConnectFailure
 	default:
 		status, body = http.StatusServiceUnavailable, BodyReset
@@ -292,7 +294,7 @@ func (rt *Router) errorHandler(w http.ResponseWriter, req *http.Request, err err
 	for _, a := range st.route.addResp {
 		w.Header().Add(a.name, a.value)
 	}
-	rt.local(w, st.route, status, body)
+	rt.local(w, req, st.route, status, body)
 }
 
 func isDialError(err error) bool {
@@ -302,19 +304,58 @@ func isDialError(err error) bool {
 
 // local writes a response the ingress makes itself, as Envoy does: plain
 // text, with a content length.
-func (rt *Router) local(w http.ResponseWriter, route *Route, status int, body string) {
+//
+// A gRPC client gets what Envoy gives it instead: HTTP 200 with grpc-status
+// (UNAVAILABLE for 503, DEADLINE_EXCEEDED for timeouts, ...) and the text in
+// grpc-message, since gRPC clients ignore HTTP status codes.
+func (rt *Router) local(w http.ResponseWriter, r *http.Request, route *Route, status int, body string) {
 	h := w.Header()
+	if isGRPC(r) && status >= 400 {
+		h.Set("Content-Type", "application/grpc")
+		h.Set("Grpc-Status", strconv.Itoa(grpcStatus(status, body)))
+		h.Set("Grpc-Message", url.PathEscape(strings.TrimSpace(body)))
+		h.Set("Content-Length", "0")
+		w.WriteHeader(http.StatusOK)
+		rt.countStatus(route, status)
+		return
+	}
 	if body != "" {
 		h.Set("Content-Type", "text/plain")
 	}
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	_, _ = io.WriteString(w, body)
+	rt.countStatus(route, status)
+}
+
+func (rt *Router) countStatus(route *Route, status int) {
 	if route != nil {
 		rt.count(route, status)
-	} else {
-		rt.requests.With(metrics.L("mapping", "", "status", strconv.Itoa(status))).Inc()
+		return
 	}
+	rt.requests.With(metrics.L("mapping", "", "status", strconv.Itoa(status))).Inc()
+}
+
+// grpcStatus maps a local reply to a gRPC status code as Envoy does.
+func grpcStatus(status int, body string) int {
+	switch status {
+	case http.StatusBadRequest:
+		return 13 // INTERNAL
+	case http.StatusUnauthorized:
+		return 16 // UNAUTHENTICATED
+	case http.StatusForbidden:
+		return 7 // PERMISSION_DENIED
+	case http.StatusNotFound:
+		return 12 // UNIMPLEMENTED
+	case http.StatusGatewayTimeout:
+		if body == BodyTimeout {
+			return 4 // DEADLINE_EXCEEDED
+		}
+		return 14
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable:
+		return 14 // UNAVAILABLE
+	}
+	return 2 // UNKNOWN
 }
 
 func notFoundBody(r *http.Request, d Decision) string {

@@ -1,27 +1,37 @@
 package ingress
 
 import (
+	"bufio"
+	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 )
 
+// connectTimeout is Emissary's connect_timeout_ms default.
+const connectTimeout = 3 * time.Second
+
 // NewTransport returns the RoundTripper `weft ingress` sends requests
-// upstream with: pooled HTTP/1.1 connections, dialed directly or, when
-// proxy is not nil, through the ingress's sidecar as absolute-form requests
-// (CONNECT for https upstreams), exactly as any meshed app does through
-// HTTP_PROXY.
+// upstream with. When proxy is not nil, every request goes through the
+// ingress's sidecar, exactly as a meshed app's do through HTTP_PROXY:
+//
+//   - HTTP/1.1 requests as absolute-form requests on pooled connections;
+//   - gRPC (content-type application/grpc) as HTTP/2 cleartext with prior
+//     knowledge inside a CONNECT tunnel to the service, since gRPC needs
+//     HTTP/2 end to end (Emissary's grpc: true).
+//
+// Without a proxy the same protocols are dialed directly.
 //
 // An in-process mesh RoundTripper (the proxy's outbound.Transport) can
 // replace it: the router only needs req.URL.Host to name the service, and
 // keeps the client's Host header for upstreams that want it.
 func NewTransport(proxy *url.URL) http.RoundTripper {
-	t := &http.Transport{
-		DialContext: (&net.Dialer{
-			Timeout:   3 * time.Second, // Emissary's connect_timeout_ms default
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
+	dialer := &net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
+	h1 := &http.Transport{
+		DialContext:           dialer.DialContext,
 		MaxIdleConns:          1024,
 		MaxIdleConnsPerHost:   256,
 		IdleConnTimeout:       90 * time.Second,
@@ -30,27 +40,103 @@ func NewTransport(proxy *url.URL) http.RoundTripper {
 		// add its own and decompress behind the client's back.
 		DisableCompression: true,
 	}
-	if proxy == nil {
-		return t
+	h2 := &http.Transport{
+		DialContext:        dialer.DialContext,
+		IdleConnTimeout:    90 * time.Second,
+		DisableCompression: true,
+		Protocols:          new(http.Protocols),
 	}
-	t.Proxy = http.ProxyURL(proxy)
-	return viaProxy{t}
+	h2.Protocols.SetUnencryptedHTTP2(true)
+	t := &upstreamTransport{h1: h1, h2: h2}
+	if proxy != nil {
+		h1.Proxy = http.ProxyURL(proxy)
+		h2.DialContext = (&tunnelDialer{proxy: proxy.Host, dialer: dialer}).DialContext
+		t.viaProxy = true
+	}
+	return t
 }
 
-// viaProxy sends requests through an HTTP proxy. Go writes the absolute-form
-// request line from req.Host, so the Host must be the upstream authority for
-// the sidecar to route by service; the client's Host travels in
-// X-Forwarded-Host, which the router sets.
-type viaProxy struct{ t *http.Transport }
+type upstreamTransport struct {
+	h1, h2   *http.Transport
+	viaProxy bool
+}
 
-func (v viaProxy) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Host != "" && req.Host != req.URL.Host {
+func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if isGRPC(req) && req.URL.Scheme == "http" {
+		return t.h2.RoundTrip(req)
+	}
+	if t.viaProxy && req.Host != "" && req.Host != req.URL.Host {
+		// Go writes the absolute-form request line from req.Host, so the
+		// Host must be the upstream authority for the sidecar to route by
+		// service; the client's Host travels in X-Forwarded-Host, which
+		// the router sets.
 		out := *req
 		out.Host = ""
-		return v.t.RoundTrip(&out)
+		return t.h1.RoundTrip(&out)
 	}
-	return v.t.RoundTrip(req)
+	return t.h1.RoundTrip(req)
 }
 
-// CloseIdleConnections lets http.Client-style cleanup reach the pool.
-func (v viaProxy) CloseIdleConnections() { v.t.CloseIdleConnections() }
+// CloseIdleConnections closes pooled connections (tests, shutdown).
+func (t *upstreamTransport) CloseIdleConnections() {
+	t.h1.CloseIdleConnections()
+	t.h2.CloseIdleConnections()
+}
+
+func isGRPC(req *http.Request) bool {
+	return req.ProtoMajor == 2 && strings.HasPrefix(req.Header.Get("Content-Type"), "application/grpc")
+}
+
+// tunnelDialer opens connections to services through the sidecar's
+// CONNECT support.
+type tunnelDialer struct {
+	proxy  string
+	dialer *net.Dialer
+}
+
+// tunnelError is a CONNECT the sidecar refused; Status is its answer.
+type tunnelError struct {
+	Status     int
+	ProxyError string // l5d-proxy-error, when the sidecar said why
+}
+
+func (e *tunnelError) Error() string {
+	return fmt.Sprintf("ingress: sidecar refused CONNECT: %d %s", e.Status, e.ProxyError)
+}
+
+func (d *tunnelDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	conn, err := d.dialer.DialContext(ctx, network, d.proxy)
+	if err != nil {
+		return nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	} else {
+		_ = conn.SetDeadline(time.Now().Add(connectTimeout))
+	}
+	fmt.Fprintf(conn, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", addr, addr)
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil {
+		conn.Close()
+		return nil, &net.OpError{Op: "proxyconnect", Net: network, Err: err}
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		conn.Close()
+		return nil, &tunnelError{Status: resp.StatusCode, ProxyError: resp.Header.Get(l5dProxyError)}
+	}
+	_ = conn.SetDeadline(time.Time{})
+	if br.Buffered() > 0 {
+		return &bufferedConn{Conn: conn, r: br}, nil
+	}
+	return conn, nil
+}
+
+// bufferedConn reads what the CONNECT response's reader already buffered.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
