@@ -281,10 +281,13 @@ func validateHost(o Object) FieldErrors {
 	if h.Spec.Selector != nil && h.Spec.MappingSelector != nil {
 		errs.Add("spec.selector", "set mappingSelector or its deprecated name selector, not both")
 	}
-	for path, sel := range map[string]*metav1.LabelSelector{"spec.mappingSelector": h.Spec.MappingSelector, "spec.selector": h.Spec.Selector} {
-		if sel != nil {
-			if _, err := metav1.LabelSelectorAsSelector(sel); err != nil {
-				errs.Add(path, "%v", err)
+	for _, f := range []struct {
+		path string
+		sel  *metav1.LabelSelector
+	}{{"spec.mappingSelector", h.Spec.MappingSelector}, {"spec.selector", h.Spec.Selector}} {
+		if f.sel != nil {
+			if _, err := metav1.LabelSelectorAsSelector(f.sel); err != nil {
+				errs.Add(f.path, "%v", err)
 			}
 		}
 	}
@@ -843,8 +846,8 @@ func validateMapping(o Object) FieldErrors {
 		path string
 		m    map[string]string
 	}{{"spec.regex_headers", s.RegexHeaders}, {"spec.regex_query_parameters", s.RegexQueryParameters}} {
-		for k, v := range pair.m {
-			if _, err := regexp.Compile(v); err != nil {
+		for _, k := range emissaryKeys(pair.m) {
+			if _, err := regexp.Compile(pair.m[k]); err != nil {
 				errs.Add(pair.path+"."+k, "invalid regular expression: %v", err)
 			}
 		}
@@ -856,12 +859,15 @@ func validateMapping(o Object) FieldErrors {
 			errs.Add("spec.regex_rewrite.pattern", "invalid regular expression: %v", err)
 		}
 	}
-	for path, v := range map[string]*int64{
-		"spec.timeout_ms": s.TimeoutMS, "spec.idle_timeout_ms": s.IdleTimeoutMS, "spec.connect_timeout_ms": s.ConnectTimeoutMS,
-		"spec.cluster_idle_timeout_ms": s.ClusterIdleTimeoutMS, "spec.cluster_max_connection_lifetime_ms": s.ClusterMaxConnectionLifetimeMS,
+	for _, f := range []struct {
+		path string
+		v    *int64
+	}{
+		{"spec.timeout_ms", s.TimeoutMS}, {"spec.idle_timeout_ms", s.IdleTimeoutMS}, {"spec.connect_timeout_ms", s.ConnectTimeoutMS},
+		{"spec.cluster_idle_timeout_ms", s.ClusterIdleTimeoutMS}, {"spec.cluster_max_connection_lifetime_ms", s.ClusterMaxConnectionLifetimeMS},
 	} {
-		if v != nil && *v < 0 {
-			errs.Add(path, "must not be negative (0 disables it)")
+		if f.v != nil && *f.v < 0 {
+			errs.Add(f.path, "must not be negative (0 disables it)")
 		}
 	}
 	if v := s.ConnectTimeoutMS; v != nil && *v == 0 {
@@ -874,7 +880,7 @@ func validateMapping(o Object) FieldErrors {
 		path string
 		m    map[string]AddedHeader
 	}{{"spec.add_request_headers", s.AddRequestHeaders}, {"spec.add_response_headers", s.AddResponseHeaders}} {
-		for k := range pair.m {
+		for _, k := range emissaryKeys(pair.m) {
 			if !validHeaderName(k) {
 				errs.Add(pair.path+"."+k, "not a valid header name")
 			}
@@ -936,8 +942,8 @@ func validateMapping(o Object) FieldErrors {
 			}
 		}
 	}
-	for d, groups := range s.Labels {
-		for gi, g := range groups {
+	for _, d := range emissaryKeys(s.Labels) {
+		for gi, g := range s.Labels[d] {
 			if len(g) != 1 {
 				errs.Add(fmt.Sprintf("spec.labels.%s[%d]", d, gi), "a label group is a map with exactly one group name, got %d", len(g))
 			}
@@ -970,6 +976,15 @@ func validateMapping(o Object) FieldErrors {
 		}
 	})
 	return errs
+}
+
+func emissaryKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 func validHeaderName(s string) bool {
