@@ -10,6 +10,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -29,6 +32,9 @@ const (
 	DefaultAddr          = "127.0.0.1:8086"
 	DefaultAdminAddr     = "127.0.0.1:9996"
 	DefaultShutdownGrace = 10 * time.Second
+	// DefaultIssuerReloadInterval is how often the identity files are
+	// checked for a rotated issuer.
+	DefaultIssuerReloadInterval = 10 * time.Second
 )
 
 // Config configures a control plane.
@@ -67,14 +73,26 @@ type IdentityConfig struct {
 	// Validator checks proxies' tokens; nil means local-mode HMAC tokens
 	// keyed by Dir's token key.
 	Validator identity.TokenValidator
+	// ReloadInterval is how often the CA files are checked for a rotated
+	// issuer; 0 means DefaultIssuerReloadInterval, negative never.
+	ReloadInterval time.Duration
 }
 
 func (c IdentityConfig) enabled() bool {
 	return c.Dir != "" || c.Files != (tlsid.Files{}) || c.Validator != nil
 }
 
-// newIdentity loads (or generates) the authority and builds the service.
-func newIdentity(c IdentityConfig, logger *slog.Logger) (*identity.Server, error) {
+// files are where the authority is read from.
+func (c IdentityConfig) files() tlsid.Files {
+	if c.Files != (tlsid.Files{}) {
+		return c.Files
+	}
+	return tlsid.DirFiles(c.Dir)
+}
+
+// loadAuthority reads the authority (generating it in Dir on first start
+// when generate is set and no files are given).
+func loadAuthority(c IdentityConfig, generate bool, logger *slog.Logger) (*tlsid.Authority, error) {
 	domain := tlsid.Domain{TrustDomain: c.TrustDomain}
 	if err := domain.Validate(); err != nil {
 		return nil, fmt.Errorf("control: --identity-trust-domain: %w", err)
@@ -87,12 +105,14 @@ func newIdentity(c IdentityConfig, logger *slog.Logger) (*identity.Server, error
 		ca, err = tlsid.Load(f, domain)
 	case f != (tlsid.Files{}):
 		return nil, errors.New("control: --identity-trust-anchors-file, --identity-issuer-certificate-file and --identity-issuer-key-file go together: give all three or none")
-	case c.Dir != "":
+	case c.Dir != "" && generate:
 		var generated bool
 		ca, generated, err = tlsid.LoadOrGenerate(c.Dir, domain, time.Now())
 		if generated {
 			logger.Info("generated a trust anchor and issuer", "dir", c.Dir, "notAfter", ca.Issuer.NotAfter)
 		}
+	case c.Dir != "":
+		ca, err = tlsid.Load(tlsid.DirFiles(c.Dir), domain)
 	default:
 		return nil, errors.New("control: identity needs --identity-dir or the --identity-*-file flags")
 	}
@@ -100,6 +120,15 @@ func newIdentity(c IdentityConfig, logger *slog.Logger) (*identity.Server, error
 		return nil, fmt.Errorf("control: identity: %w", err)
 	}
 	ca.Lifetime, ca.ClockSkew = c.IssuanceLifetime, c.ClockSkewAllowance
+	return ca, nil
+}
+
+// newIdentity loads (or generates) the authority and builds the service.
+func newIdentity(c IdentityConfig, logger *slog.Logger) (*identity.Server, error) {
+	ca, err := loadAuthority(c, true, logger)
+	if err != nil {
+		return nil, err
+	}
 	v := c.Validator
 	if v == nil {
 		if c.Dir == "" {
@@ -114,6 +143,58 @@ func newIdentity(c IdentityConfig, logger *slog.Logger) (*identity.Server, error
 	return identity.New(identity.Config{Authority: ca, Validator: v, Logger: logger})
 }
 
+// watchIssuer reloads the authority when its files change, so an issuer
+// can be rotated without restarting the control plane. A change that
+// cannot be used (a half-written file, a key that does not match) is
+// logged and the current issuer stays.
+func (p *Plane) watchIssuer(ctx context.Context) {
+	c := p.cfg.Identity
+	every := c.ReloadInterval
+	if every == 0 {
+		every = DefaultIssuerReloadInterval
+	}
+	if every < 0 {
+		return
+	}
+	files := c.files()
+	last := stampFiles(files)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cur := stampFiles(files)
+		if cur == last {
+			continue
+		}
+		last = cur
+		ca, err := loadAuthority(c, false, p.log)
+		if err == nil {
+			err = p.identity.SetAuthority(ca)
+		}
+		if err != nil {
+			p.reloadErrors.Add(1)
+			p.log.Warn("identity files changed but cannot be used; keeping the current issuer", "err", err)
+		}
+	}
+}
+
+// stampFiles identifies the files' current contents by size and mtime.
+func stampFiles(f tlsid.Files) string {
+	var b strings.Builder
+	for _, name := range []string{f.TrustAnchors, f.IssuerCertificate, f.IssuerKey} {
+		if st, err := os.Stat(name); err == nil {
+			fmt.Fprintf(&b, "%d/%d;", st.Size(), st.ModTime().UnixNano())
+		} else {
+			b.WriteString("-;")
+		}
+	}
+	return b.String()
+}
+
 // Plane is a running control plane's listeners and servers.
 type Plane struct {
 	cfg      Config
@@ -122,6 +203,9 @@ type Plane struct {
 	adminLis net.Listener
 	dest     *destination.Server
 	identity *identity.Server // nil when identity is off
+	// reloadErrors counts changes of the identity files that could not be
+	// used.
+	reloadErrors atomic.Uint64
 }
 
 // Listen validates cfg and binds both listeners, so that a port already in
@@ -211,6 +295,7 @@ func (p *Plane) Run(ctx context.Context) error {
 	p.dest.Register(g)
 	if p.identity != nil {
 		p.identity.Register(g)
+		go p.watchIssuer(ctx)
 	}
 	// gRPC health lets 'weft check' (and Kubernetes probes) ask whether the
 	// control plane answers at all.
@@ -290,6 +375,7 @@ func (p *Plane) adminHandler() http.Handler {
 			if err := p.identity.WritePrometheus(w); err != nil {
 				p.log.Debug("writing metrics", "err", err)
 			}
+			fmt.Fprintf(w, "# HELP identity_issuer_reload_errors_total Changes of the identity files that could not be used.\n# TYPE identity_issuer_reload_errors_total counter\nidentity_issuer_reload_errors_total %d\n", p.reloadErrors.Load())
 		}
 	})
 	return mux

@@ -116,3 +116,101 @@ func TestIdentityConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// Replacing the issuer files rotates the issuer of a running plane; a
+// broken replacement is ignored and the current issuer keeps signing.
+func TestPlaneReloadsIssuer(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "identity")
+	p, err := Listen(Config{
+		Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Store: store.NewMemory(), Logger: quietLogger(),
+		Identity: IdentityConfig{Dir: dir, ReloadInterval: 10 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	conn, err := grpc.NewClient(p.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	key, err := identity.LoadOrCreateTokenKey(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := identity.MintToken(key, identity.Workload{Namespace: "faces", ServiceAccount: "smiley", Pod: "smiley-1"})
+	name := tlsid.DefaultDomain.Name("faces", "smiley")
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr, _ := tlsid.NewCSR(k, name)
+	issuerOfLeaf := func() string {
+		t.Helper()
+		rpcCtx, rpcCancel := context.WithTimeout(ctx, testTimeout)
+		defer rpcCancel()
+		resp, err := idpb.NewIdentityClient(conn).Certify(rpcCtx, &idpb.CertifyRequest{Identity: name, Token: tok, CertificateSigningRequest: csr}, grpc.WaitForReady(true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, err := x509.ParseCertificate(resp.LeafCertificate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(leaf.AuthorityKeyId)
+	}
+	first := issuerOfLeaf()
+
+	replace := func(name string, data []byte) {
+		t.Helper()
+		tmp := filepath.Join(dir, ".new-"+name)
+		if err := os.WriteFile(tmp, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A broken issuer certificate: ignored.
+	replace(tlsid.IssuerCertFile, []byte("not a certificate"))
+	poll(t, "the broken file to be refused", func() bool { return p.reloadErrors.Load() >= 1 })
+	if got := issuerOfLeaf(); got != first {
+		t.Fatal("a broken issuer file replaced the issuer")
+	}
+
+	// A new issuer from the same anchor.
+	anchors, err := tlsid.LoadCertificates(filepath.Join(dir, tlsid.AnchorsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchorKey, err := tlsid.LoadKey(filepath.Join(dir, tlsid.AnchorKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer, issuerKey, err := tlsid.NewIntermediate("identity.weft.cluster.local", anchors[0], anchorKey, time.Now().Add(-time.Minute), time.Now().Add(48*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, err := tlsid.EncodeKey(issuerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replace(tlsid.IssuerKeyFile, keyPEM)
+	replace(tlsid.IssuerCertFile, tlsid.EncodeCertificates(issuer))
+	poll(t, "the new issuer to sign", func() bool { return issuerOfLeaf() == string(issuer.SubjectKeyId) })
+	if p.Identity().Authority().Issuer.SerialNumber.Cmp(issuer.SerialNumber) != 0 {
+		t.Error("Authority() does not report the new issuer")
+	}
+}
+
+func poll(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -34,7 +34,7 @@ type Config struct {
 // Server implements the Identity service.
 type Server struct {
 	pb.UnimplementedIdentityServer
-	ca        *tlsid.Authority
+	ca        atomic.Pointer[tlsid.Authority]
 	validator TokenValidator
 	log       *slog.Logger
 	issued    atomic.Uint64
@@ -56,14 +56,29 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Server{ca: cfg.Authority, validator: cfg.Validator, log: cfg.Logger.With("component", "identity")}, nil
+	s := &Server{validator: cfg.Validator, log: cfg.Logger.With("component", "identity")}
+	s.ca.Store(cfg.Authority)
+	return s, nil
+}
+
+// SetAuthority replaces the authority (a rotated issuer) for the next
+// Certify, after checking it as New does; on error the current one stays.
+// Proxies only accept the new issuer's certificates if it chains to the
+// trust anchors they already have.
+func (s *Server) SetAuthority(a *tlsid.Authority) error {
+	if err := a.Validate(); err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	old := s.ca.Swap(a)
+	s.log.Info("issuer replaced", "old", tlsid.Describe(old.Issuer), "new", tlsid.Describe(a.Issuer), "notAfter", a.Issuer.NotAfter)
+	return nil
 }
 
 // Register adds the service to a gRPC server.
 func (s *Server) Register(g *grpc.Server) { pb.RegisterIdentityServer(g, s) }
 
 // Authority returns the authority the server signs with.
-func (s *Server) Authority() *tlsid.Authority { return s.ca }
+func (s *Server) Authority() *tlsid.Authority { return s.ca.Load() }
 
 // Issued and Refused count Certify outcomes since start.
 func (s *Server) Issued() uint64  { return s.issued.Load() }
@@ -93,18 +108,19 @@ func (s *Server) certify(ctx context.Context, req *pb.CertifyRequest) (*pb.Certi
 	if err != nil {
 		return nil, status.Errorf(codes.Unauthenticated, "identity: %v", err)
 	}
-	entitled := s.ca.Domain.Name(w.Namespace, w.ServiceAccount)
+	ca := s.ca.Load()
+	entitled := ca.Domain.Name(w.Namespace, w.ServiceAccount)
 	if req.GetIdentity() != entitled {
 		return nil, status.Errorf(codes.PermissionDenied, "identity: the token of pod %s/%s entitles it to %q, not %q", w.Namespace, w.Pod, entitled, req.GetIdentity())
 	}
-	csr, err := tlsid.ParseCSR(req.GetCertificateSigningRequest(), s.ca.Domain)
+	csr, err := tlsid.ParseCSR(req.GetCertificateSigningRequest(), ca.Domain)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "identity: %v", err)
 	}
 	if csr.Name != entitled {
 		return nil, status.Errorf(codes.PermissionDenied, "identity: the CSR asks for %q but the token entitles pod %s/%s to %q", csr.Name, w.Namespace, w.Pod, entitled)
 	}
-	leaf, err := s.ca.Sign(csr)
+	leaf, err := ca.Sign(csr)
 	if err != nil {
 		return nil, status.Errorf(codes.FailedPrecondition, "identity: %v", err)
 	}
@@ -126,6 +142,6 @@ func (s *Server) WritePrometheus(w io.Writer) error {
 	_, err := fmt.Fprintf(w, "# HELP identity_certify_issued_total Certificates issued to proxies.\n# TYPE identity_certify_issued_total counter\nidentity_certify_issued_total %d\n"+
 		"# HELP identity_certify_refused_total Certify requests refused (bad token, CSR or identity).\n# TYPE identity_certify_refused_total counter\nidentity_certify_refused_total %d\n"+
 		"# HELP identity_issuer_expiration_timestamp_seconds When the issuer certificate expires.\n# TYPE identity_issuer_expiration_timestamp_seconds gauge\nidentity_issuer_expiration_timestamp_seconds %d\n",
-		s.issued.Load(), s.refused.Load(), s.ca.Issuer.NotAfter.Unix())
+		s.issued.Load(), s.refused.Load(), s.ca.Load().Issuer.NotAfter.Unix())
 	return err
 }
