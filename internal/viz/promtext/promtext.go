@@ -224,4 +224,3 @@ func (s Sample) Key() string {
 	b.WriteByte('}')
 	return b.String()
 }
-
