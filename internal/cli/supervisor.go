@@ -159,6 +159,18 @@ func ingressConfig(portMaps, extra []string) *local.IngressConfig {
 		Args:       append(args, extra...),
 		Enabled:    func(ctx context.Context, st store.Store) bool { return len(listenerPorts(ctx, st, nil)) > 0 },
 		WatchKinds: []api.Kind{api.KindListener},
+		Addresses: func(ctx context.Context, st store.Store) map[string]string {
+			out := map[string]string{}
+			objs, _ := st.List(ctx, api.KindListener, "")
+			for i, port := range listenerPorts(ctx, st, portMaps) {
+				addr := fmt.Sprintf("127.0.0.1:%d", port)
+				if port == 0 {
+					addr = "127.0.0.1:(a free port; see the ingress log)"
+				}
+				out[fmt.Sprintf("listener:%d", objs[i].(*api.Listener).Spec.Port)] = addr
+			}
+			return out
+		},
 	}
 }
 

@@ -60,6 +60,9 @@ type IngressConfig struct {
 	Enabled func(ctx context.Context, st store.Store) bool
 	// WatchKinds are kinds whose changes may flip Enabled.
 	WatchKinds []api.Kind
+	// Addresses, if set, names where the ingress serves (for 'weft
+	// status'): the ingress binds its Listeners' ports itself.
+	Addresses func(ctx context.Context, st store.Store) map[string]string
 }
 
 // Supervisor runs a local mesh.
@@ -79,7 +82,8 @@ type Supervisor struct {
 	controlAdmin string
 	controlReady bool
 
-	tokenKey []byte // nil when identity material is unavailable
+	tokenKey     []byte
+	ingressAddrs map[string]string
 }
 
 // New returns a Supervisor; Run starts it.
@@ -326,6 +330,12 @@ func (s *Supervisor) desiredDeployments(ctx context.Context) (map[string]*appsv1
 		kinds[d.Namespace+"/"+d.Name] = "Deployment"
 	}
 	if in := s.cfg.Ingress; in != nil && in.Enabled(ctx, s.cfg.Store) {
+		if in.Addresses != nil {
+			addrs := in.Addresses(ctx, s.cfg.Store)
+			s.mu.Lock()
+			s.ingressAddrs = addrs
+			s.mu.Unlock()
+		}
 		d := ingressDeployment(s.cfg.StateDir, in.Args)
 		out[d.Namespace+"/"+d.Name] = d
 		kinds[d.Namespace+"/"+d.Name] = "ingress"
@@ -606,6 +616,11 @@ func (s *Supervisor) Snapshot() *Mesh {
 		}
 		for cp, ap := range r.appPorts {
 			c.Addresses[fmt.Sprintf("app:%d", cp)] = loopback(ap)
+		}
+		if r.kind == "ingress" {
+			for k, v := range s.ingressAddrs {
+				c.Addresses[k] = v
+			}
 		}
 		for _, p := range append([]*Process{r.proxy}, r.apps...) {
 			st := p.State()

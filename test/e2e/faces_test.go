@@ -28,8 +28,8 @@ func TestFacesThroughIngress(t *testing.T) {
 		t.Fatalf("no ingress workload (ingress + proxy) in weft status: %+v", st.Components)
 	}
 	out, _ := m.weft("status")
-	if !strings.Contains(out, "ingress") {
-		t.Errorf("weft status does not show the ingress:\n%s", out)
+	if !strings.Contains(out, "ingress") || !strings.Contains(out, "listener:8080=127.0.0.1:"+port) {
+		t.Errorf("weft status does not show the ingress and where it listens:\n%s", out)
 	}
 
 	// The face service calls smiley and color through its own sidecar;
