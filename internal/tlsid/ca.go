@@ -89,20 +89,33 @@ func (a *Authority) Validate() error {
 		return fmt.Errorf("tlsid: the issuer key does not belong to the issuer certificate %s", Describe(a.Issuer))
 	}
 	now := a.now()
-	for _, c := range append([]*x509.Certificate{a.Issuer}, a.Anchors...) {
-		what := "trust anchor"
-		if c == a.Issuer {
-			what = "issuer certificate"
+	if err := checkTime(a.Issuer, "issuer certificate", now); err != nil {
+		return err
+	}
+	// Several anchors may be configured while one is being rotated out;
+	// only the chain to one current anchor matters (checked below), but
+	// say so plainly when none is current.
+	var anchorErr error
+	for _, c := range a.Anchors {
+		if anchorErr = checkTime(c, "trust anchor", now); anchorErr == nil {
+			break
 		}
-		if now.After(c.NotAfter) {
-			return fmt.Errorf("tlsid: the %s %s expired on %s; replace it (in local mode: stop the mesh and move the identity directory aside to generate new ones)", what, Describe(c), c.NotAfter.UTC().Format(time.RFC3339))
-		}
-		if now.Before(c.NotBefore) {
-			return fmt.Errorf("tlsid: the %s %s is not valid before %s (is the clock right?)", what, Describe(c), c.NotBefore.UTC().Format(time.RFC3339))
-		}
+	}
+	if anchorErr != nil {
+		return anchorErr
 	}
 	if _, err := VerifyIssuer(a.Issuer, a.Intermediates, a.AnchorPool(), now); err != nil {
 		return err
+	}
+	return nil
+}
+
+func checkTime(c *x509.Certificate, what string, now time.Time) error {
+	if now.After(c.NotAfter) {
+		return fmt.Errorf("tlsid: the %s %s expired on %s; replace it (in local mode: stop the mesh and move the identity directory aside to generate new ones)", what, Describe(c), c.NotAfter.UTC().Format(time.RFC3339))
+	}
+	if now.Before(c.NotBefore) {
+		return fmt.Errorf("tlsid: the %s %s is not valid before %s (is the clock right?)", what, Describe(c), c.NotBefore.UTC().Format(time.RFC3339))
 	}
 	return nil
 }

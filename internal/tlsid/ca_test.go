@@ -136,6 +136,20 @@ func TestAuthorityValidate(t *testing.T) {
 		{"other anchor", func(a *Authority) { a.Anchors = other.Anchors }, "does not chain"},
 		{"issuer expired", func(a *Authority) { a.Now = func() time.Time { return now.Add(2 * time.Hour) } }, "issuer certificate \"CN=identity.weft.cluster.local\""},
 		{"not yet valid", func(a *Authority) { a.Now = func() time.Time { return now.Add(-time.Hour) } }, "not valid before"},
+		{"an old expired anchor beside the current one", func(a *Authority) {
+			old, _, err := NewRoot("old-root", now.Add(-48*time.Hour), now.Add(-24*time.Hour))
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.Anchors = append([]*x509.Certificate{old}, a.Anchors...)
+		}, ""},
+		{"only an expired anchor", func(a *Authority) {
+			old, _, err := NewRoot("old-root", now.Add(-48*time.Hour), now.Add(-24*time.Hour))
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.Anchors = []*x509.Certificate{old}
+		}, "trust anchor \"CN=old-root\""},
 		{"issuer is a leaf", func(a *Authority) {
 			leaf := issue(t, a, "ns", "sa")
 			a.Issuer, a.IssuerKey = leaf.Leaf, leaf.PrivateKey.(*ecdsa.PrivateKey)

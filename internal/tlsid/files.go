@@ -283,10 +283,7 @@ func WriteFileExclusive(path string, data []byte, mode os.FileMode) error {
 // if the directory has none. It reports whether it generated them. Several
 // processes may call it at once: a lock file serialises them.
 func LoadOrGenerate(dir string, d Domain, now time.Time) (a *Authority, generated bool, err error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, false, fmt.Errorf("tlsid: creating identity directory: %w", err)
-	}
-	unlock, err := lockDir(dir)
+	unlock, err := LockDir(dir)
 	if err != nil {
 		return nil, false, err
 	}
@@ -316,9 +313,13 @@ func LoadOrGenerate(dir string, d Domain, now time.Time) (a *Authority, generate
 	return a, generated, nil
 }
 
-// lockDir takes an exclusive flock on dir/.lock until the returned
-// function is called.
-func lockDir(dir string) (func(), error) {
+// LockDir serialises writers of identity directory dir (created 0700 if
+// absent) until the returned function is called: CA generation and the
+// token key are created under it.
+func LockDir(dir string) (unlock func(), err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("tlsid: creating identity directory: %w", err)
+	}
 	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("tlsid: locking identity directory: %w", err)
@@ -331,13 +332,4 @@ func lockDir(dir string) (func(), error) {
 		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 		f.Close()
 	}, nil
-}
-
-// LockDir serialises writers of identity directory dir (the token key is
-// created under the same lock).
-func LockDir(dir string) (unlock func(), err error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("tlsid: creating identity directory: %w", err)
-	}
-	return lockDir(dir)
 }
