@@ -93,6 +93,7 @@ Start with 'weft demo' to run the Faces demo application on a local mesh.`,
 		newCmdControl(g),
 		newCmdProxy(g),
 		newCmdIngress(g),
+		newCmdRatelimit(g),
 		// Demo applications.
 		newCmdFaces(g),
 	)
