@@ -454,13 +454,14 @@ func newCmdLogs(g *Globals) *cobra.Command {
 		follow    bool
 	)
 	cmd := &cobra.Command{
-		Use:   "logs (deploy/NAME | POD | control)",
-		Short: "Print the logs of a Deployment's replicas, a pod, or the control plane",
+		Use:   "logs (deploy/NAME | POD | control | ingress)",
+		Short: "Print the logs of a Deployment's replicas, a pod, the control plane or the ingress",
 		Long: `Print logs from STATE_DIR/logs. -c picks the container: "app" (the default:
 the pod's containers), "proxy" (the sidecar), or a container name.`,
 		Example: `  weft logs deploy/smiley -n faces
   weft logs deploy/smiley -n faces -c proxy -f
-  weft logs control`,
+  weft logs control
+  weft logs ingress -c proxy`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir, err := stateDirAbs(g)
@@ -483,8 +484,11 @@ the pod's containers), "proxy" (the sidecar), or a container name.`,
 type logFile struct{ label, path string }
 
 func logFiles(dir, ns, target, container string) ([]logFile, error) {
-	if target == "control" {
+	switch target {
+	case "control":
 		return []logFile{{"control", filepath.Join(dir, local.LogDir, "weft", "control", "control.log")}}, nil
+	case "ingress":
+		target, ns = "deploy/"+local.IngressName, local.IngressNamespace
 	}
 	var pods []string
 	if name, err := parseDeployArg(target); err == nil {

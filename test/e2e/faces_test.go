@@ -32,6 +32,10 @@ func TestFacesThroughIngress(t *testing.T) {
 		t.Errorf("weft status does not show the ingress and where it listens:\n%s", out)
 	}
 
+	if out, code := m.weft("logs", "ingress"); code != 0 || !strings.Contains(out, "listening") {
+		t.Errorf("weft logs ingress: exit %d:\n%s", code, out)
+	}
+
 	// The face service calls smiley and color through its own sidecar;
 	// the ingress reaches face through its sidecar.
 	eventually(t, 30*time.Second, "a Faces reply through the ingress", func() error {

@@ -89,7 +89,12 @@ spec:
       containers:
       - name: echo
         command: ["WORKLOAD", "grpc"]
+        # The declared port in an env var of the app's own: the supervisor
+        # rewrites it to the port it allocated.
+        env: [{name: LISTEN_PORT, value: "9000"}]
         ports: [{name: grpc, containerPort: 9000}]
+        readinessProbe:
+          tcpSocket: {port: grpc}
 ---
 apiVersion: v1
 kind: Service

@@ -6,6 +6,8 @@
 //	                body) and /grpc?target=HOST:PORT (one gRPC health check)
 //	workload grpc   serves grpc.health.v1.Health, naming its pod in the
 //	                "x-pod" response header
+//
+// It listens on $LISTEN_PORT if set, else $PORT.
 package main
 
 import (
@@ -42,7 +44,13 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	ln, err := net.Listen("tcp", "127.0.0.1:"+os.Getenv("PORT"))
+	// LISTEN_PORT, when set, wins over PORT: manifests often name the port
+	// in an env var of their own, which the supervisor rewrites.
+	port := os.Getenv("PORT")
+	if p := os.Getenv("LISTEN_PORT"); p != "" {
+		port = p
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:"+port)
 	if err != nil {
 		log.Error("listen", "err", err)
 		os.Exit(1)
