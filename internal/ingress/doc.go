@@ -39,11 +39,29 @@
 //   - With no Host at all, a fallback "*" Host routes cleartext requests
 //     (Emissary's fallback Host redirects to HTTPS with a self-signed
 //     certificate, which local mode has no use for).
-//   - HTTPS Listeners are served as cleartext until TLS termination lands;
-//     one whose Hosts carry a tlsSecret is refused rather than served
-//     without the TLS it asks for.
+//   - requestPolicy.insecure.additionalPort, when set, is the port of the
+//     https:// redirect (local mode's HTTPS port is rarely 443), not an
+//     extra cleartext listener: Listeners say what is bound.
 //   - X-Forwarded-Host carries the client's Host, because through the
 //     sidecar the Host header must name the upstream service.
+//
+// # TLS
+//
+// An HTTPS Listener terminates TLS with the certificates of its Hosts'
+// tlsSecret (v1 Secrets of type kubernetes.io/tls; the namespace defaults to
+// the Host's), chosen by SNI against the Host hostname globs (most specific
+// first; no SNI or an unknown name gets the first). ALPN offers h2 and
+// http/1.1. The same port serves cleartext too (the first byte of a
+// connection tells a TLS ClientHello from HTTP), as Emissary's HTTPS
+// protocol does. Certificates live in the table, so a changed Secret is
+// used from the next handshake, without rebinding. A Host whose Secret is
+// missing or broken is reported and routes cleartext only.
+//
+// X-Forwarded-Proto: at l7Depth 0 it is the scheme of the connection (a
+// client's value is replaced); with l7Depth > 0 a value from the trusted
+// proxy is kept. securityModel XFP treats a request as secure when it is
+// https, SECURE treats everything as secure, INSECURE nothing; insecure
+// requests get the Host's requestPolicy.insecure.action.
 //
 // # What clients see
 //

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/weft-mesh/weft/internal/api"
 	"github.com/weft-mesh/weft/internal/metrics"
 	"github.com/weft-mesh/weft/internal/store"
@@ -60,6 +62,8 @@ type Ingress struct {
 	bound     map[int32]*boundListener // by Listener spec.port
 	adminAddr string
 	lastProbs string
+
+	certs secretCerts
 
 	ready   atomic.Bool
 	rebuilt atomic.Uint64
@@ -153,7 +157,7 @@ func (in *Ingress) Run(ctx context.Context) error {
 
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	changes, err := in.cfg.Store.Watch(watchCtx, api.KindListener, api.KindHost, api.KindMapping, api.KindRateLimitService)
+	changes, err := in.cfg.Store.Watch(watchCtx, watchedKinds...)
 	if err != nil {
 		if admin != nil {
 			_ = admin.Close()
@@ -217,6 +221,9 @@ loop:
 	return runErr
 }
 
+// watchedKinds are the kinds whose changes rebuild the table.
+var watchedKinds = []api.Kind{api.KindListener, api.KindHost, api.KindMapping, api.KindRateLimitService, api.KindSecret}
+
 // Bounds of the back-off between attempts to bind a busy port.
 const (
 	bindRetryMin = 100 * time.Millisecond
@@ -231,11 +238,12 @@ func (in *Ingress) reload(ctx context.Context) bool {
 	hs, err2 := listAs[*api.Host](ctx, in.cfg.Store, api.KindHost)
 	ms, err3 := listAs[*api.Mapping](ctx, in.cfg.Store, api.KindMapping)
 	rls, err4 := listAs[*api.RateLimitService](ctx, in.cfg.Store, api.KindRateLimitService)
-	if err := errors.Join(err1, err2, err3, err4); err != nil {
+	secrets, err5 := listAs[*corev1.Secret](ctx, in.cfg.Store, api.KindSecret)
+	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
 		in.log.Error("ingress: reading configuration; keeping the last good one", "err", err)
 		return false
 	}
-	t := Build(ls, hs, ms, BuildOptions{AmbassadorID: in.cfg.AmbassadorID, Namespace: in.cfg.Namespace, RateLimitServices: rls})
+	t := Build(ls, hs, ms, BuildOptions{AmbassadorID: in.cfg.AmbassadorID, Namespace: in.cfg.Namespace, RateLimitServices: rls, Certs: in.certs.loader(secrets)})
 	in.report(t, len(ls), len(ms))
 	// Publish the table before binding new listeners, so a new port never
 	// serves an older table that lacks it; removed listeners stop accepting
@@ -325,9 +333,10 @@ func (in *Ingress) bind(t *Table) bool {
 			complete = false
 			continue
 		}
-		if li.Protocol == "HTTPS" {
-			in.log.Warn("ingress: HTTPS Listener served as cleartext HTTP (TLS termination is not implemented yet)", "listener", li.Ref.String())
-		}
+		// Every port sniffs for TLS, so that a Listener turning from HTTP
+		// to HTTPS (or a Secret appearing) needs no rebind; a port
+		// without certificates fails the handshake.
+		ln = newSniffListener(ln, in.router.tlsConfig(li.Port))
 		srv := &http.Server{
 			Handler:           in.router.Handler(li.Port),
 			ReadHeaderTimeout: 30 * time.Second,
@@ -336,6 +345,7 @@ func (in *Ingress) bind(t *Table) bool {
 			ErrorLog:          slog.NewLogLogger(in.log.Handler(), slog.LevelDebug),
 		}
 		srv.Protocols.SetHTTP1(true)
+		srv.Protocols.SetHTTP2(true) // over TLS, by ALPN
 		srv.Protocols.SetUnencryptedHTTP2(true)
 		b := &boundListener{addr: ln.Addr().String(), srv: srv, done: make(chan struct{})}
 		go func() {

@@ -199,7 +199,7 @@ func newHarness(t *testing.T, viaMesh bool, objs ...api.Object) *harness {
 		t.Fatal(err)
 	}
 	in, err := New(Config{
-		Store: h.st, Transport: tr, PortMap: map[int32]int{8080: 0, 9090: 0}, AdminAddr: "127.0.0.1:0",
+		Store: h.st, Transport: tr, PortMap: map[int32]int{8080: 0, 9090: 0, 8443: 0}, AdminAddr: "127.0.0.1:0",
 		DrainTimeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
 	})
 	if err != nil {

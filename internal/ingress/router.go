@@ -128,7 +128,11 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, port int32) {
 	if d.Host.Name != "" && d.SecurityModel != "SECURE" && (d.SecurityModel == "INSECURE" || xfp != "https") {
 		switch d.InsecureAction {
 		case "Redirect":
-			target := "https://" + stripPortKeepCase(r.Host) + r.URL.RequestURI()
+			target := "https://" + stripPortKeepCase(r.Host)
+			if p := d.AdditionalPort; p > 0 && p != 443 {
+				target += ":" + strconv.Itoa(int(p))
+			}
+			target += r.URL.RequestURI()
 			w.Header().Set("Location", target)
 			rt.local(w, r, nil, http.StatusMovedPermanently, "")
 			return

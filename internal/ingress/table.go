@@ -24,6 +24,8 @@ type Table struct {
 	listeners map[int32]*listenerConf
 	ports     []int32    // sorted
 	rateLimit *rateLimit // nil: no RateLimitService
+	// certs are the TLS certificates of each port that terminates TLS.
+	certs map[int32]*sniCerts
 
 	// Problems are the objects left out of the table and why; the rest of
 	// the table is built without them.
@@ -44,7 +46,7 @@ func (p Problem) Error() string { return p.Ref.String() + ": " + p.Err.Error() }
 type ListenerInfo struct {
 	Ref      api.Ref
 	Port     int32
-	Protocol string // HTTP or HTTPS (served as cleartext for now)
+	Protocol string // HTTP, or HTTPS (TLS and cleartext on one port)
 }
 
 // Listeners returns the listeners the table serves, by port.
@@ -70,6 +72,7 @@ type vhost struct {
 	ref            api.Ref
 	glob           string
 	insecureAction string
+	additionalPort int32         // requestPolicy.insecure.additionalPort; <= 0: none
 	groups         []*routeGroup // in match order
 }
 
@@ -145,6 +148,9 @@ type BuildOptions struct {
 	// RateLimitServices are the store's RateLimitService objects; at most
 	// one is used.
 	RateLimitServices []*api.RateLimitService
+	// Certs loads the certificate of a Secret a Host's tlsSecret names;
+	// nil refuses every tlsSecret.
+	Certs CertLoader
 }
 
 // Build compiles a Table. Objects that are invalid or conflict are left out
@@ -156,7 +162,7 @@ func Build(listeners []*api.Listener, hosts []*api.Host, mappings []*api.Mapping
 	if opts.Namespace == "" {
 		opts.Namespace = "default"
 	}
-	t := &Table{listeners: map[int32]*listenerConf{}}
+	t := &Table{listeners: map[int32]*listenerConf{}, certs: map[int32]*sniCerts{}}
 	problem := func(o api.Object, kind api.Kind, err error) {
 		t.Problems = append(t.Problems, Problem{Ref: api.Ref{Kind: kind, Namespace: o.GetNamespace(), Name: o.GetName()}, Err: err})
 	}
@@ -249,19 +255,23 @@ func Build(listeners []*api.Listener, hosts []*api.Host, mappings []*api.Mapping
 		if sel := l.Spec.HostBinding.Selector; sel != nil {
 			bindSel, _ = metav1.LabelSelectorAsSelector(sel)
 		}
-		tlsHost := ""
+		certs := &sniCerts{}
 		for i, h := range hs {
 			if h != fallback && !hostBound(l, bindSel, h) {
 				continue
-			}
-			if h.Spec.TLSSecret != nil && proto == "HTTPS" {
-				tlsHost = api.RefOf(h).String()
 			}
 			glob := h.Spec.Hostname
 			if glob == "" {
 				glob = "*"
 			}
-			vh := &vhost{ref: api.Ref{Kind: api.KindHost, Namespace: h.Namespace, Name: h.Name}, glob: strings.ToLower(glob), insecureAction: h.InsecureAction()}
+			hostRef := api.Ref{Kind: api.KindHost, Namespace: h.Namespace, Name: h.Name}
+			if proto == "HTTPS" {
+				addHostCert(t, certs, h, hostRef, glob, opts)
+			}
+			vh := &vhost{ref: hostRef, glob: strings.ToLower(glob), insecureAction: h.InsecureAction()}
+			if p := h.Spec.RequestPolicy; p != nil && p.Insecure != nil && p.Insecure.AdditionalPort != nil {
+				vh.additionalPort = *p.Insecure.AdditionalPort
+			}
 			var rs []*Route
 			for _, c := range routes {
 				if mappingAttaches(c.m, glob, hostSelectors[i]) {
@@ -271,9 +281,9 @@ func Build(listeners []*api.Listener, hosts []*api.Host, mappings []*api.Mapping
 			vh.groups = groupRoutes(rs)
 			lc.vhosts = append(lc.vhosts, vh)
 		}
-		if tlsHost != "" {
-			problem(l, api.KindListener, fmt.Errorf("HTTPS with a tlsSecret (Host %s) needs TLS termination, which is not implemented yet; this Listener is not served", tlsHost))
-			continue
+		if len(certs.entries) > 0 {
+			certs.sort()
+			t.certs[l.Spec.Port] = certs
 		}
 		sort.SliceStable(lc.vhosts, func(i, j int) bool {
 			ci, li := globRank(lc.vhosts[i].glob)
@@ -290,6 +300,34 @@ func Build(listeners []*api.Listener, hosts []*api.Host, mappings []*api.Mapping
 	return t
 }
 
+// addHostCert loads the certificate of a Host's tlsSecret for an HTTPS
+// Listener. A Host whose Secret is missing or broken still routes
+// cleartext; its problem is reported.
+func addHostCert(t *Table, certs *sniCerts, h *api.Host, hostRef api.Ref, glob string, opts BuildOptions) {
+	sec := h.Spec.TLSSecret
+	if sec == nil {
+		if h.Spec.TLSContext != nil || h.Spec.TLS != nil {
+			t.Warnings = append(t.Warnings, hostRef.String()+": tlsContext and tls are not supported; name the certificate with tlsSecret")
+		}
+		return
+	}
+	ns := sec.Namespace
+	if ns == "" {
+		ns = h.Namespace
+	}
+	ref := api.Ref{Kind: api.KindSecret, Namespace: ns, Name: sec.Name}
+	if opts.Certs == nil {
+		t.Problems = append(t.Problems, Problem{Ref: hostRef, Err: fmt.Errorf("tlsSecret %s/%s: no certificate source", ns, sec.Name)})
+		return
+	}
+	cert, err := opts.Certs(ref)
+	if err != nil {
+		t.Problems = append(t.Problems, Problem{Ref: hostRef, Err: fmt.Errorf("tlsSecret: %w; the Host is served without TLS", err)})
+		return
+	}
+	certs.add(glob, cert, hostRef)
+}
+
 func sortedByName[T api.Object](in []T) []T {
 	out := append([]T(nil), in...)
 	sort.SliceStable(out, func(i, j int) bool {
@@ -301,8 +339,9 @@ func sortedByName[T api.Object](in []T) []T {
 	return out
 }
 
-// listenerProtocol says how a Listener is served: HTTP, or HTTPS (served as
-// cleartext until TLS lands). Everything else is refused for now.
+// listenerProtocol says how a Listener is served: HTTP, or HTTPS (TLS
+// terminated with the certificates of its Hosts, and cleartext on the same
+// port). Everything else is refused for now.
 func listenerProtocol(l *api.Listener) (string, error) {
 	p := l.Spec.Protocol
 	if p == "" {
@@ -686,6 +725,10 @@ type Decision struct {
 	Host     api.Ref
 	// InsecureAction is the Host's requestPolicy.insecure.action.
 	InsecureAction string
+	// AdditionalPort is the Host's requestPolicy.insecure.additionalPort:
+	// the HTTPS port insecure requests are redirected to (<= 0: the
+	// default, 443).
+	AdditionalPort int32
 	// SecurityModel and L7Depth are the Listener's.
 	SecurityModel string
 	L7Depth       int
@@ -709,7 +752,7 @@ func (t *Table) Match(port int32, r *http.Request) (d Decision, ok bool) {
 		if !globMatch(vh.glob, host) {
 			continue
 		}
-		d.Host, d.InsecureAction = vh.ref, vh.insecureAction
+		d.Host, d.InsecureAction, d.AdditionalPort = vh.ref, vh.insecureAction, vh.additionalPort
 		for _, g := range vh.groups {
 			if g.routes[0].matches(r, authority, host, path) {
 				d.Route = g.pick()

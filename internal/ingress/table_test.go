@@ -439,19 +439,31 @@ func FuzzParsePortMap(f *testing.F) {
 	})
 }
 
-func TestHTTPSListenerCleartextUntilTLS(t *testing.T) {
+func TestHTTPSListenerCertificates(t *testing.T) {
 	l := newListener("weft", "https", 8443, "ALL")
 	l.Spec.Protocol = "HTTPS"
 	ms := []*api.Mapping{newMapping("ns", "m", api.MappingSpec{Prefix: "/", Service: "s"})}
 	tbl := Build([]*api.Listener{l}, []*api.Host{newHost("weft", "plain", "*")}, ms, BuildOptions{})
-	if ls := tbl.Listeners(); len(ls) != 1 || ls[0].Protocol != "HTTPS" || len(tbl.Problems) != 0 {
+	if ls := tbl.Listeners(); len(ls) != 1 || ls[0].Protocol != "HTTPS" || len(tbl.Problems) != 0 || tbl.certs[8443] != nil {
 		t.Errorf("HTTPS Listener without TLS Hosts: listeners %+v, problems %v", ls, tbl.Problems)
 	}
 	withTLS := newHost("weft", "tls", "*")
 	withTLS.Spec.TLSSecret = &corev1.SecretReference{Name: "cert"}
-	tbl = Build([]*api.Listener{l}, []*api.Host{withTLS}, ms, BuildOptions{})
-	if len(tbl.Listeners()) != 0 || len(tbl.Problems) != 1 || !strings.Contains(tbl.Problems[0].Err.Error(), "TLS termination") {
-		t.Errorf("HTTPS Listener with a tlsSecret Host: listeners %+v, problems %v", tbl.Listeners(), tbl.Problems)
+	// The Secret is missing: the Host is reported and still routes
+	// cleartext; the Listener stays.
+	var c secretCerts
+	tbl = Build([]*api.Listener{l}, []*api.Host{withTLS}, ms, BuildOptions{Certs: c.loader(nil)})
+	if len(tbl.Listeners()) != 1 || len(tbl.Problems) != 1 || !strings.Contains(tbl.Problems[0].Err.Error(), "weft/cert not found") {
+		t.Errorf("HTTPS Listener with a missing Secret: listeners %+v, problems %v", tbl.Listeners(), tbl.Problems)
+	}
+	if matchName(t, tbl, "GET", "x", "/") != "" {
+		// Port 8080 is not served by this table.
+		t.Error("matched on a port without a Listener")
+	}
+	crt, key := testCert(t, 7, "x.example.com")
+	tbl = Build([]*api.Listener{l}, []*api.Host{withTLS}, ms, BuildOptions{Certs: c.loader([]*corev1.Secret{newTLSSecret("weft", "cert", crt, key)})})
+	if len(tbl.Problems) != 0 || tbl.certs[8443].pick("x.example.com") == nil {
+		t.Errorf("HTTPS Listener with its Secret: problems %v", tbl.Problems)
 	}
 }
 
