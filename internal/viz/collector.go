@@ -170,8 +170,12 @@ func (c *Collector) ScrapeOnce(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// Stamp the scrape when it is sent, as Prometheus does: the
+			// proxy renders its counters right then, while the response
+			// may be late on a loaded machine.
+			at := time.Now()
 			samples, err := Fetch(ctx, c.client(), p.AdminAddr)
-			results[i].s = stats.Scrape{Pod: p, Time: time.Now(), Samples: samples}
+			results[i].s = stats.Scrape{Pod: p, Time: at, Samples: samples}
 			results[i].err = err
 		}()
 	}

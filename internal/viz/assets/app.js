@@ -217,7 +217,7 @@ function drawTopology(el, deployments, edges, selected) {
     } else ks.sort();
     ks.forEach((k, i) => pos.set(k, i));
   });
-  const W = 170, H = 46, GX = 110, GY = 28, PAD = 20;
+  const W = 170, H = 46, GX = 130, GY = 28, PAD = 20;
   const rows = Math.max(...layers.map((l) => l.length));
   const width = PAD * 2 + layers.length * W + (layers.length - 1) * GX;
   const height = PAD * 2 + rows * H + (rows - 1) * GY;
