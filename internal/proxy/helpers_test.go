@@ -45,16 +45,17 @@ func (r *running) stop(t *testing.T) error {
 func startProxy(t *testing.T, dstAddr, ns, pod string, apps ...string) *running {
 	t.Helper()
 	cfg := proxy.Config{
-		ControlAddr:    dstAddr,
-		OutboundAddr:   "127.0.0.1:0",
-		AdminAddr:      "127.0.0.1:0",
-		Namespace:      ns,
-		Pod:            pod,
-		Deployment:     strings.Split(pod, "-")[0],
-		ServiceAccount: "default",
-		ShutdownGrace:  5 * time.Second,
-		DetectTimeout:  500 * time.Millisecond,
-		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+		ControlAddr:      dstAddr,
+		OutboundAddr:     "127.0.0.1:0",
+		AdminAddr:        "127.0.0.1:0",
+		Namespace:        ns,
+		Pod:              pod,
+		Deployment:       strings.Split(pod, "-")[0],
+		ServiceAccount:   "default",
+		ShutdownGrace:    5 * time.Second,
+		DetectTimeout:    500 * time.Millisecond,
+		DiscoveryTimeout: 300 * time.Millisecond,
+		Logger:           slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	for _, a := range apps {
 		cfg.Inbound = append(cfg.Inbound, proxy.InboundPort{Listen: "127.0.0.1:0", App: a})
@@ -112,20 +113,21 @@ func proxyClient(p *running) *http.Client {
 }
 
 // h2cClient speaks HTTP/2 with prior knowledge to the outbound listener.
-func h2cClient(p *running) *http.Client {
+// Its connections close before the proxy stops (an open HTTP/2 connection
+// holds a graceful shutdown for its GOAWAY timeout).
+func h2cClient(t *testing.T, p *running) *http.Client {
 	protos := new(http.Protocols)
 	protos.SetUnencryptedHTTP2(true)
 	addr := p.OutboundAddr()
-	return &http.Client{
-		Transport: &http.Transport{
-			Protocols: protos,
-			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, "tcp", addr)
-			},
+	tr := &http.Transport{
+		Protocols: protos,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", addr)
 		},
-		Timeout: testTimeout,
 	}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: testTimeout}
 }
 
 // dialConnect opens a CONNECT tunnel to target through the proxy.

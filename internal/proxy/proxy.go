@@ -60,6 +60,9 @@ type Config struct {
 	ShutdownGrace time.Duration
 	// DetectTimeout bounds protocol detection; zero means 10s.
 	DetectTimeout time.Duration
+	// DiscoveryTimeout bounds the wait for the control plane's first answer
+	// about a name; zero means 3s.
+	DiscoveryTimeout time.Duration
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -172,7 +175,11 @@ func (p *Proxy) Run(ctx context.Context) error {
 	outLabels := metrics.L("direction", "outbound").Merge(common)
 	inLabels := metrics.L("direction", "inbound").Merge(common)
 
-	tr := outbound.NewTransport(outbound.TransportConfig{Resolver: res, Metrics: pm.HTTP(outLabels)})
+	tr := outbound.NewTransport(outbound.TransportConfig{
+		Resolver:         res,
+		Metrics:          pm.HTTP(outLabels),
+		DiscoveryTimeout: cfg.DiscoveryTimeout,
+	})
 	defer tr.CloseIdleConnections()
 	out := outbound.NewServer(outbound.Config{
 		Transport:     tr,

@@ -131,7 +131,7 @@ func TestH2CDirect(t *testing.T) {
 	p := startProxy(t, dstAddr, "faces", "gui-abc")
 	req, _ := http.NewRequest("GET", "http://ignored/h2", nil)
 	req.Host = "smiley"
-	resp, err := h2cClient(p).Do(req)
+	resp, err := h2cClient(t, p).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,7 +365,7 @@ func TestHTTP2Trailers(t *testing.T) {
 	req.Host = "smiley.faces"
 	req.Header.Set("Content-Type", "application/grpc")
 	req.Header.Set("Te", "trailers")
-	resp, err := h2cClient(client).Do(req)
+	resp, err := h2cClient(t, client).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -582,4 +582,24 @@ func grepLines(s, substr string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestControlPlaneNeverUp checks that a name never resolved fails fast with
+// 503 when the control plane cannot be reached, rather than hanging.
+func TestControlPlaneNeverUp(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	p := startProxy(t, dead, "faces", "gui-1")
+	start := time.Now()
+	resp, _ := get(t, proxyClient(p), "http://smiley/")
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(resp.Header.Get("L5d-Proxy-Error"), "resolve") {
+		t.Errorf("got %d %q, want 503 saying the name cannot be resolved", resp.StatusCode, resp.Header.Get("L5d-Proxy-Error"))
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("took %v; the discovery timeout should bound the wait", d)
+	}
 }

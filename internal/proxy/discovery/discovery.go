@@ -216,6 +216,10 @@ func (w *Watch) touch() {
 	}
 }
 
+// Current returns the current snapshot without waiting: nil until the
+// control plane's first answer.
+func (w *Watch) Current() *State { return w.state.Load() }
+
 // State returns the current snapshot, waiting for the first one until ctx
 // ends (then ErrUnavailable).
 func (w *Watch) State(ctx context.Context) (*State, error) {
@@ -258,11 +262,17 @@ func (r *Resolver) run(ctx context.Context, w *Watch) {
 	backoff := 100 * time.Millisecond
 	set := map[string]Endpoint{}
 	for ctx.Err() == nil {
-		err := r.stream(ctx, w, set, func() { backoff = 100 * time.Millisecond })
+		got := false
+		err := r.stream(ctx, w, set, func() { backoff, got = 100*time.Millisecond, true })
 		if ctx.Err() != nil {
 			return
 		}
-		log.Debug("destination stream ended; keeping last endpoints", "err", err, "retry_in", backoff)
+		if got {
+			// Losing a working stream is news; failing to reconnect is not.
+			log.Warn("destination stream lost; serving last known endpoints while reconnecting", "err", err)
+		} else {
+			log.Debug("destination stream failed; retrying", "err", err, "retry_in", backoff)
+		}
 		jitter := time.Duration(rand.Int64N(int64(backoff)/2 + 1))
 		t := time.NewTimer(backoff/2 + jitter)
 		select {

@@ -100,13 +100,13 @@ func (t *Transport) Resolve(ctx context.Context, authority string) (*discovery.W
 	if err != nil {
 		return nil, nil, proxyerr.New(http.StatusBadRequest, "proxy: bad authority", err)
 	}
-	st, err := w.State(ctx)
-	if err == nil {
+	if st := w.Current(); st != nil {
 		return w, st, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, t.cfg.DiscoveryTimeout)
 	defer cancel()
-	if st, err = w.State(ctx); err != nil {
+	st, err := w.State(ctx)
+	if err != nil {
 		return nil, nil, proxyerr.New(http.StatusServiceUnavailable, "proxy: cannot resolve "+authority, err)
 	}
 	return w, st, nil
