@@ -2,9 +2,11 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -23,6 +25,7 @@ type ingressOptions struct {
 	ambassadorID string
 	drainTimeout time.Duration
 	logLevel     string
+	accessLog    string
 }
 
 func newCmdIngress(g *Globals) *cobra.Command {
@@ -81,6 +84,19 @@ The admin server at --admin-addr serves /ready, /live, /metrics and /routes.`,
 				}
 				proxyURL = u
 			}
+			var accessLog io.Writer
+			switch o.accessLog {
+			case "":
+			case "-", "stderr":
+				accessLog = g.Err
+			default:
+				f, err := os.OpenFile(o.accessLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+				if err != nil {
+					return &ExitError{Code: 2, Err: fmt.Errorf("ingress: --access-log: %w", err)}
+				}
+				defer f.Close()
+				accessLog = f
+			}
 			dir := g.StateDirOrDefault()
 			st, err := local.OpenWithOptions(dir, local.Options{Logger: log})
 			if err != nil {
@@ -96,6 +112,7 @@ The admin server at --admin-addr serves /ready, /live, /metrics and /routes.`,
 				AmbassadorID: o.ambassadorID,
 				Namespace:    o.namespace,
 				DrainTimeout: o.drainTimeout,
+				AccessLog:    accessLog,
 				Logger:       log,
 			})
 			if err != nil {
@@ -114,5 +131,6 @@ The admin server at --admin-addr serves /ready, /live, /metrics and /routes.`,
 	f.StringVar(&o.ambassadorID, "ambassador-id", o.ambassadorID, "serve only objects whose ambassador_id lists this id (or that have none)")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", o.drainTimeout, "how long shutdown waits for requests in flight")
 	f.StringVar(&o.logLevel, "log-level", o.logLevel, "debug, info, warn or error")
+	f.StringVar(&o.accessLog, "access-log", "", `write one JSON line per request ("stderr" or "-", or a file path appended to); off when empty`)
 	return cmd
 }

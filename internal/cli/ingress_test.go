@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -110,18 +112,22 @@ spec:
 `)
 
 	port, admin := ingressFreePort(t), "127.0.0.1:"+ingressFreePort(t)
+	accessPath := filepath.Join(t.TempDir(), "access.log")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var errOut ingressLog
 	code := make(chan int, 1)
 	go func() {
-		code <- Run(ctx, []string{"ingress", "--state-dir", dir, "--port-map", "8080=" + port, "--admin-addr", admin}, strings.NewReader(""), io.Discard, &errOut)
+		code <- Run(ctx, []string{"ingress", "--state-dir", dir, "--port-map", "8080=" + port, "--admin-addr", admin, "--access-log", accessPath}, strings.NewReader(""), io.Discard, &errOut)
 	}()
 	base := "http://127.0.0.1:" + port
 	if got := ingressGet(t, base+"/face/x", 200, errOut.String); got != "backend saw /x" {
 		t.Errorf("GET /face/x = %q", got)
 	}
 	ingressGet(t, "http://"+admin+"/ready", 200, errOut.String)
+	if b, err := os.ReadFile(accessPath); err != nil || !strings.Contains(string(b), `"route":"faces/face"`) || !strings.Contains(string(b), `"status":200`) {
+		t.Errorf("--access-log file: %q, %v", b, err)
+	}
 
 	// Another process (weft apply) adds a Mapping; the ingress follows.
 	other, err := local.Open(dir)
@@ -166,6 +172,7 @@ func TestIngressFlagErrors(t *testing.T) {
 		{[]string{"--proxy", "127.0.0.1:4140"}, "want http://HOST:PORT"},
 		{[]string{"--address", "not-an-ip"}, "want an IP address"},
 		{[]string{"--log-level", "loud"}, "--log-level"},
+		{[]string{"--access-log", "/nonexistent/dir/access.log"}, "--access-log"},
 	} {
 		var errOut ingressLog
 		args := append([]string{"ingress", "--state-dir", t.TempDir(), "--admin-addr", ""}, tc.args...)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -46,6 +47,9 @@ type Config struct {
 	// RateLimiter is the client for the RateLimitService; nil disables rate
 	// limiting (with a warning when a RateLimitService exists).
 	RateLimiter RateLimiter
+	// AccessLog, when set, receives one JSON line per request (see
+	// AccessLogEntry); nil disables access logs.
+	AccessLog io.Writer
 	// Registry receives metrics; a new one is made when nil.
 	Registry *metrics.Registry
 	Logger   *slog.Logger
@@ -101,6 +105,7 @@ func New(cfg Config) (*Ingress, error) {
 	in := &Ingress{cfg: cfg, log: cfg.Logger, reg: cfg.Registry, bound: map[int32]*boundListener{}}
 	in.router = NewRouter(cfg.Transport, cfg.Registry, cfg.Logger)
 	in.router.SetRateLimiter(cfg.RateLimiter)
+	in.router.SetAccessLog(cfg.AccessLog)
 	return in, nil
 }
 

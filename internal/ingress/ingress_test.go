@@ -186,6 +186,12 @@ type harness struct {
 
 func newHarness(t *testing.T, viaMesh bool, objs ...api.Object) *harness {
 	t.Helper()
+	return newHarnessWith(t, viaMesh, nil, objs...)
+}
+
+// newHarnessWith is newHarness with a hook to adjust the Config.
+func newHarnessWith(t *testing.T, viaMesh bool, adjust func(*Config), objs ...api.Object) *harness {
+	t.Helper()
 	h := &harness{t: t, st: store.NewMemory(), done: make(chan error, 1)}
 	var proxyURL *url.URL
 	if viaMesh {
@@ -198,10 +204,14 @@ func newHarness(t *testing.T, viaMesh bool, objs ...api.Object) *harness {
 	if err := h.st.Apply(context.Background(), append(base, objs...)...); err != nil {
 		t.Fatal(err)
 	}
-	in, err := New(Config{
+	cfg := Config{
 		Store: h.st, Transport: tr, PortMap: map[int32]int{8080: 0, 9090: 0, 8443: 0}, AdminAddr: "127.0.0.1:0",
 		DrainTimeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
-	})
+	}
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	in, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

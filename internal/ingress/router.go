@@ -50,6 +50,8 @@ type Router struct {
 	log   *slog.Logger
 	// limiter answers rate-limit questions; nil disables rate limiting.
 	limiter RateLimiter
+	// access writes access log lines; nil disables them.
+	access *accessLog
 
 	requests *metrics.CounterVec
 }
@@ -83,6 +85,16 @@ func NewRouter(rt http.RoundTripper, reg *metrics.Registry, log *slog.Logger) *R
 // RateLimitService. Call it before serving.
 func (rt *Router) SetRateLimiter(l RateLimiter) { rt.limiter = l }
 
+// SetAccessLog makes every listener write one JSON line per request to w
+// (nil: no access log). Call it before serving.
+func (rt *Router) SetAccessLog(w io.Writer) {
+	if w == nil {
+		rt.access = nil
+		return
+	}
+	rt.access = &accessLog{w: w}
+}
+
 // Swap installs a new table.
 func (rt *Router) Swap(t *Table) { rt.table.Store(t) }
 
@@ -91,7 +103,11 @@ func (rt *Router) Table() *Table { return rt.table.Load() }
 
 // Handler serves the Listener whose spec.port is port.
 func (rt *Router) Handler(port int32) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { rt.serve(w, r, port) })
+	h := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { rt.serve(w, r, port) }))
+	if rt.access != nil {
+		h = rt.access.wrap(h)
+	}
+	return h
 }
 
 // reqState travels with one request through the reverse proxy.
@@ -146,6 +162,7 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, port int32) {
 		return
 	}
 	route := d.Route
+	noteRoute(r.Context(), route.Name, route.up.authority)
 	if up := upgradeType(r.Header); up != "" && !route.allowsUpgrade(up) {
 		rt.local(w, r, route, http.StatusForbidden, "upgrade to "+up+" is not allowed by Mapping "+route.Name+"; add it to allow_upgrade")
 		return
@@ -219,7 +236,11 @@ func (rt *Router) rewrite(pr *httputil.ProxyRequest) {
 	h.Set("X-Forwarded-Proto", st.xfp)
 	h.Set("X-Forwarded-Host", pr.In.Host)
 	// The edge always mints the request id (Envoy's default at the edge).
-	h.Set("X-Request-Id", newRequestID())
+	id := newRequestID()
+	h.Set("X-Request-Id", id)
+	if a := accessFrom(pr.In.Context()); a != nil {
+		a.requestID = id
+	}
 	// A client must not pick the mesh destination for us.
 	h.Del("L5d-Dst-Override")
 	if r.dstOverride != "" {
