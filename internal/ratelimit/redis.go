@@ -3,6 +3,8 @@ package ratelimit
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -47,12 +49,16 @@ func NewRedis(o RedisOptions) *Redis {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	quietRedisLog.Do(func() { redis.SetLogger(slogRedis{}) })
 	c := redis.NewClient(&redis.Options{
 		Addr:         o.Addr,
 		DialTimeout:  o.Timeout,
 		ReadTimeout:  o.Timeout,
 		WriteTimeout: o.Timeout,
 		PoolSize:     o.PoolSize,
+		// A down Redis should fail the request now, not after a series of
+		// dials: the caller has a 20ms budget and its own failure mode.
+		DialerRetries: 1,
 		// Retrying would double count: INCRBY is not idempotent.
 		MaxRetries: -1,
 		// Identify ourselves without the HELLO round trip quirks of old
@@ -105,3 +111,14 @@ func (r *Redis) Ping(ctx context.Context) error {
 
 // Close closes the connections.
 func (r *Redis) Close() error { return r.client.Close() }
+
+// quietRedisLog routes go-redis's own (process-wide) log lines, such as
+// every failed dial while Redis is down, to slog at debug level: the
+// failures already reach the operator as request errors and /ready.
+var quietRedisLog sync.Once
+
+type slogRedis struct{}
+
+func (slogRedis) Printf(ctx context.Context, format string, v ...any) {
+	slog.DebugContext(ctx, "ratelimit: go-redis: "+fmt.Sprintf(format, v...))
+}
