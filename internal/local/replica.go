@@ -31,8 +31,11 @@ type replica struct {
 	inbound         map[int32]int // containerPort -> inbound proxy port
 	appPorts        map[int32]int // containerPort -> local app port
 
-	proxy *Process
-	apps  []*Process
+	// meshed is false for workloads with linkerd.io/inject: disabled: they
+	// run without a sidecar, and their endpoints are the app's own ports.
+	meshed bool
+	proxy  *Process // nil when not meshed
+	apps   []*Process
 
 	ready      atomic.Bool
 	readySince atomic.Int64 // unix nanos of the last readiness change
@@ -48,7 +51,10 @@ type replica struct {
 func (r *replica) key() string { return r.ns + "/" + r.name }
 
 func (r *replica) ports() []int {
-	ps := []int{r.outbound, r.admin}
+	var ps []int
+	if r.meshed {
+		ps = append(ps, r.outbound, r.admin)
+	}
 	for _, p := range r.inbound {
 		ps = append(ps, p)
 	}
@@ -60,7 +66,7 @@ func (r *replica) ports() []int {
 
 // newReplica allocates ports and builds the argv and env of every process of
 // a new replica of d, without starting anything.
-func (s *Supervisor) newReplica(ctx context.Context, d *appsv1.Deployment, hash, kind string) (*replica, error) {
+func (s *Supervisor) newReplica(ctx context.Context, d *appsv1.Deployment, hash, kind string, meshed bool) (*replica, error) {
 	tmpl := d.Spec.Template.DeepCopy()
 	r := &replica{
 		ns: d.Namespace, deploy: d.Name, hash: hash, kind: kind,
@@ -69,6 +75,7 @@ func (s *Supervisor) newReplica(ctx context.Context, d *appsv1.Deployment, hash,
 		spec:     tmpl.Spec,
 		inbound:  map[int32]int{},
 		appPorts: map[int32]int{},
+		meshed:   meshed,
 	}
 	if r.spec.ServiceAccountName == "" {
 		r.spec.ServiceAccountName = "default"
@@ -91,7 +98,9 @@ func (s *Supervisor) newReplica(ctx context.Context, d *appsv1.Deployment, hash,
 		p, err = s.ports.Alloc()
 		return p
 	}
-	r.outbound, r.admin = alloc(), alloc()
+	if meshed {
+		r.outbound, r.admin = alloc(), alloc()
+	}
 	for _, c := range r.spec.Containers {
 		for _, p := range c.Ports {
 			if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
@@ -101,7 +110,12 @@ func (s *Supervisor) newReplica(ctx context.Context, d *appsv1.Deployment, hash,
 				continue
 			}
 			r.appPorts[p.ContainerPort] = alloc()
-			r.inbound[p.ContainerPort] = alloc()
+			if meshed {
+				r.inbound[p.ContainerPort] = alloc()
+			} else {
+				// Without a sidecar, peers reach the app itself.
+				r.inbound[p.ContainerPort] = r.appPorts[p.ContainerPort]
+			}
 		}
 	}
 	if err != nil {
@@ -109,45 +123,29 @@ func (s *Supervisor) newReplica(ctx context.Context, d *appsv1.Deployment, hash,
 		return nil, err
 	}
 	r.annotations[AnnotationManagedBy] = ManagedBy
-	r.annotations[AnnotationProxyVersion] = s.cfg.ProxyVersion
-	r.annotations[AnnotationAdminAddr] = loopback(r.admin)
 	r.annotations[AnnotationInboundPorts] = FormatInboundPorts(r.inbound)
-
 	logDir := filepath.Join(s.cfg.StateDir, LogDir, r.ns, r.name)
-	proxyArgv := []string{s.cfg.Exe, "proxy",
-		"--state-dir", s.cfg.StateDir,
-		"--control-addr", s.cfg.ControlAddr,
-		"--outbound-addr", loopback(r.outbound),
-		"--admin-addr", loopback(r.admin),
-		"--namespace", r.ns,
-		"--pod", r.name,
-		"--deployment", r.deploy,
-		"--service-account", r.spec.ServiceAccountName,
-	}
-	for _, c := range r.spec.Containers {
-		for _, p := range c.Ports {
-			if ip, ok := r.inbound[p.ContainerPort]; ok {
-				proxyArgv = append(proxyArgv, "--inbound", fmt.Sprintf("%s=%s", loopback(ip), loopback(r.appPorts[p.ContainerPort])))
-			}
+	if meshed {
+		r.annotations[AnnotationProxyVersion] = s.cfg.ProxyVersion
+		r.annotations[AnnotationAdminAddr] = loopback(r.admin)
+		if err := s.newProxy(r, logDir); err != nil {
+			s.ports.Release(r.ports()...)
+			return nil, err
 		}
 	}
-	proxyArgv = dedupInbound(proxyArgv)
-	idEnv, err := s.proxyIdentityEnv(r.ns, r.spec.ServiceAccountName, r.name)
-	if err != nil {
-		s.ports.Release(r.ports()...)
-		return nil, err
-	}
-	r.proxy = s.process(r.ns+"/"+r.name+"/proxy", proxyArgv, append(s.baseEnv(), idEnv...), filepath.Join(logDir, "proxy.log"))
 
 	pod := PodInfo{Name: r.name, Namespace: r.ns, ServiceAccount: r.spec.ServiceAccountName, Labels: r.labels, Annotations: r.annotations}
 	for i := range r.spec.Containers {
 		c := &r.spec.Containers[i]
 		injected := []EnvVar{
-			{"HTTP_PROXY", "http://" + loopback(r.outbound)},
-			{"HTTPS_PROXY", "http://" + loopback(r.outbound)},
-			{"NO_PROXY", "localhost,127.0.0.1"},
 			{"POD_NAME", r.name},
 			{"POD_NAMESPACE", r.ns},
+		}
+		if meshed {
+			injected = append(injected,
+				EnvVar{"HTTP_PROXY", "http://" + loopback(r.outbound)},
+				EnvVar{"HTTPS_PROXY", "http://" + loopback(r.outbound)},
+				EnvVar{"NO_PROXY", "localhost,127.0.0.1"})
 		}
 		if len(c.Ports) > 0 {
 			if lp, ok := r.appPorts[c.Ports[0].ContainerPort]; ok {
@@ -168,6 +166,34 @@ func (s *Supervisor) newReplica(ctx context.Context, d *appsv1.Deployment, hash,
 		r.apps = append(r.apps, s.process(r.ns+"/"+r.name+"/"+c.Name, argv, full, filepath.Join(logDir, c.Name+".log")))
 	}
 	return r, nil
+}
+
+// newProxy prepares the sidecar of a meshed replica.
+func (s *Supervisor) newProxy(r *replica, logDir string) error {
+	proxyArgv := []string{s.cfg.Exe, "proxy",
+		"--state-dir", s.cfg.StateDir,
+		"--control-addr", s.cfg.ControlAddr,
+		"--outbound-addr", loopback(r.outbound),
+		"--admin-addr", loopback(r.admin),
+		"--namespace", r.ns,
+		"--pod", r.name,
+		"--deployment", r.deploy,
+		"--service-account", r.spec.ServiceAccountName,
+	}
+	for _, c := range r.spec.Containers {
+		for _, p := range c.Ports {
+			if ip, ok := r.inbound[p.ContainerPort]; ok {
+				proxyArgv = append(proxyArgv, "--inbound", fmt.Sprintf("%s=%s", loopback(ip), loopback(r.appPorts[p.ContainerPort])))
+			}
+		}
+	}
+	proxyArgv = dedupInbound(proxyArgv)
+	idEnv, err := s.proxyIdentityEnv(r.ns, r.spec.ServiceAccountName, r.name)
+	if err != nil {
+		return err
+	}
+	r.proxy = s.process(r.ns+"/"+r.name+"/proxy", proxyArgv, append(s.baseEnv(), idEnv...), filepath.Join(logDir, "proxy.log"))
+	return nil
 }
 
 // dedupInbound drops repeated --inbound flags (two containers declaring the
@@ -197,13 +223,15 @@ func (s *Supervisor) startReplica(r *replica) {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		if err := r.proxy.Start(context.Background()); err != nil {
-			s.log.Error("starting proxy", "pod", r.key(), "err", err)
-			return
-		}
-		waitUntil(ctx, 15*time.Second, func() bool { return tcpOK(ctx, loopback(r.outbound)) })
-		if ctx.Err() != nil {
-			return
+		if r.proxy != nil {
+			if err := r.proxy.Start(context.Background()); err != nil {
+				s.log.Error("starting proxy", "pod", r.key(), "err", err)
+				return
+			}
+			waitUntil(ctx, 15*time.Second, func() bool { return tcpOK(ctx, loopback(r.outbound)) })
+			if ctx.Err() != nil {
+				return
+			}
 		}
 		for _, p := range r.apps {
 			if err := p.Start(context.Background()); err != nil {
@@ -278,7 +306,7 @@ func (r *replica) failureThreshold() int {
 // replicaReady probes the replica once; gone reports a process that is not
 // running.
 func (s *Supervisor) replicaReady(ctx context.Context, r *replica) (ok, gone bool) {
-	if r.proxy.State().PID == 0 {
+	if r.proxy != nil && r.proxy.State().PID == 0 {
 		return false, true
 	}
 	for _, p := range r.apps {
@@ -286,7 +314,7 @@ func (s *Supervisor) replicaReady(ctx context.Context, r *replica) (ok, gone boo
 			return false, true
 		}
 	}
-	if !httpOK(ctx, "http://"+loopback(r.admin)+"/ready") {
+	if r.proxy != nil && !httpOK(ctx, "http://"+loopback(r.admin)+"/ready") {
 		return false, false
 	}
 	for i := range r.spec.Containers {
@@ -313,7 +341,9 @@ func (s *Supervisor) stopReplica(r *replica, drain time.Duration) {
 		go func() { defer wg.Done(); p.Stop() }()
 	}
 	wg.Wait()
-	r.proxy.Stop()
+	if r.proxy != nil {
+		r.proxy.Stop()
+	}
 	r.ready.Store(false)
 	s.ports.Release(r.ports()...)
 }

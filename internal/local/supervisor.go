@@ -195,7 +195,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		s.shutdown()
 		return err
 	}
-	kinds := []api.Kind{api.KindDeployment, api.KindService, api.KindPod, api.KindEndpointSlice, api.KindSecret}
+	kinds := []api.Kind{api.KindDeployment, api.KindService, api.KindPod, api.KindEndpointSlice, api.KindSecret, api.KindNamespace}
 	if s.cfg.Ingress != nil {
 		kinds = append(kinds, s.cfg.Ingress.WatchKinds...)
 	}
@@ -299,6 +299,24 @@ const (
 	proxyTokenEnv   = proxyidentity.TokenEnv
 	proxyAnchorsEnv = proxyidentity.AnchorsEnv
 )
+
+// AnnotationInject is Linkerd's injection switch, on a Namespace or a pod
+// template; the template's wins.
+const AnnotationInject = "linkerd.io/inject"
+
+// injected reports whether d's replicas get a sidecar. Local mode meshes
+// every workload unless linkerd.io/inject says "disabled" on its pod
+// template or, when the template does not say, on its Namespace.
+func (s *Supervisor) injected(ctx context.Context, d *appsv1.Deployment) bool {
+	if v, ok := d.Spec.Template.Annotations[AnnotationInject]; ok {
+		return v != "disabled"
+	}
+	o, err := s.cfg.Store.Get(ctx, api.Ref{Kind: api.KindNamespace, Name: d.Namespace})
+	if err != nil {
+		return true
+	}
+	return o.GetAnnotations()[AnnotationInject] != "disabled"
+}
 
 // proxyIdentityEnv is the environment that gives a replica's proxy its
 // identity: a token entitling it to its service account's certificate
@@ -423,7 +441,7 @@ func (s *Supervisor) reconcile(ctx context.Context) error {
 		}
 		plan := PlanRollout(hash, want, views)
 		for range plan.Start {
-			r, err := s.newReplica(ctx, d, hash, kinds[k])
+			r, err := s.newReplica(ctx, d, hash, kinds[k], s.injected(ctx, d))
 			if err != nil {
 				s.reportOnce(k, err)
 				break
@@ -609,10 +627,16 @@ func (s *Supervisor) Snapshot() *Mesh {
 	for _, r := range rs {
 		c := Component{
 			Name: r.name, Namespace: r.ns, Kind: r.kind, Owner: r.deploy, Ready: r.ready.Load(), Terminated: r.terminating,
-			Addresses: map[string]string{"outbound": loopback(r.outbound), "admin": loopback(r.admin)},
+			Addresses: map[string]string{},
 		}
-		for cp, ip := range r.inbound {
-			c.Addresses[fmt.Sprintf("inbound:%d", cp)] = loopback(ip)
+		procs := r.apps
+		if r.meshed {
+			c.Addresses["outbound"] = loopback(r.outbound)
+			c.Addresses["admin"] = loopback(r.admin)
+			for cp, ip := range r.inbound {
+				c.Addresses[fmt.Sprintf("inbound:%d", cp)] = loopback(ip)
+			}
+			procs = append([]*Process{r.proxy}, r.apps...)
 		}
 		for cp, ap := range r.appPorts {
 			c.Addresses[fmt.Sprintf("app:%d", cp)] = loopback(ap)
@@ -622,7 +646,7 @@ func (s *Supervisor) Snapshot() *Mesh {
 				c.Addresses[k] = v
 			}
 		}
-		for _, p := range append([]*Process{r.proxy}, r.apps...) {
+		for _, p := range procs {
 			st := p.State()
 			c.Restarts += st.Restarts
 			name := filepath.Base(p.Name)

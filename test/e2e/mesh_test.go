@@ -23,8 +23,9 @@ import (
 )
 
 // manifest: two HTTP workloads (web, api) and one gRPC workload (echo), two
-// replicas each, in namespace e2e. Ports are declared as on Kubernetes; the
-// supervisor maps them to free local ports.
+// replicas each, in namespace e2e, and one unmeshed HTTP workload (plain).
+// Ports are declared as on Kubernetes; the supervisor maps them to free
+// local ports.
 const manifest = `
 apiVersion: v1
 kind: Namespace
@@ -76,6 +77,28 @@ metadata: {name: api, namespace: e2e}
 spec:
   selector: {app: api}
   ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: plain, namespace: e2e}
+spec:
+  selector: {matchLabels: {app: plain}}
+  template:
+    metadata:
+      labels: {app: plain}
+      annotations: {linkerd.io/inject: disabled}
+    spec:
+      containers:
+      - name: plain
+        command: ["WORKLOAD", "http"]
+        ports: [{containerPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: plain, namespace: e2e}
+spec:
+  selector: {app: plain}
+  ports: [{port: 80, targetPort: 8080}]
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -253,7 +276,7 @@ func reachesAll(t *testing.T, u string, pods []string, n int) {
 
 func TestMesh(t *testing.T) {
 	m := startMesh(t, strings.ReplaceAll(manifest, "WORKLOAD", workloadBin))
-	want := map[string]int{"web": 2, "api": 2, "echo": 2}
+	want := map[string]int{"web": 2, "api": 2, "echo": 2, "plain": 1}
 	st := m.waitSettled("e2e", want, 60*time.Second)
 	webApps := []string{}
 	for _, c := range replicas(st, "e2e", "web") {
@@ -293,6 +316,14 @@ func TestMesh(t *testing.T) {
 		}
 		reachesAll(t, callURL(apiApp, "http://web/"), podNames(replicas(st, "e2e", "web")), 40)
 		reachesAll(t, grpcURL(webApps[1], "echo:9090"), podNames(replicas(st, "e2e", "echo")), 40)
+	})
+
+	t.Run("an unmeshed workload runs without a sidecar and is reached by name", func(t *testing.T) {
+		plain := replicas(st, "e2e", "plain")
+		if len(plain) != 1 || len(plain[0].Processes) != 1 || plain[0].Processes[0].Name != "plain" {
+			t.Fatalf("plain: %+v; want one replica with only its app process", plain)
+		}
+		reachesAll(t, callURL(webApps[0], "http://plain.e2e/"), podNames(plain), 5)
 	})
 
 	t.Run("a crashed process is restarted", func(t *testing.T) {
@@ -547,7 +578,7 @@ spec:
 		if code != 0 || !strings.Contains(out, "web-web-") || strings.Contains(out, "echo-") {
 			t.Errorf("echo's EndpointSlices are left:\n%s", out)
 		}
-		m.waitSettled("e2e", map[string]int{"web": 2, "api": 2}, 10*time.Second)
+		m.waitSettled("e2e", map[string]int{"web": 2, "api": 2, "plain": 1}, 10*time.Second)
 	})
 
 	t.Run("weft down stops everything", func(t *testing.T) {
