@@ -107,15 +107,22 @@ with --redis, Redis answering), /live and /metrics.`,
 // ratelimit.Pool: it satisfies ingress.RateLimiter. The ingress applies the
 // RateLimitService's timeout_ms to the context itself, so the clients add
 // no timeout of their own.
-type ingressRateLimiter struct{ pool *ratelimit.Pool }
+type ingressRateLimiter struct {
+	pool *ratelimit.Pool
+	addr string
+}
 
 var _ ingress.RateLimiter = ingressRateLimiter{}
 
 // newIngressRateLimiter returns the ingress's rate limit client; close
-// returns its connections.
-func newIngressRateLimiter() (limiter ingress.RateLimiter, close func() error) {
+// returns its connections. addr, when set, is where the rate limit service
+// really is (in local mode, the address the supervisor gave 'weft
+// ratelimit'), used whatever the RateLimitService's spec.service says (a
+// cluster name such as ratelimit.emissary:8081 that does not resolve on a
+// laptop); "" dials spec.service as written.
+func newIngressRateLimiter(addr string) (limiter ingress.RateLimiter, close func() error) {
 	p := ratelimit.NewPool(ratelimit.ClientOptions{Timeout: -1})
-	return ingressRateLimiter{pool: p}, p.Close
+	return ingressRateLimiter{pool: p, addr: addr}, p.Close
 }
 
 func (l ingressRateLimiter) ShouldRateLimit(ctx context.Context, req ingress.RateLimitRequest) (ingress.RateLimitResponse, error) {
@@ -127,7 +134,11 @@ func (l ingressRateLimiter) ShouldRateLimit(ctx context.Context, req ingress.Rat
 		}
 		descs[i] = es
 	}
-	dec, err := l.pool.Check(ctx, req.Service, req.Domain, descs)
+	addr := req.Service
+	if l.addr != "" {
+		addr = l.addr
+	}
+	dec, err := l.pool.Check(ctx, addr, req.Domain, descs)
 	if err != nil {
 		return ingress.RateLimitResponse{}, err
 	}

@@ -39,7 +39,7 @@ func TestRatelimitCommandServesTheIngress(t *testing.T) {
 	// workshop's face Mapping. 20 quick requests span at most two
 	// one-second windows of 8, so some must be limited, and at least 8
 	// must pass.
-	lim, closeLim := newIngressRateLimiter()
+	lim, closeLim := newIngressRateLimiter("")
 	defer closeLim()
 	req := ingress.RateLimitRequest{Service: addr, Domain: "emissary", Descriptors: []ingress.Descriptor{{{Key: "mykey", Value: "myvalue"}}}}
 	var ok, over int
@@ -63,6 +63,13 @@ func TestRatelimitCommandServesTheIngress(t *testing.T) {
 	req.Domain = "ambassador"
 	if resp, err := lim.ShouldRateLimit(ctx, req); err != nil || resp.OverLimit {
 		t.Fatalf("unknown domain: %+v %v", resp, err)
+	}
+	// A fixed address wins over a spec.service that only resolves in a
+	// cluster.
+	fixed, closeFixed := newIngressRateLimiter(addr)
+	defer closeFixed()
+	if _, err := fixed.ShouldRateLimit(ctx, ingress.RateLimitRequest{Service: "ratelimit.emissary.invalid:8081", Domain: "emissary", Descriptors: req.Descriptors}); err != nil {
+		t.Fatalf("fixed address: %v", err)
 	}
 
 	cancel()
