@@ -10,12 +10,13 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	pb "github.com/linkerd/linkerd2-proxy-api/go/destination"
@@ -487,45 +488,178 @@ func newCmdVizEdges(g *Globals) *cobra.Command {
 	return cmd
 }
 
-func tapUnavailable() error {
-	return &ExitError{Code: 2, Err: fmt.Errorf("%w; use 'weft viz stat' and 'weft viz routes' for golden metrics meanwhile", viz.ErrTapUnavailable)}
+// tapOptions are the filters of 'weft viz tap' and 'weft viz top'.
+type tapOptions struct {
+	ns, method, path, authority, to, toNS string
+	limit                                 uint32
 }
 
-func newCmdVizTop(g *Globals) *cobra.Command {
-	var ns string
-	cmd := &cobra.Command{
-		Use:   "top deploy/NAME",
-		Short: "A live table of the most frequent requests (needs tap)",
-		Long: `Show a live table of the requests a workload sends and receives, most
-frequent first: Source Destination Method Path Count Best Worst Last Success Rate.
-It is built from tap events, which the proxies do not serve yet.`,
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := stats.ParseRef(args[0], ns); err != nil {
-				return err
-			}
-			return tapUnavailable()
-		},
+func (o *tapOptions) flags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVarP(&o.ns, "namespace", "n", "default", "namespace of the resource")
+	f.StringVar(&o.method, "method", "", "only requests with this HTTP method")
+	f.StringVar(&o.path, "path", "", "only requests whose path starts with this")
+	f.StringVar(&o.authority, "authority", "", "only requests to this authority")
+	f.StringVar(&o.to, "to", "", "only requests to this resource (TYPE/NAME)")
+	f.StringVar(&o.toNS, "to-namespace", "", "namespace of --to (default: --namespace)")
+	f.Uint32Var(&o.limit, "limit", 0, "stop after this many requests per proxy (0: until interrupted)")
+}
+
+// start resolves the resource and filter and returns the pods to tap.
+func (o *tapOptions) start(ctx context.Context, g *Globals, arg string) ([]stats.Pod, viz.TapFilter, error) {
+	res, err := stats.ParseRef(arg, o.ns)
+	if err != nil {
+		return nil, viz.TapFilter{}, err
 	}
-	cmd.Flags().StringVarP(&ns, "namespace", "n", "default", "namespace of the resource")
-	return cmd
+	if res.Kind == stats.Authority {
+		return nil, viz.TapFilter{}, fmt.Errorf("viz: tap a deployment, pod or namespace, not %s", arg)
+	}
+	f := viz.TapFilter{Method: o.method, Path: o.path, Authority: o.authority, Limit: o.limit}
+	if o.to != "" {
+		ns := o.toNS
+		if ns == "" {
+			ns = o.ns
+		}
+		to, err := stats.ParseRef(o.to, ns)
+		if err != nil {
+			return nil, f, fmt.Errorf("--to: %w", err)
+		}
+		f.To = &to
+	}
+	st, err := localstore.OpenWithOptions(g.StateDirOrDefault(), localstore.Options{NoFollow: true})
+	if err != nil {
+		return nil, f, err
+	}
+	defer st.Close()
+	pods, err := viz.PodsFromStore(ctx, st)
+	if err != nil {
+		return nil, f, err
+	}
+	targets := viz.TapTargets(pods, res)
+	if len(targets) == 0 {
+		return nil, f, fmt.Errorf("viz: no pods for %s in namespace %s", arg, o.ns)
+	}
+	return targets, f, nil
+}
+
+func tapError(err error) error {
+	if errors.Is(err, viz.ErrTapUnavailable) {
+		return &ExitError{Code: 2, Err: fmt.Errorf("%w; 'weft viz stat' and 'weft viz routes' work from metrics meanwhile", err)}
+	}
+	return err
 }
 
 func newCmdVizTap(g *Globals) *cobra.Command {
-	var ns string
+	var (
+		o      tapOptions
+		output string
+	)
 	cmd := &cobra.Command{
-		Use:   "tap deploy/NAME",
-		Short: "Stream the requests of a workload (needs tap in the proxies)",
-		Args:  cobra.ExactArgs(1),
+		Use:   "tap (deploy/NAME|po/NAME|ns/NAME)",
+		Short: "Stream the requests of a workload as its proxies see them",
+		Long: `Print one line per request, response and end of stream seen by the
+proxies of a resource, in Linkerd's tap format, until interrupted (or
+--limit requests per proxy). Needs proxies that serve the tap API (pods
+annotated weft.io/tap-addr).`,
+		Example: `  weft viz tap deploy/face -n faces
+  weft viz tap deploy/face -n faces --path /smiley --method GET --to deploy/smiley`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := stats.ParseRef(args[0], ns); err != nil {
+			if output != "" && output != "json" {
+				return fmt.Errorf("viz: unknown output format %q (want json)", output)
+			}
+			pods, f, err := o.start(cmd.Context(), g, args[0])
+			if err != nil {
 				return err
 			}
-			return tapUnavailable()
+			enc := json.NewEncoder(g.Out)
+			err = viz.Tap(cmd.Context(), pods, f, func(l viz.TapLine) {
+				if output == "json" {
+					enc.Encode(l)
+					return
+				}
+				fmt.Fprintln(g.Out, l.Line)
+			})
+			return tapError(err)
 		},
 	}
-	cmd.Flags().StringVarP(&ns, "namespace", "n", "default", "namespace of the resource")
+	o.flags(cmd)
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json (one object per event)")
 	return cmd
+}
+
+func newCmdVizTop(g *Globals) *cobra.Command {
+	var (
+		o       tapOptions
+		rows    int
+		refresh time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "top (deploy/NAME|po/NAME|ns/NAME)",
+		Short: "A live table of the most frequent requests",
+		Long: `Tap a resource's proxies and show its requests grouped by source,
+destination, method and path, most frequent first: Source Destination Method
+Path Count Best Worst Last Success Rate. On a terminal the table is redrawn
+every --refresh; otherwise it is printed when the tap ends (--limit).`,
+		Example: `  weft viz top deploy/face -n faces`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pods, f, err := o.start(cmd.Context(), g, args[0])
+			if err != nil {
+				return err
+			}
+			var (
+				mu  sync.Mutex
+				top viz.TopFromTap
+			)
+			live := isTerminal(g.Out)
+			done := make(chan error, 1)
+			go func() {
+				done <- viz.Tap(cmd.Context(), pods, f, func(l viz.TapLine) {
+					mu.Lock()
+					top.Add(l)
+					mu.Unlock()
+				})
+			}()
+			draw := func(clear bool) {
+				mu.Lock()
+				defer mu.Unlock()
+				if clear {
+					fmt.Fprint(g.Out, "\033[H\033[2J")
+				}
+				viz.RenderTop(g.Out, top.Rows(), rows)
+			}
+			tick := time.NewTicker(refresh)
+			defer tick.Stop()
+			for {
+				select {
+				case err := <-done:
+					if err != nil {
+						return tapError(err)
+					}
+					draw(live)
+					return nil
+				case <-tick.C:
+					if live {
+						draw(true)
+					}
+				}
+			}
+		},
+	}
+	o.flags(cmd)
+	cmd.Flags().IntVar(&rows, "routes", 20, "how many rows to show (0: all)")
+	cmd.Flags().DurationVar(&refresh, "refresh", time.Second, "redraw period on a terminal")
+	return cmd
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 func newCmdVizDashboard(g *Globals) *cobra.Command {
@@ -762,19 +896,7 @@ func firstEndpoints(ctx context.Context, c pb.DestinationClient, authority, toke
 		r := endpointRow{Namespace: labels["namespace"], Pod: labels["pod"], Service: labels["service"]}
 		if ta := a.GetAddr(); ta != nil {
 			r.Port = ta.GetPort()
-			if ip := ta.GetIp(); ip != nil {
-				if v4 := ip.GetIpv4(); v4 != 0 || ip.GetIpv6() == nil {
-					r.IP = netip.AddrFrom4([4]byte{byte(v4 >> 24), byte(v4 >> 16), byte(v4 >> 8), byte(v4)}).String()
-				} else {
-					v6 := ip.GetIpv6()
-					var b [16]byte
-					for i := 0; i < 8; i++ {
-						b[i] = byte(v6.GetFirst() >> (56 - 8*i))
-						b[8+i] = byte(v6.GetLast() >> (56 - 8*i))
-					}
-					r.IP = netip.AddrFrom16(b).String()
-				}
-			}
+			r.IP = viz.IPAddr(ta.GetIp())
 		}
 		rows = append(rows, r)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,6 +13,11 @@ import (
 	"testing"
 	"time"
 
+	httppb "github.com/linkerd/linkerd2-proxy-api/go/http_types"
+	netpb "github.com/linkerd/linkerd2-proxy-api/go/net"
+	tappb "github.com/linkerd/linkerd2-proxy-api/go/tap"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/durationpb"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 
@@ -218,8 +224,8 @@ func TestVizErrors(t *testing.T) {
 		{[]string{"viz", "stat", "deploy", "-o", "yaml"}, 1, `unknown output format "yaml"`},
 		{[]string{"viz", "stat", "deploy", "--from", "web"}, 1, "want TYPE/NAME"},
 		{[]string{"viz", "stat", "deploy", "--window", "100ms"}, 1, "no meshed pods in the state directory"},
-		{[]string{"viz", "top", "deploy/web"}, 2, "tap is unavailable"},
-		{[]string{"viz", "tap", "deploy/web"}, 2, "tap is unavailable"},
+		{[]string{"viz", "top", "deploy/web"}, 1, "no pods for deploy/web in namespace default"},
+		{[]string{"viz", "tap", "au/web:80"}, 1, "tap a deployment, pod or namespace"},
 		{[]string{"viz", "edges", "ns"}, 1, "edges are between deployments or pods"},
 		{[]string{"diagnostics", "proxy-metrics", "deploy/web"}, 1, "no pods for deploy/web in namespace default"},
 		{[]string{"diagnostics", "endpoints", "web"}, 1, "no mesh is running"},
@@ -229,6 +235,83 @@ func TestVizErrors(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q; want exit %d and %q", tc.args, r.code, r.err, tc.code, tc.want)
 		}
 	}
+}
+
+func TestVizTap(t *testing.T) {
+	dir := vizMesh(t)
+	// The simulated proxies serve no tap: a clear error, exit code 2.
+	for _, cmd := range []string{"tap", "top"} {
+		r := weft(t, dir, "", "viz", cmd, "deploy/web", "-n", "faces")
+		if r.code != 2 || !strings.Contains(r.err, "tap is unavailable") {
+			t.Errorf("viz %s without tap: exit %d, %q", cmd, r.code, r.err)
+		}
+	}
+
+	// A pod whose proxy serves tap.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	tappb.RegisterTapServer(srv, &scriptedTap{})
+	go srv.Serve(ln)
+	t.Cleanup(srv.Stop)
+	pod := vizPod("faces", "smiley", "aaa11", "zzzzz", "127.0.0.1:1")
+	pod.Annotations["weft.io/tap-addr"] = ln.Addr().String()
+	if err := openStore(t, dir).Apply(context.Background(), pod); err != nil {
+		t.Fatal(err)
+	}
+	r := weft(t, dir, "", "viz", "tap", "deploy/smiley", "-n", "faces", "--path", "/smiley", "--limit", "2")
+	if r.code != 0 {
+		t.Fatalf("tap: exit %d: %s", r.code, r.err)
+	}
+	want := "" +
+		"req id=0:1 proxy=in src=127.0.0.1:40000 dst=127.0.0.1:4143 tls=false :method=GET :authority=smiley:80 :path=/smiley\n" +
+		"rsp id=0:1 proxy=in src=127.0.0.1:40000 dst=127.0.0.1:4143 tls=false :status=200 latency=3000µs\n" +
+		"end id=0:1 proxy=in src=127.0.0.1:40000 dst=127.0.0.1:4143 tls=false duration=500µs response-length=10B\n" +
+		"req id=0:2 proxy=in src=127.0.0.1:40000 dst=127.0.0.1:4143 tls=false :method=GET :authority=smiley:80 :path=/smiley\n" +
+		"rsp id=0:2 proxy=in src=127.0.0.1:40000 dst=127.0.0.1:4143 tls=false :status=500 latency=7000µs\n" +
+		"end id=0:2 proxy=in src=127.0.0.1:40000 dst=127.0.0.1:4143 tls=false duration=500µs response-length=10B\n"
+	if r.out != want {
+		t.Errorf("tap output:\n%s\nwant:\n%s", r.out, want)
+	}
+	r = weft(t, dir, "", "viz", "top", "deploy/smiley", "-n", "faces", "--limit", "2")
+	checkTable(t, "top", r.out, [][]string{
+		{"Source", "Destination", "Method", "Path", "Count", "Best", "Worst", "Last", "Success", "Rate"},
+		{"127.0.0.1:40000", "smiley-aaa11-zzzzz", "GET", "/smiley", "2", "3ms", "7ms", "7ms", "50.00%"},
+	})
+}
+
+// scriptedTap is a proxy's tap server: each Observe gets requests to
+// /smiley (first 200 in 3 ms, then 500 in 7 ms, ...) up to the limit.
+type scriptedTap struct {
+	tappb.UnimplementedTapServer
+}
+
+func (scriptedTap) Observe(req *tappb.ObserveRequest, stream grpc.ServerStreamingServer[tappb.TapEvent]) error {
+	src := &netpb.TcpAddress{Ip: &netpb.IPAddress{Ip: &netpb.IPAddress_Ipv4{Ipv4: 0x7f000001}}, Port: 40000}
+	dst := &netpb.TcpAddress{Ip: &netpb.IPAddress{Ip: &netpb.IPAddress_Ipv4{Ipv4: 0x7f000001}}, Port: 4143}
+	send := func(h *tappb.TapEvent_Http) error {
+		return stream.Send(&tappb.TapEvent{Source: src, Destination: dst, ProxyDirection: tappb.TapEvent_INBOUND, Event: &tappb.TapEvent_Http_{Http: h}})
+	}
+	for i := uint32(1); req.GetLimit() == 0 || i <= req.GetLimit(); i++ {
+		id := &tappb.TapEvent_Http_StreamId{Stream: uint64(i)}
+		status, latency := uint32(200), 3*time.Millisecond
+		if i%2 == 0 {
+			status, latency = 500, 7*time.Millisecond
+		}
+		for _, h := range []*tappb.TapEvent_Http{
+			{Event: &tappb.TapEvent_Http_RequestInit_{RequestInit: &tappb.TapEvent_Http_RequestInit{Id: id, Authority: "smiley:80", Path: "/smiley",
+				Method: &httppb.HttpMethod{Type: &httppb.HttpMethod_Registered_{Registered: httppb.HttpMethod_GET}}}}},
+			{Event: &tappb.TapEvent_Http_ResponseInit_{ResponseInit: &tappb.TapEvent_Http_ResponseInit{Id: id, HttpStatus: status, SinceRequestInit: durationpb.New(latency)}}},
+			{Event: &tappb.TapEvent_Http_ResponseEnd_{ResponseEnd: &tappb.TapEvent_Http_ResponseEnd{Id: id, SinceResponseInit: durationpb.New(500 * time.Microsecond), ResponseBytes: 10}}},
+		} {
+			if err := send(h); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func TestDiagnosticsProxyMetrics(t *testing.T) {

@@ -21,7 +21,9 @@ import (
 //	GET /api/v1/edges?kind=deploy&namespace=&window=
 //	GET /api/v1/routes?resource=deploy/x&namespace=&to=&to_namespace=&window=
 //	GET /api/v1/overview?namespace=       everything the dashboard polls
-//	GET /api/v1/tap                       501 until the proxy serves tap
+//	GET /api/v1/tap?resource=deploy/x&namespace=&method=&path=&authority=&to=&to_namespace=
+//	                                      server-sent events, one TapLine each;
+//	                                      501 when no proxy serves tap
 
 // Source answers viz queries: a Remote viz API, or a Snapshot computed here.
 type Source interface {
@@ -51,9 +53,9 @@ func (s Snapshot) Routes(_ context.Context, q stats.RouteQuery, _ time.Duration)
 	return stats.Routes(s.Deltas, q), nil
 }
 
-// ErrTapUnavailable is returned by everything that needs tap until the
-// proxy serves io.linkerd.proxy.tap.
-var ErrTapUnavailable = errors.New("viz: tap is unavailable: the proxies do not serve the tap API yet")
+// ErrTapUnavailable means no pod has a tap server (annotation
+// weft.io/tap-addr): the proxies do not serve io.linkerd.proxy.tap yet.
+var ErrTapUnavailable = errors.New("viz: tap is unavailable: no proxy serves the tap API (pods carry no " + AnnotationTapAddr + " annotation)")
 
 // Info describes a running viz API.
 type Info struct {
@@ -89,7 +91,7 @@ func APIHandler(c *Collector, stateDir string) http.Handler {
 		return Snapshot{deltas, pods}, w, nil
 	}
 	mux.HandleFunc("GET /api/v1/info", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, Info{StateDir: stateDir, Window: c.window().Seconds()})
+		writeJSON(w, Info{StateDir: stateDir, Window: c.window().Seconds(), Tap: anyTap(c.CurrentPods())})
 	})
 	mux.HandleFunc("GET /api/v1/stat", func(w http.ResponseWriter, r *http.Request) {
 		s, win, err := snap(r)
@@ -149,12 +151,57 @@ func APIHandler(c *Collector, stateDir string) http.Handler {
 			Pods:        stats.Stat(s.Deltas, s.Pods, stats.Query{Kind: stats.PodKind, Namespace: ns}),
 			Edges:       stats.Edges(s.Deltas, stats.Deployment, ns),
 			Errors:      c.Errors(),
+			Tap:         anyTap(s.Pods),
 		})
 	})
 	mux.HandleFunc("GET /api/v1/tap", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotImplemented, ErrTapUnavailable)
+		v := r.URL.Query()
+		res, err := stats.ParseRef(v.Get("resource"), v.Get("namespace"))
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err)
+			return
+		}
+		f := TapFilter{Method: v.Get("method"), Path: v.Get("path"), Authority: v.Get("authority")}
+		if to := v.Get("to"); to != "" {
+			ref, err := stats.ParseRef(to, v.Get("to_namespace"))
+			if err != nil {
+				writeError(w, http.StatusBadRequest, err)
+				return
+			}
+			f.To = &ref
+		}
+		pods := TapTargets(c.CurrentPods(), res)
+		if !anyTap(pods) {
+			writeError(w, http.StatusNotImplemented, ErrTapUnavailable)
+			return
+		}
+		// Server-sent events: one JSON TapLine per event.
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusOK)
+		rc := http.NewResponseController(w)
+		rc.Flush()
+		err = Tap(r.Context(), pods, f, func(l TapLine) {
+			b, _ := json.Marshal(l)
+			fmt.Fprintf(w, "data: %s\n\n", b)
+			rc.Flush()
+		})
+		if err != nil {
+			b, _ := json.Marshal(map[string]string{"error": err.Error()})
+			fmt.Fprintf(w, "event: error\ndata: %s\n\n", b)
+			rc.Flush()
+		}
 	})
 	return mux
+}
+
+func anyTap(pods []stats.Pod) bool {
+	for _, p := range pods {
+		if p.TapAddr != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // QueryFromValues reads a stat query from URL parameters.

@@ -68,6 +68,7 @@ func PodOf(p *corev1.Pod) stats.Pod {
 		Status:         string(p.Status.Phase),
 		Meshed:         meshed,
 		AdminAddr:      p.Annotations[AnnotationAdminAddr],
+		TapAddr:        p.Annotations[AnnotationTapAddr],
 	}
 }
 
@@ -246,6 +247,13 @@ func (c *Collector) Snapshot(window time.Duration) ([]stats.Delta, []stats.Pod) 
 		deltas = append(deltas, stats.NewDelta(old, cur))
 	}
 	return deltas, slices.Clone(c.pods)
+}
+
+// CurrentPods returns the pods of the last scrape.
+func (c *Collector) CurrentPods() []stats.Pod {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.pods)
 }
 
 // Errors returns the last scrape error of each pod that failed, by

@@ -210,7 +210,7 @@ func TestAPI(t *testing.T) {
 	if code := getJSON(t, base+"/api/v1/stat?window=soon", &e); code != http.StatusBadRequest || !strings.Contains(e.Error, "bad window") {
 		t.Errorf("bad window: %d %q", code, e.Error)
 	}
-	if code := getJSON(t, base+"/api/v1/tap", &e); code != http.StatusNotImplemented || !strings.Contains(e.Error, "tap is unavailable") {
+	if code := getJSON(t, base+"/api/v1/tap?resource=deploy/face&namespace=faces", &e); code != http.StatusNotImplemented || !strings.Contains(e.Error, "tap is unavailable") {
 		t.Errorf("tap: %d %q", code, e.Error)
 	}
 }

@@ -29,6 +29,8 @@ type Pod struct {
 	Meshed         bool   `json:"meshed"`
 	// AdminAddr is the proxy's admin server (host:port), scraped for /metrics.
 	AdminAddr string `json:"adminAddr,omitempty"`
+	// TapAddr is the proxy's tap gRPC server, when it has one.
+	TapAddr string `json:"tapAddr,omitempty"`
 }
 
 // Scrape is one read of a pod's proxy /metrics.
