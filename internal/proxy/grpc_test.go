@@ -18,7 +18,7 @@ import (
 )
 
 // grpcBackend serves the gRPC health service and counts the calls it gets.
-func grpcBackend(t *testing.T) (addr string, hs *health.Server, calls *atomic.Int64) {
+func grpcBackend(t testing.TB) (addr string, hs *health.Server, calls *atomic.Int64) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -29,7 +29,7 @@ type running struct {
 }
 
 // stop cancels the proxy and waits for Run to return.
-func (r *running) stop(t *testing.T) error {
+func (r *running) stop(t testing.TB) error {
 	t.Helper()
 	r.cancel()
 	select {
@@ -42,7 +42,7 @@ func (r *running) stop(t *testing.T) error {
 }
 
 // startProxy runs a proxy in namespace ns with one inbound listener per app.
-func startProxy(t *testing.T, dstAddr, ns, pod string, apps ...string) *running {
+func startProxy(t testing.TB, dstAddr, ns, pod string, apps ...string) *running {
 	t.Helper()
 	cfg := proxy.Config{
 		ControlAddr:      dstAddr,
@@ -89,7 +89,7 @@ func startProxy(t *testing.T, dstAddr, ns, pod string, apps ...string) *running 
 }
 
 // waitFor polls f until it succeeds or the test deadline passes.
-func waitFor(t *testing.T, what string, f func() error) {
+func waitFor(t testing.TB, what string, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(testTimeout)
 	var err error
@@ -115,7 +115,7 @@ func proxyClient(p *running) *http.Client {
 // h2cClient speaks HTTP/2 with prior knowledge to the outbound listener.
 // Its connections close before the proxy stops (an open HTTP/2 connection
 // holds a graceful shutdown for its GOAWAY timeout).
-func h2cClient(t *testing.T, p *running) *http.Client {
+func h2cClient(t testing.TB, p *running) *http.Client {
 	protos := new(http.Protocols)
 	protos.SetUnencryptedHTTP2(true)
 	addr := p.OutboundAddr()
@@ -156,14 +156,14 @@ func dialConnect(ctx context.Context, proxyAddr, target string) (net.Conn, error
 }
 
 // destination starts a controllable Destination server.
-func destination(t *testing.T) (*proxytest.Destination, string) {
+func destination(t testing.TB) (*proxytest.Destination, string) {
 	d := proxytest.NewDestination()
 	addr, _ := d.Serve(t, "127.0.0.1:0")
 	return d, addr
 }
 
 // backend is an HTTP server that names itself in X-Backend.
-func backend(t *testing.T, name string, h http.HandlerFunc) string {
+func backend(t testing.TB, name string, h http.HandlerFunc) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -185,7 +185,7 @@ func backend(t *testing.T, name string, h http.HandlerFunc) string {
 	return ln.Addr().String()
 }
 
-func get(t *testing.T, c *http.Client, u string) (*http.Response, string) {
+func get(t testing.TB, c *http.Client, u string) (*http.Response, string) {
 	t.Helper()
 	resp, err := c.Get(u)
 	if err != nil {
@@ -199,7 +199,7 @@ func get(t *testing.T, c *http.Client, u string) (*http.Response, string) {
 	return resp, string(b)
 }
 
-func metricsText(t *testing.T, p *running) string {
+func metricsText(t testing.TB, p *running) string {
 	t.Helper()
 	resp, err := http.Get("http://" + p.AdminAddr() + "/metrics")
 	if err != nil {
