@@ -16,6 +16,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/weft-mesh/weft/internal/api"
 	"github.com/weft-mesh/weft/internal/metrics"
@@ -53,6 +54,10 @@ type Config struct {
 	// Registry receives metrics; a new one is made when nil.
 	Registry *metrics.Registry
 	Logger   *slog.Logger
+
+	// intn, when set, replaces the weighted backend pick's random source
+	// (tests seed it). It must be safe for concurrent use.
+	intn func(int) int
 }
 
 // Ingress runs the listeners of the current configuration.
@@ -106,6 +111,9 @@ func New(cfg Config) (*Ingress, error) {
 	in.router = NewRouter(cfg.Transport, cfg.Registry, cfg.Logger)
 	in.router.SetRateLimiter(cfg.RateLimiter)
 	in.router.SetAccessLog(cfg.AccessLog)
+	if cfg.intn != nil {
+		in.router.intn = cfg.intn
+	}
 	return in, nil
 }
 
@@ -227,7 +235,8 @@ loop:
 }
 
 // watchedKinds are the kinds whose changes rebuild the table.
-var watchedKinds = []api.Kind{api.KindListener, api.KindHost, api.KindMapping, api.KindRateLimitService, api.KindSecret}
+var watchedKinds = []api.Kind{api.KindListener, api.KindHost, api.KindMapping, api.KindRateLimitService, api.KindSecret,
+	api.KindGateway, api.KindHTTPRoute, api.KindGRPCRoute, api.KindService, api.KindNamespace}
 
 // Bounds of the back-off between attempts to bind a busy port.
 const (
@@ -244,21 +253,69 @@ func (in *Ingress) reload(ctx context.Context) bool {
 	ms, err3 := listAs[*api.Mapping](ctx, in.cfg.Store, api.KindMapping)
 	rls, err4 := listAs[*api.RateLimitService](ctx, in.cfg.Store, api.KindRateLimitService)
 	secrets, err5 := listAs[*corev1.Secret](ctx, in.cfg.Store, api.KindSecret)
-	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
+	gws, err6 := listAs[*gatewayv1.Gateway](ctx, in.cfg.Store, api.KindGateway)
+	hrs, err7 := listAs[*gatewayv1.HTTPRoute](ctx, in.cfg.Store, api.KindHTTPRoute)
+	grs, err8 := listAs[*gatewayv1.GRPCRoute](ctx, in.cfg.Store, api.KindGRPCRoute)
+	svcs, err9 := listAs[*corev1.Service](ctx, in.cfg.Store, api.KindService)
+	nss, err10 := listAs[*corev1.Namespace](ctx, in.cfg.Store, api.KindNamespace)
+	classes, err11 := gatewayClasses(ctx, in.cfg.Store)
+	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7, err8, err9, err10, err11); err != nil {
 		in.log.Error("ingress: reading configuration; keeping the last good one", "err", err)
 		return false
 	}
-	t := Build(ls, hs, ms, BuildOptions{AmbassadorID: in.cfg.AmbassadorID, Namespace: in.cfg.Namespace, RateLimitServices: rls, Certs: in.certs.loader(secrets)})
-	in.report(t, len(ls), len(ms))
+	opts := BuildOptions{
+		AmbassadorID: in.cfg.AmbassadorID, Namespace: in.cfg.Namespace, RateLimitServices: rls, Certs: in.certs.loader(secrets),
+		Gateways: gws, HTTPRoutes: hrs, GRPCRoutes: grs, Services: map[string]bool{}, Namespaces: map[string]map[string]string{}, GatewayClasses: classes,
+	}
+	for _, s := range svcs {
+		opts.Services[s.Namespace+"/"+s.Name] = true
+	}
+	for _, n := range nss {
+		opts.Namespaces[n.Name] = n.Labels
+	}
+	t := Build(ls, hs, ms, opts)
+	in.report(t, len(ls)+len(gws), len(ms))
 	// Publish the table before binding new listeners, so a new port never
 	// serves an older table that lacks it; removed listeners stop accepting
 	// right after and drain what they already routed.
 	in.router.Swap(t)
 	complete := in.bind(t)
 	in.unbind(t)
+	routes := make([]routeObject, 0, len(hrs)+len(grs))
+	for _, r := range hrs {
+		routes = append(routes, httpRouteObj{r})
+	}
+	for _, r := range grs {
+		routes = append(routes, grpcRouteObj{r})
+	}
+	if n, err := writeRouteStatuses(ctx, in.cfg.Store, routes, t.RouteStatuses); err != nil {
+		in.log.Error("ingress: writing route status", "err", err)
+	} else if n > 0 {
+		in.log.Debug("ingress: route status written", "routes", n)
+	}
 	in.rebuilt.Add(1)
 	in.ready.Store(true)
 	return complete
+}
+
+// gatewayClasses returns the GatewayClass names this ingress serves: nil
+// (every class) while the GatewayClass kind is not registered; else
+// GatewayClassName and the classes whose controllerName is ours.
+func gatewayClasses(ctx context.Context, s store.Store) (map[string]bool, error) {
+	if api.Lookup(KindGatewayClass) == nil {
+		return nil, nil
+	}
+	objs, err := s.List(ctx, KindGatewayClass, "")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{GatewayClassName: true}
+	for _, o := range objs {
+		if c, ok := o.(*gatewayv1.GatewayClass); ok && string(c.Spec.ControllerName) == ControllerName {
+			out[c.Name] = true
+		}
+	}
+	return out, nil
 }
 
 func listAs[T api.Object](ctx context.Context, s store.Store, kind api.Kind) ([]T, error) {
@@ -308,7 +365,7 @@ func (in *Ingress) report(t *Table, nListeners, nMappings int) {
 		in.log.Warn("ingress: " + w)
 	}
 	if nListeners == 0 {
-		in.log.Warn("ingress: no Listener resources: serving nothing; apply a getambassador.io/v3alpha1 Listener (for example port 8080, protocol HTTP, securityModel XFP, hostBinding.namespace.from ALL)")
+		in.log.Warn("ingress: no Listener or Gateway resources: serving nothing; apply a getambassador.io/v3alpha1 Listener (for example port 8080, protocol HTTP, securityModel XFP, hostBinding.namespace.from ALL)")
 	}
 	if noLimiter {
 		in.log.Warn("ingress: a RateLimitService is configured but this ingress has no rate limit client; requests are not rate limited", "ratelimitservice", t.rateLimit.ref.String())
@@ -372,7 +429,7 @@ func (in *Ingress) unbind(t *Table) {
 	in.mu.Lock()
 	var gone []*boundListener
 	for port, b := range in.bound {
-		if _, ok := t.listeners[port]; !ok {
+		if !t.serves(port) {
 			gone = append(gone, b)
 			delete(in.bound, port)
 			in.log.Info("ingress: closing listener", "port", port, "addr", b.addr)
@@ -424,6 +481,10 @@ func (in *Ingress) AdminHandler() http.Handler {
 func writeRoutes(w interface{ Write([]byte) (int, error) }, t *Table) {
 	for _, port := range t.ports {
 		lc := t.listeners[port]
+		if lc == nil {
+			writeGatewayRoutes(w, t.gateways[port])
+			continue
+		}
 		fmt.Fprintf(w, "listener %s port %d %s securityModel=%s\n", lc.ref, lc.port, lc.protocol, lc.securityModel)
 		for _, vh := range lc.vhosts {
 			fmt.Fprintf(w, "  host %s %q insecure=%s\n", vh.ref, vh.glob, vh.insecureAction)

@@ -367,16 +367,21 @@ func TestThroughMeshProxy(t *testing.T) {
 	}
 
 	// rewrite "" keeps the path; host_rewrite sets Host; the port is used.
+	// A rewritten Host rides a CONNECT tunnel to the service, so that the
+	// sidecar routes by service while the app sees the Host asked for.
 	resp, body = h.get("/keep/a", nil)
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d, body %q", resp.StatusCode, body)
 	}
 	uris, _ = h.mesh.requests()
-	if last := uris[len(uris)-1]; last != "http://face.faces.svc.cluster.local:8080/keep/a" {
+	if last := uris[len(uris)-1]; last != "CONNECT face.faces.svc.cluster.local:8080" {
 		t.Errorf("sidecar saw %q", last)
 	}
 	e = echo{}
 	_ = json.Unmarshal([]byte(body), &e)
+	if e.Host != "face.example" || e.Path != "/keep/a" {
+		t.Errorf("host_rewrite through the mesh: backend saw Host %q path %q", e.Host, e.Path)
+	}
 	if e.Header.Get("X-Envoy-Original-Path") != "" {
 		t.Errorf("x-envoy-original-path set without a rewrite: %q", e.Header.Get("X-Envoy-Original-Path"))
 	}

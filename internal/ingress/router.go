@@ -52,6 +52,8 @@ type Router struct {
 	limiter RateLimiter
 	// access writes access log lines; nil disables them.
 	access *accessLog
+	// intn picks weighted backends; tests seed it.
+	intn func(int) int
 
 	requests *metrics.CounterVec
 }
@@ -67,7 +69,7 @@ func NewRouter(rt http.RoundTripper, reg *metrics.Registry, log *slog.Logger) *R
 	if reg == nil {
 		reg = metrics.NewRegistry()
 	}
-	r := &Router{log: log}
+	r := &Router{log: log, intn: rand.IntN}
 	r.requests = reg.NewCounter("weft_ingress_requests_total", "Requests answered by the ingress, by Mapping (namespace/name, empty when none matched) and HTTP status.")
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite:        r.rewrite,
@@ -77,7 +79,7 @@ func NewRouter(rt http.RoundTripper, reg *metrics.Registry, log *slog.Logger) *R
 		BufferPool:     bufferPool{},
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
-	r.table.Store(&Table{listeners: map[int32]*listenerConf{}})
+	r.table.Store(&Table{listeners: map[int32]*listenerConf{}, gateways: map[int32]*gwPort{}})
 	return r
 }
 
@@ -128,6 +130,10 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, port int32) {
 	if r.Method == http.MethodConnect {
 		// The ingress is not a forward proxy; no Mapping routes CONNECT.
 		rt.local(w, r, nil, http.StatusNotFound, "CONNECT is not supported by the ingress\n")
+		return
+	}
+	if gp := t.gateways[port]; gp != nil {
+		rt.serveGateway(w, r, gp)
 		return
 	}
 	d, ok := t.Match(port, r)
@@ -181,12 +187,17 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, port int32) {
 		return
 	}
 
-	st := &reqState{route: route, xfp: xfp}
-	st.path = r.URL.EscapedPath()
-	if p, rewritten := route.RewritePath(st.path); rewritten {
-		st.origPath = r.URL.RequestURI()
-		st.path = p
+	path, origPath := r.URL.EscapedPath(), ""
+	if p, rewritten := route.RewritePath(path); rewritten {
+		path, origPath = p, r.URL.RequestURI()
 	}
+	rt.forward(w, r, route, path, origPath, xfp)
+}
+
+// forward sends a routed request upstream: path is the (escaped) path to
+// send, origPath the request URI as received when the path was rewritten.
+func (rt *Router) forward(w http.ResponseWriter, r *http.Request, route *Route, path, origPath, xfp string) {
+	st := &reqState{route: route, xfp: xfp, path: path, origPath: origPath}
 	st.xff = r.RemoteAddr
 	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		st.xff = host
@@ -196,6 +207,9 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, port int32) {
 	}
 
 	ctx := context.WithValue(r.Context(), stateKey{}, st)
+	if route.hostRewrite != "" {
+		ctx = context.WithValue(ctx, keepHostKey{}, true)
+	}
 	if route.timeout > 0 {
 		var cancel context.CancelCauseFunc
 		ctx, cancel = context.WithCancelCause(ctx)

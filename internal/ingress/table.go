@@ -12,6 +12,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/weft-mesh/weft/internal/api"
 )
@@ -26,6 +27,12 @@ type Table struct {
 	rateLimit *rateLimit // nil: no RateLimitService
 	// certs are the TLS certificates of each port that terminates TLS.
 	certs map[int32]*sniCerts
+	// gateways are the ports Gateway API Gateways serve.
+	gateways map[int32]*gwPort
+
+	// RouteStatuses are the Gateway API route statuses this table implies,
+	// to be written back to the store.
+	RouteStatuses []RouteStatus
 
 	// Problems are the objects left out of the table and why; the rest of
 	// the table is built without them.
@@ -53,10 +60,18 @@ type ListenerInfo struct {
 func (t *Table) Listeners() []ListenerInfo {
 	out := make([]ListenerInfo, 0, len(t.ports))
 	for _, p := range t.ports {
-		l := t.listeners[p]
-		out = append(out, ListenerInfo{Ref: l.ref, Port: l.port, Protocol: l.protocol})
+		if l := t.listeners[p]; l != nil {
+			out = append(out, ListenerInfo{Ref: l.ref, Port: l.port, Protocol: l.protocol})
+		} else if g := t.gateways[p]; g != nil {
+			out = append(out, ListenerInfo{Ref: g.ref, Port: g.port, Protocol: g.protocol})
+		}
 	}
 	return out
+}
+
+// serves reports whether the table has a listener on port.
+func (t *Table) serves(port int32) bool {
+	return t.listeners[port] != nil || t.gateways[port] != nil
 }
 
 type listenerConf struct {
@@ -121,6 +136,7 @@ type Route struct {
 	cors         *corsPolicy
 	redirect     *redirect // host_redirect: answer with a redirect
 	dstOverride  string    // l5d-dst-override value, "" for none
+	invalid      bool      // a Gateway API backendRef that cannot be used: 500
 	matchKey     string    // equal for Mappings that form one weight group
 
 	counters routeCounters
@@ -148,9 +164,19 @@ type BuildOptions struct {
 	// RateLimitServices are the store's RateLimitService objects; at most
 	// one is used.
 	RateLimitServices []*api.RateLimitService
-	// Certs loads the certificate of a Secret a Host's tlsSecret names;
-	// nil refuses every tlsSecret.
+	// Certs loads the certificate of a Secret a Host's tlsSecret or a
+	// Gateway listener's certificateRefs name; nil refuses them all.
 	Certs CertLoader
+
+	// Gateway API objects. Services (namespace/name) resolve backendRefs;
+	// Namespaces (name to labels) serve allowedRoutes selectors.
+	Gateways   []*gatewayv1.Gateway
+	HTTPRoutes []*gatewayv1.HTTPRoute
+	GRPCRoutes []*gatewayv1.GRPCRoute
+	Services   map[string]bool
+	Namespaces map[string]map[string]string
+	// GatewayClasses are the class names served; nil serves every class.
+	GatewayClasses map[string]bool
 }
 
 // Build compiles a Table. Objects that are invalid or conflict are left out
@@ -162,7 +188,7 @@ func Build(listeners []*api.Listener, hosts []*api.Host, mappings []*api.Mapping
 	if opts.Namespace == "" {
 		opts.Namespace = "default"
 	}
-	t := &Table{listeners: map[int32]*listenerConf{}, certs: map[int32]*sniCerts{}}
+	t := &Table{listeners: map[int32]*listenerConf{}, certs: map[int32]*sniCerts{}, gateways: map[int32]*gwPort{}}
 	problem := func(o api.Object, kind api.Kind, err error) {
 		t.Problems = append(t.Problems, Problem{Ref: api.Ref{Kind: kind, Namespace: o.GetNamespace(), Name: o.GetName()}, Err: err})
 	}
@@ -296,6 +322,10 @@ func Build(listeners []*api.Listener, hosts []*api.Host, mappings []*api.Mapping
 		t.listeners[l.Spec.Port] = lc
 		t.ports = append(t.ports, l.Spec.Port)
 	}
+	t.RouteStatuses = buildGateways(t, gatewayInput{
+		gateways: opts.Gateways, httpRoutes: opts.HTTPRoutes, grpcRoutes: opts.GRPCRoutes,
+		services: opts.Services, namespaces: opts.Namespaces, classes: opts.GatewayClasses,
+	}, opts.Certs)
 	sort.Slice(t.ports, func(i, j int) bool { return t.ports[i] < t.ports[j] })
 	return t
 }

@@ -50,7 +50,14 @@ func NewTransport(proxy *url.URL) http.RoundTripper {
 	t := &upstreamTransport{h1: h1, h2: h2}
 	if proxy != nil {
 		h1.Proxy = http.ProxyURL(proxy)
-		h2.DialContext = (&tunnelDialer{proxy: proxy.Host, dialer: dialer}).DialContext
+		tun := (&tunnelDialer{proxy: proxy.Host, dialer: dialer}).DialContext
+		h2.DialContext = tun
+		t.h1tun = &http.Transport{
+			DialContext:         tun,
+			MaxIdleConnsPerHost: 64,
+			IdleConnTimeout:     90 * time.Second,
+			DisableCompression:  true,
+		}
 		t.viaProxy = true
 	}
 	return t
@@ -58,14 +65,24 @@ func NewTransport(proxy *url.URL) http.RoundTripper {
 
 type upstreamTransport struct {
 	h1, h2   *http.Transport
+	h1tun    *http.Transport // HTTP/1.1 inside CONNECT tunnels (a rewritten Host)
 	viaProxy bool
 }
+
+// keepHostKey marks a request whose Host header was rewritten on purpose
+// (host_rewrite, URLRewrite hostname): through the sidecar it rides a
+// CONNECT tunnel to the service, so the request line can name the service
+// while the Host header says what the route asked for.
+type keepHostKey struct{}
 
 func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if isGRPC(req) && req.URL.Scheme == "http" {
 		return t.h2.RoundTrip(req)
 	}
 	if t.viaProxy && req.Host != "" && req.Host != req.URL.Host {
+		if keep, _ := req.Context().Value(keepHostKey{}).(bool); keep && req.URL.Scheme == "http" {
+			return t.h1tun.RoundTrip(req)
+		}
 		// Go writes the absolute-form request line from req.Host, so the
 		// Host must be the upstream authority for the sidecar to route by
 		// service; the client's Host travels in X-Forwarded-Host, which
@@ -81,6 +98,9 @@ func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error)
 func (t *upstreamTransport) CloseIdleConnections() {
 	t.h1.CloseIdleConnections()
 	t.h2.CloseIdleConnections()
+	if t.h1tun != nil {
+		t.h1tun.CloseIdleConnections()
+	}
 }
 
 func isGRPC(req *http.Request) bool {
