@@ -7,8 +7,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/klog/v2"
 
 	"github.com/weft-mesh/weft/internal/control"
+	"github.com/weft-mesh/weft/internal/store"
+	"github.com/weft-mesh/weft/internal/store/kube"
 	"github.com/weft-mesh/weft/internal/store/local"
 	"github.com/weft-mesh/weft/internal/tlsid"
 )
@@ -18,6 +21,7 @@ type controlOptions struct {
 	addr          string
 	adminAddr     string
 	store         string
+	kubeconfig    string
 	shutdownGrace time.Duration
 	logLevel      string
 	identity      control.IdentityConfig
@@ -50,26 +54,49 @@ The certificate authority (a trust anchor and an issuer) is generated into
 --identity-trust-anchors-file, --identity-issuer-certificate-file and
 --identity-issuer-key-file files.
 
+With --store=kube the resources are read from a Kubernetes API server instead
+(--kubeconfig, else $KUBECONFIG, else the in-cluster configuration): Services,
+EndpointSlices, Pods and the CRD kinds such as ServiceProfile, through
+informers.
+
 The admin server at --admin-addr serves /ready (the store has been read),
 /live and /metrics. On SIGINT or SIGTERM open streams end, so proxies
 reconnect, and the process exits.`,
-		Example: `  weft control --state-dir /tmp/mesh --addr 127.0.0.1:8086 --admin-addr 127.0.0.1:9996`,
-		Args:    cobra.NoArgs,
+		Example: `  weft control --state-dir /tmp/mesh --addr 127.0.0.1:8086 --admin-addr 127.0.0.1:9996
+  weft control --store=kube --kubeconfig ~/.kube/config --addr 0.0.0.0:8086`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
 				return &ExitError{Code: 2, Err: fmt.Errorf("control: --log-level: %w", err)}
 			}
-			if o.store != "local" {
-				return &ExitError{Code: 2, Err: fmt.Errorf("control: unknown --store %q: the only store is \"local\" (the state directory)", o.store)}
+			if o.store != "local" && o.store != "kube" {
+				return &ExitError{Code: 2, Err: fmt.Errorf("control: unknown --store %q: use \"local\" (the state directory) or \"kube\" (the Kubernetes API)", o.store)}
 			}
 			logger := slog.New(slog.NewTextHandler(g.Err, &slog.HandlerOptions{Level: level}))
 			dir := g.StateDirOrDefault()
-			st, err := local.OpenWithOptions(dir, local.Options{Logger: logger})
-			if err != nil {
-				return fmt.Errorf("control: opening the state directory %s: %w", dir, err)
+			var st store.Store
+			if o.store == "kube" {
+				cfg, err := kube.RESTConfig(o.kubeconfig)
+				if err != nil {
+					return &ExitError{Code: 2, Err: fmt.Errorf("control: --store=kube: %w", err)}
+				}
+				// client-go logs (watch errors, retries) through klog.
+				klog.SetSlogLogger(logger)
+				ks, err := kube.New(cfg, kube.Options{Logger: logger})
+				if err != nil {
+					return fmt.Errorf("control: %w", err)
+				}
+				defer ks.Close()
+				st = ks
+			} else {
+				ls, err := local.OpenWithOptions(dir, local.Options{Logger: logger})
+				if err != nil {
+					return fmt.Errorf("control: opening the state directory %s: %w", dir, err)
+				}
+				defer ls.Close()
+				st = ls
 			}
-			defer st.Close()
 			if o.identity.Dir == "" {
 				o.identity.Dir = filepath.Join(dir, "identity")
 			}
@@ -99,7 +126,8 @@ reconnect, and the process exits.`,
 	f := cmd.Flags()
 	f.StringVar(&o.addr, "addr", o.addr, "gRPC listen address (Destination)")
 	f.StringVar(&o.adminAddr, "admin-addr", o.adminAddr, "admin server address (/ready, /live, /metrics)")
-	f.StringVar(&o.store, "store", o.store, `where resources are read from: "local" (the state directory)`)
+	f.StringVar(&o.store, "store", o.store, `where resources are read from: "local" (the state directory) or "kube" (the Kubernetes API)`)
+	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file for --store=kube (default $KUBECONFIG, else the in-cluster configuration)")
 	f.DurationVar(&o.shutdownGrace, "shutdown-grace", o.shutdownGrace, "how long to wait for RPCs to finish on shutdown")
 	f.StringVar(&o.logLevel, "log-level", o.logLevel, "log level: debug, info, warn or error")
 	f.StringVar(&o.identity.Dir, "identity-dir", "", "identity directory: trust anchor, issuer and token key, generated if absent (default STATE_DIR/identity)")

@@ -19,12 +19,24 @@ import (
 // typedInformers maps the built-in kinds to their typed informers. The
 // factory creates each at most once; Start runs those not yet running.
 var typedInformers = map[api.Kind]func(informers.SharedInformerFactory) cache.SharedIndexInformer{
-	api.KindNamespace:      func(f informers.SharedInformerFactory) cache.SharedIndexInformer { return f.Core().V1().Namespaces().Informer() },
-	api.KindService:        func(f informers.SharedInformerFactory) cache.SharedIndexInformer { return f.Core().V1().Services().Informer() },
-	api.KindPod:            func(f informers.SharedInformerFactory) cache.SharedIndexInformer { return f.Core().V1().Pods().Informer() },
-	api.KindSecret:         func(f informers.SharedInformerFactory) cache.SharedIndexInformer { return f.Core().V1().Secrets().Informer() },
-	api.KindServiceAccount: func(f informers.SharedInformerFactory) cache.SharedIndexInformer { return f.Core().V1().ServiceAccounts().Informer() },
-	api.KindDeployment:     func(f informers.SharedInformerFactory) cache.SharedIndexInformer { return f.Apps().V1().Deployments().Informer() },
+	api.KindNamespace: func(f informers.SharedInformerFactory) cache.SharedIndexInformer {
+		return f.Core().V1().Namespaces().Informer()
+	},
+	api.KindService: func(f informers.SharedInformerFactory) cache.SharedIndexInformer {
+		return f.Core().V1().Services().Informer()
+	},
+	api.KindPod: func(f informers.SharedInformerFactory) cache.SharedIndexInformer {
+		return f.Core().V1().Pods().Informer()
+	},
+	api.KindSecret: func(f informers.SharedInformerFactory) cache.SharedIndexInformer {
+		return f.Core().V1().Secrets().Informer()
+	},
+	api.KindServiceAccount: func(f informers.SharedInformerFactory) cache.SharedIndexInformer {
+		return f.Core().V1().ServiceAccounts().Informer()
+	},
+	api.KindDeployment: func(f informers.SharedInformerFactory) cache.SharedIndexInformer {
+		return f.Apps().V1().Deployments().Informer()
+	},
 	api.KindEndpointSlice: func(f informers.SharedInformerFactory) cache.SharedIndexInformer {
 		return f.Discovery().V1().EndpointSlices().Informer()
 	},

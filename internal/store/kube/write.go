@@ -222,7 +222,7 @@ func (s *Store) prepare(o api.Object) (write, error) {
 	w := write{ref: ref, src: src, body: &unstructured.Unstructured{Object: m}}
 	if st, ok := m["status"].(map[string]any); ok && hasStatus {
 		delete(m, "status")
-		if len(st) > 0 {
+		if !isEmpty(st) {
 			w.status = statusBody(w.body, st)
 		}
 	}
@@ -250,4 +250,30 @@ func isNamespaceNotFound(err error, ns string) bool {
 	}
 	d := se.ErrStatus.Details
 	return d != nil && d.Kind == "namespaces" && d.Name == ns
+}
+
+// isEmpty reports whether a status has no values: Go types without
+// omitempty encode an unset status as {"parents": null}, which is not a
+// status to write.
+func isEmpty(m map[string]any) bool {
+	for _, v := range m {
+		switch v := v.(type) {
+		case nil:
+		case map[string]any:
+			if !isEmpty(v) {
+				return false
+			}
+		case []any:
+			if len(v) > 0 {
+				return false
+			}
+		case string:
+			if v != "" {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
 }
