@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"sort"
 	"time"
 
 	"github.com/weft-mesh/weft/internal/api"
@@ -73,6 +74,9 @@ type Overview struct {
 	Edges       []stats.Edge      `json:"edges"`
 	Errors      map[string]string `json:"scrapeErrors,omitempty"`
 	Tap         bool              `json:"tap"`
+	// TapDeployments are the deployments (namespace/name) with a pod
+	// whose proxy serves tap.
+	TapDeployments []string `json:"tapDeployments,omitempty"`
 }
 
 // APIHandler serves the viz API from c.
@@ -145,13 +149,14 @@ func APIHandler(c *Collector, stateDir string) http.Handler {
 		}
 		ns := r.URL.Query().Get("namespace")
 		writeJSON(w, Overview{
-			Window:      win.Seconds(),
-			Namespaces:  stats.Stat(s.Deltas, s.Pods, stats.Query{Kind: stats.Namespace}),
-			Deployments: stats.Stat(s.Deltas, s.Pods, stats.Query{Kind: stats.Deployment, Namespace: ns}),
-			Pods:        stats.Stat(s.Deltas, s.Pods, stats.Query{Kind: stats.PodKind, Namespace: ns}),
-			Edges:       stats.Edges(s.Deltas, stats.Deployment, ns),
-			Errors:      c.Errors(),
-			Tap:         anyTap(s.Pods),
+			Window:         win.Seconds(),
+			Namespaces:     stats.Stat(s.Deltas, s.Pods, stats.Query{Kind: stats.Namespace}),
+			Deployments:    stats.Stat(s.Deltas, s.Pods, stats.Query{Kind: stats.Deployment, Namespace: ns}),
+			Pods:           stats.Stat(s.Deltas, s.Pods, stats.Query{Kind: stats.PodKind, Namespace: ns}),
+			Edges:          stats.Edges(s.Deltas, stats.Deployment, ns),
+			Errors:         c.Errors(),
+			Tap:            anyTap(s.Pods),
+			TapDeployments: tapDeployments(s.Pods),
 		})
 	})
 	mux.HandleFunc("GET /api/v1/tap", func(w http.ResponseWriter, r *http.Request) {
@@ -202,6 +207,20 @@ func anyTap(pods []stats.Pod) bool {
 		}
 	}
 	return false
+}
+
+func tapDeployments(pods []stats.Pod) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, p := range pods {
+		k := p.Namespace + "/" + p.Deployment
+		if p.TapAddr != "" && p.Deployment != "" && !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // QueryFromValues reads a stat query from URL parameters.

@@ -325,6 +325,17 @@ func TestDashboardBrowser(t *testing.T) {
 		}
 		prev = p
 	}
+	// face's proxy serves tap.
+	_, tapAddr := startTap(t)
+	face := m.procs["faces/face"]
+	obj, err := m.store.Get(context.Background(), api.Ref{Kind: api.KindPod, Namespace: "faces", Name: face.pod})
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj.(*corev1.Pod).Annotations[AnnotationTapAddr] = tapAddr
+	if err := m.store.Apply(context.Background(), obj); err != nil {
+		t.Fatal(err)
+	}
 	base := "http://" + serve(t, m.collector())
 
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/#/workloads")); err != nil {
@@ -355,8 +366,25 @@ func TestDashboardBrowser(t *testing.T) {
 	waitJS(t, ctx, "face's outbound edges", `['smiley', 'color'].every(n => !!document.querySelector('#outbound tr[data-name="' + n + '"]')) &&
 		!!document.querySelector('#inbound tr[data-name="faces-gui"]')`)
 	waitJS(t, ctx, "face's routes", `document.querySelector('#routes').textContent.includes('[DEFAULT]')`)
-	waitJS(t, ctx, "the tap note", `document.querySelector('#tap-note').textContent.includes('unavailable')`)
 	screenshot(t, ctx, "dashboard-workload.png")
+
+	// Live tap of face: every scripted request appears with its status.
+	waitJS(t, ctx, "the tap panel", `!document.querySelector('#tap-panel').hidden && document.querySelector('#tap-note').hidden`)
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#tap-start"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "tapped requests", `(() => {
+		const rows = [...document.querySelectorAll('#tap-rows tr')].map(r => r.textContent.replace(/\s+/g, ' ').trim());
+		return rows.length === 4 && rows.filter(r => r.includes('/smiley')).length === 3 && rows.some(r => r.includes('500'));
+	})()`)
+	screenshot(t, ctx, "dashboard-tap.png")
+
+	// Without a tap server the panel is replaced by a note.
+	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`location.hash = '#/deploy/faces/smiley'`)); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the tap note on smiley's page", `document.querySelector('h1').textContent.includes('deploy/smiley') &&
+		document.querySelector('#tap-panel').hidden && !document.querySelector('#tap-note').hidden`)
 
 	// 100 workloads: the table lists them all and keeps refreshing.
 	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`setNamespace('load'); location.hash = '#/workloads'`)); err != nil {

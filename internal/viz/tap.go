@@ -349,4 +349,3 @@ func (t *TopFromTap) Add(l TapLine) {
 		t.Top.Add(TapEvent{Source: p.src, Destination: p.dst, Method: p.method, Path: p.path, Latency: p.latency, Success: ok})
 	}
 }
-

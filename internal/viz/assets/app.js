@@ -115,13 +115,19 @@ const views = {
   },
   tap: {
     build(root) {
-      root.innerHTML = `<h1>Live tap</h1><div id="tap-panel"></div>`;
+      root.innerHTML = `<h1>Live tap</h1>${tapPanelHTML(true)}`;
+      bindTap(root, null);
     },
     update() {
-      const p = $('#tap-panel');
-      if (state.overview.tap) { p.innerHTML = ''; return; }
-      p.innerHTML = `<div class="note" id="tap-note">Live tap is unavailable: the proxies do not serve the tap API yet.
-        Golden metrics, routes and topology come from the proxies' /metrics and work without it.</div>`;
+      showTap();
+      const sel = $('#tap-resource');
+      const names = state.overview.tapDeployments || [];
+      if (sel && sel.dataset.names !== names.join()) {
+        const cur = sel.value;
+        sel.innerHTML = names.map((n) => `<option>${esc(n)}</option>`).join('');
+        sel.dataset.names = names.join();
+        if (names.includes(cur)) sel.value = cur;
+      }
     },
   },
   deploy: {
@@ -135,9 +141,11 @@ const views = {
         <h2>Routes</h2><div class="panel" id="routes"></div>
         <h2>Pods</h2><div class="panel" id="pods"></div>
         <h2>Neighbourhood</h2><div class="panel" id="topology"></div>
-        <h2>Live tap</h2><div class="note" id="tap-note">Live tap is unavailable: the proxies do not serve the tap API yet.</div>`;
+        <h2>Live tap</h2>${tapPanelHTML(false)}`;
+      bindTap(root, rt);
     },
     update(rt) {
+      showTap(rt);
       const o = state.overview;
       const me = o.deployments.find((r) => r.namespace === rt.ns && r.name === rt.deploy) || { meshedPods: 0, totalPods: 0 };
       const cards = [['Meshed', meshed(me)], ['Success', fmtSR(me)], ['RPS', fmtRPS(me)], ['P50', fmtMs(me.latencyMsP50)],
@@ -173,6 +181,97 @@ const views = {
     },
   },
 };
+
+// ---- live tap: server-sent events from /api/v1/tap ----
+
+const tap = { es: null, rows: new Map() };
+
+function tapPanelHTML(pickResource) {
+  return `<div class="note" id="tap-note" hidden>Live tap is unavailable: no proxy serves the tap API
+      (pods carry no weft.io/tap-addr annotation). Golden metrics, routes and topology work without it.</div>
+    <div id="tap-panel" hidden>
+      <form id="tap-form" class="tapform">
+        ${pickResource ? '<select id="tap-resource" aria-label="deployment"></select>' : ''}
+        <input id="tap-path" placeholder="path prefix, e.g. /api">
+        <select id="tap-method"><option value="">any method</option><option>GET</option><option>POST</option><option>PUT</option><option>DELETE</option></select>
+        <button id="tap-start" type="submit">Start</button>
+        <button id="tap-stop" type="button" disabled>Stop</button>
+        <span id="tap-state" class="status"></span>
+      </form>
+      <div class="panel"><table><thead><tr><th>DIR</th><th>FROM</th><th>TO</th><th>METHOD</th><th>PATH</th>
+        <th class="num">STATUS</th><th class="num">LATENCY</th></tr></thead><tbody id="tap-rows"></tbody></table></div>
+    </div>`;
+}
+
+function showTap(rt) {
+  const on = rt ? (state.overview.tapDeployments || []).includes(`${rt.ns}/${rt.deploy}`) : !!state.overview.tap;
+  const note = $('#tap-note'), panel = $('#tap-panel');
+  if (note) note.hidden = on;
+  if (panel) panel.hidden = !on;
+}
+
+function stopTap() {
+  if (tap.es) { tap.es.close(); tap.es = null; }
+  const start = $('#tap-start'), stop = $('#tap-stop');
+  if (start) start.disabled = false;
+  if (stop) stop.disabled = true;
+}
+
+function bindTap(root, rt) {
+  stopTap();
+  const form = $('#tap-form', root);
+  if (!form) return;
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    stopTap();
+    let ns, name;
+    if (rt) { ns = rt.ns; name = rt.deploy; } else { [ns, name] = ($('#tap-resource').value || '/').split('/'); }
+    const q = new URLSearchParams({ resource: `deploy/${name}`, namespace: ns, path: $('#tap-path').value, method: $('#tap-method').value });
+    tap.rows = new Map();
+    $('#tap-rows').innerHTML = '';
+    tap.es = new EventSource(`/api/v1/tap?${q}`);
+    $('#tap-start').disabled = true;
+    $('#tap-stop').disabled = false;
+    $('#tap-state').textContent = `tapping deploy/${name}…`;
+    tap.es.onmessage = (m) => addTapLine(JSON.parse(m.data));
+    tap.es.addEventListener('error', (m) => {
+      $('#tap-state').textContent = m.data ? JSON.parse(m.data).error : 'tap ended';
+      stopTap();
+    });
+  });
+  $('#tap-stop', root).addEventListener('click', () => { stopTap(); $('#tap-state').textContent = 'stopped'; });
+}
+
+// addTapLine keeps one table row per request, filled in as its response
+// and end arrive; the newest 200 requests are kept.
+function addTapLine(l) {
+  const key = `${l.pod}/${l.id}`;
+  let tr = tap.rows.get(key);
+  if (l.type === 'req') {
+    tr = document.createElement('tr');
+    tr.className = 'tap-row';
+    tr.title = l.line;
+    const from = l.srcName || l.src, to = l.dstName || (l.proxy === 'in' ? l.pod : l.dst);
+    tr.innerHTML = `<td>${l.proxy === 'in' ? 'IN' : 'OUT'}</td><td>${esc(from)}</td><td>${esc(to)}</td><td>${esc(l.method)}</td>
+      <td>${esc(l.path)}</td><td class="num status">…</td><td class="num latency"></td>`;
+    tap.rows.set(key, tr);
+    const body = $('#tap-rows');
+    body.prepend(tr);
+    while (body.children.length > 200) { const last = body.lastElementChild; tap.rows.forEach((v, k) => { if (v === last) tap.rows.delete(k); }); last.remove(); }
+    return;
+  }
+  if (!tr) return;
+  if (l.type === 'rsp') {
+    const td = tr.querySelector('.status');
+    td.textContent = l.status;
+    td.className = 'num status ' + (l.status >= 500 ? 'sr-bad' : 'sr-good');
+    tr.querySelector('.latency').textContent = l.latencyUs >= 1000 ? Math.round(l.latencyUs / 1000) + 'ms' : l.latencyUs + 'µs';
+  } else if (l.type === 'end') {
+    if (l.grpcStatus && l.grpcStatus !== 'OK') tr.querySelector('.status').textContent += ` ${l.grpcStatus}`;
+    if (l.resetError != null) tr.querySelector('.status').textContent = `reset ${l.resetError}`;
+    tap.rows.delete(key);
+  }
+}
 
 // ---- topology: layered layout in SVG ----
 
@@ -323,6 +422,6 @@ async function refresh() {
 }
 
 $('#ns-select').addEventListener('change', (e) => setNamespace(e.target.value));
-window.addEventListener('hashchange', () => { state.view = null; refresh(); });
+window.addEventListener('hashchange', () => { stopTap(); state.view = null; refresh(); });
 refresh();
 setInterval(refresh, POLL_MS);
