@@ -429,7 +429,22 @@ func printStatus(w io.Writer, m *local.Mesh) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", c.Namespace, comp, c.Name, ready, c.Restarts, strings.Join(pids, ","), strings.Join(addrs, ","))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	// Say why something restarts or is down, and where to look.
+	var notes []string
+	for _, c := range m.Components {
+		for _, p := range c.Processes {
+			if p.LastExit != "" && (p.Restarts > 0 || p.PID == 0) {
+				notes = append(notes, fmt.Sprintf("  %s/%s %s: restarted %d times, last exit: %s; log: %s", c.Namespace, c.Name, p.Name, p.Restarts, p.LastExit, p.Log))
+			}
+		}
+	}
+	if len(notes) > 0 {
+		fmt.Fprintf(w, "\n%s\n", strings.Join(notes, "\n"))
+	}
+	return nil
 }
 
 // parseDeployArg accepts deploy/NAME, deployment/NAME, deployments/NAME and

@@ -134,7 +134,7 @@ func TestPrintStatus(t *testing.T) {
 		{Name: "control", Namespace: "weft", Kind: "control", Ready: true, Addresses: map[string]string{"grpc": "127.0.0.1:8086"},
 			Processes: []local.ProcessInfo{{Name: "control", PID: 11}}},
 		{Name: "web-x-y", Namespace: "shop", Kind: "Deployment", Owner: "web", Restarts: 3, Addresses: map[string]string{"outbound": "127.0.0.1:5"},
-			Processes: []local.ProcessInfo{{Name: "proxy", PID: 12}, {Name: "web", PID: 0}}},
+			Processes: []local.ProcessInfo{{Name: "proxy", PID: 12}, {Name: "web", PID: 0, Restarts: 3, LastExit: "exit status 2", Log: "/s/logs/shop/web-x-y/web.log"}}},
 	}}
 	var b bytes.Buffer
 	if err := printStatus(&b, m); err != nil {
@@ -145,8 +145,16 @@ func TestPrintStatus(t *testing.T) {
 			t.Errorf("status lacks %q:\n%s", want, b.String())
 		}
 	}
-	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
-	if last := strings.Fields(lines[len(lines)-1]); last[3] != "no" || last[4] != "3" {
-		t.Errorf("replica row %v: want READY no and RESTARTS 3", last)
+	var row []string
+	for _, l := range strings.Split(b.String(), "\n") {
+		if strings.HasPrefix(l, "shop ") {
+			row = strings.Fields(l)
+		}
+	}
+	if len(row) < 5 || row[3] != "no" || row[4] != "3" {
+		t.Errorf("replica row %v: want READY no and RESTARTS 3", row)
+	}
+	if !strings.Contains(b.String(), "shop/web-x-y web: restarted 3 times, last exit: exit status 2; log: /s/logs/shop/web-x-y/web.log") {
+		t.Errorf("status does not explain the restarts:\n%s", b.String())
 	}
 }
