@@ -22,6 +22,7 @@ type ratelimitOptions struct {
 	redisTimeout  time.Duration
 	keyPrefix     string
 	shadowMode    bool
+	headers       bool
 	shutdownGrace time.Duration
 	logLevel      string
 }
@@ -72,16 +73,17 @@ with --redis, Redis answering), /live and /metrics.`,
 				return &ExitError{Code: 2, Err: fmt.Errorf("ratelimit: no configuration: give --config FILE|DIR (envoyproxy/ratelimit YAML) or --workshop")}
 			}
 			s, err := ratelimit.Listen(ratelimit.ServerConfig{
-				Addr:          o.addr,
-				AdminAddr:     o.adminAddr,
-				ConfigPaths:   o.configs,
-				Builtin:       builtin,
-				RedisAddr:     o.redis,
-				RedisTimeout:  o.redisTimeout,
-				KeyPrefix:     o.keyPrefix,
-				ShadowMode:    o.shadowMode,
-				ShutdownGrace: o.shutdownGrace,
-				Logger:        logger,
+				Addr:            o.addr,
+				AdminAddr:       o.adminAddr,
+				ConfigPaths:     o.configs,
+				Builtin:         builtin,
+				RedisAddr:       o.redis,
+				RedisTimeout:    o.redisTimeout,
+				KeyPrefix:       o.keyPrefix,
+				ShadowMode:      o.shadowMode,
+				ResponseHeaders: o.headers,
+				ShutdownGrace:   o.shutdownGrace,
+				Logger:          logger,
 			})
 			if err != nil {
 				return err
@@ -98,6 +100,7 @@ with --redis, Redis answering), /live and /metrics.`,
 	f.DurationVar(&o.redisTimeout, "redis-timeout", o.redisTimeout, "bound on each Redis operation")
 	f.StringVar(&o.keyPrefix, "key-prefix", "", "prefix of every counter key (to share one Redis)")
 	f.BoolVar(&o.shadowMode, "shadow-mode", false, "count but answer OK to everything")
+	f.BoolVar(&o.headers, "response-headers", false, "add RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset to answers (sent with the ingress's 429)")
 	f.DurationVar(&o.shutdownGrace, "shutdown-grace", o.shutdownGrace, "how long to wait for RPCs to finish on shutdown")
 	f.StringVar(&o.logLevel, "log-level", o.logLevel, "log level: debug, info, warn or error")
 	return cmd

@@ -3,12 +3,14 @@ package ratelimit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -104,7 +106,7 @@ func TestServerAndClient(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "edge.yaml"), nested)
 	c := newClock()
-	s, stop := startServer(t, ServerConfig{ConfigPaths: []string{dir}, Builtin: map[string][]byte{"workshop": WorkshopConfig()}, Now: c.Now})
+	s, stop := startServer(t, ServerConfig{ConfigPaths: []string{dir}, Builtin: map[string][]byte{"workshop": WorkshopConfig()}, Now: c.Now, ResponseHeaders: true})
 	admin := "http://" + s.AdminAddr().String()
 	if code, body := httpGet(t, admin+"/ready"); code != 200 {
 		t.Fatalf("/ready = %d %s", code, body)
@@ -137,6 +139,10 @@ func TestServerAndClient(t *testing.T) {
 		}
 		if d.Limited != (i == 8) {
 			t.Fatalf("workshop call %d: limited = %v", i, d.Limited)
+		}
+		want := http.Header{"Ratelimit-Limit": {"8"}, "Ratelimit-Remaining": {fmt.Sprint(max(0, 7-i))}, "Ratelimit-Reset": {"1"}}
+		if !reflect.DeepEqual(d.Headers, want) {
+			t.Fatalf("workshop call %d: headers %v, want %v", i, d.Headers, want)
 		}
 	}
 	// Bad requests are gRPC errors the caller sees.

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"google.golang.org/grpc"
@@ -32,6 +33,7 @@ type Service struct {
 	now     func() time.Time
 	prefix  string
 	shadow  bool
+	headers bool
 	stats   *Stats
 	log     *slog.Logger
 
@@ -50,6 +52,12 @@ type ServiceOptions struct {
 	// ShadowMode answers OK to everything while still counting, as
 	// envoyproxy/ratelimit's SHADOW_MODE does.
 	ShadowMode bool
+	// ResponseHeaders adds RateLimit-Limit, RateLimit-Remaining and
+	// RateLimit-Reset (of the limit closest to running out) to every
+	// answer's response_headers_to_add, as envoyproxy/ratelimit's
+	// LIMIT_RESPONSE_HEADERS_ENABLED does; the ingress sends them with
+	// its 429.
+	ResponseHeaders bool
 	// Stats receives metrics; nil means a private registry.
 	Stats  *Stats
 	Logger *slog.Logger
@@ -70,7 +78,7 @@ func NewService(o ServiceOptions) *Service {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Service{counter: o.Counter, now: o.Now, prefix: o.KeyPrefix, shadow: o.ShadowMode, stats: o.Stats, log: o.Logger, unknown: map[string]bool{}}
+	return &Service{counter: o.Counter, now: o.Now, prefix: o.KeyPrefix, shadow: o.ShadowMode, headers: o.ResponseHeaders, stats: o.Stats, log: o.Logger, unknown: map[string]bool{}}
 }
 
 // SetRules swaps in a new configuration; requests in flight finish with
@@ -248,7 +256,30 @@ func (s *Service) shouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 			resp.OverallCode = rlsv3.RateLimitResponse_OVER_LIMIT
 		}
 	}
+	if s.headers {
+		resp.ResponseHeadersToAdd = limitHeaders(resp.Statuses)
+	}
 	return resp, nil
+}
+
+// limitHeaders describes the limit with the least remaining.
+func limitHeaders(sts []*rlsv3.RateLimitResponse_DescriptorStatus) []*corev3.HeaderValue {
+	var least *rlsv3.RateLimitResponse_DescriptorStatus
+	for _, st := range sts {
+		if st.GetCurrentLimit() != nil && (least == nil || st.GetLimitRemaining() < least.GetLimitRemaining()) {
+			least = st
+		}
+	}
+	if least == nil {
+		return nil
+	}
+	reset := least.GetDurationUntilReset().AsDuration()
+	return []*corev3.HeaderValue{
+		{Key: "RateLimit-Limit", Value: strconv.FormatUint(uint64(least.GetCurrentLimit().GetRequestsPerUnit()), 10)},
+		{Key: "RateLimit-Remaining", Value: strconv.FormatUint(uint64(least.GetLimitRemaining()), 10)},
+		// Whole seconds, rounded up: "0" would invite an immediate retry.
+		{Key: "RateLimit-Reset", Value: strconv.FormatInt(int64((reset+time.Second-1)/time.Second), 10)},
+	}
 }
 
 // hitsAddend is how much a descriptor counts: its own hits_addend when set
