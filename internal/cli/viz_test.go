@@ -25,6 +25,8 @@ import (
 	"github.com/weft-mesh/weft/internal/control"
 	"github.com/weft-mesh/weft/internal/metrics"
 	"github.com/weft-mesh/weft/internal/store"
+	"github.com/weft-mesh/weft/internal/viz"
+	"github.com/weft-mesh/weft/internal/viz/stats"
 )
 
 // fakeProxy serves a proxy's /metrics from the real metrics package. Its
@@ -371,5 +373,53 @@ func TestDiagnosticsEndpoints(t *testing.T) {
 	r = weft(t, t.TempDir(), "", "diagnostics", "endpoints", "--control-addr", p.Addr().String(), "nothing.faces.svc.cluster.local:80")
 	if r.code != 0 || r.out != "" || !strings.Contains(r.err, "No endpoints found.") {
 		t.Errorf("unknown authority: exit %d out %q err %q", r.code, r.out, r.err)
+	}
+}
+
+// TestVizStatFromAPI checks the commands read a running viz API
+// (--viz-addr) instead of measuring themselves.
+func TestVizStatFromAPI(t *testing.T) {
+	dir := vizMesh(t)
+	st := openStore(t, dir)
+	c := &viz.Collector{
+		Pods:     func(ctx context.Context) ([]stats.Pod, error) { return viz.PodsFromStore(ctx, st) },
+		Window:   time.Minute,
+		Interval: 50 * time.Millisecond,
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- viz.Serve(ctx, ln, c, dir, nil) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	// Every second scrape of web adds 100 responses, 10 of them failures:
+	// the success rate is exact whenever the window holds any.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := weft(t, dir, "", "viz", "stat", "deploy/web", "-n", "faces", "--viz-addr", ln.Addr().String())
+		rows := cells(r.out)
+		if r.code == 0 && len(rows) == 2 && rows[1][2] == "90.00%" {
+			if rows[1][0] != "web" || rows[1][1] != "1/1" || !strings.HasSuffix(rows[1][3], "rps") || rows[1][3] == "0.0rps" {
+				t.Errorf("stat from the API:\n%s", r.out)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the viz API never showed web's success rate; last: exit %d\n%s%s", r.code, r.out, r.err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r := weft(t, dir, "", "viz", "edges", "deploy", "-n", "faces", "--viz-addr", ln.Addr().String())
+	checkTable(t, "edges from the API", r.out, [][]string{
+		{"SRC", "DST", "SRC_NS", "DST_NS", "SECURED"},
+		{"api", "web", "faces", "faces", "×"},
+	})
+	r = weft(t, dir, "", "viz", "stat", "deploy", "--viz-addr", ln.Addr().String(), "--window", "soon")
+	if r.code == 0 {
+		t.Errorf("a bad window was accepted")
 	}
 }
