@@ -603,3 +603,16 @@ func TestControlPlaneNeverUp(t *testing.T) {
 		t.Errorf("took %v; the discovery timeout should bound the wait", d)
 	}
 }
+
+// TestLongRequestLine sends a request line longer than detection peeks.
+func TestLongRequestLine(t *testing.T) {
+	dst, dstAddr := destination(t)
+	be := backend(t, "smiley-1", nil)
+	dst.Set(smileyPath, proxytest.Endpoint{Addr: be})
+	p := startProxy(t, dstAddr, "faces", "gui-1")
+	q := strings.Repeat("x", 4000)
+	resp, body := get(t, proxyClient(p), "http://smiley/long?q="+q)
+	if resp.StatusCode != 200 || !strings.HasSuffix(body, q) {
+		t.Errorf("long URL: %d, body of %d bytes", resp.StatusCode, len(body))
+	}
+}

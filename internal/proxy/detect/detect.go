@@ -48,9 +48,11 @@ const preface = "PRI * HTTP/2.0"
 
 // Classify decides the protocol from the bytes read so far. It returns
 // Unknown while b is a valid prefix of both outcomes and shorter than
-// MaxPeek. Classify is monotonic: once it decides for b it decides the same
+// MaxPeek; a request line still incomplete at MaxPeek bytes is HTTP/1. Classify is monotonic: once it decides for b it decides the same
 // for any extension of b.
 func Classify(b []byte) Protocol {
+	// Only the first MaxPeek bytes count, so a decision at MaxPeek is final.
+	b = b[:min(len(b), MaxPeek)]
 	if len(b) >= len(preface) && string(b[:len(preface)]) == preface {
 		return HTTP2
 	}
@@ -68,7 +70,15 @@ func Classify(b []byte) Protocol {
 		}
 		return Opaque
 	}
-	if len(b) >= MaxPeek || !requestLinePrefix(line) {
+	if !requestLinePrefix(line) {
+		return Opaque
+	}
+	if len(b) >= MaxPeek {
+		// A request line longer than we peek (a long URL): a method and
+		// the start of a target are enough to call it HTTP/1.
+		if m, _, ok := bytes.Cut(line, []byte{' '}); ok && len(m) > 0 {
+			return HTTP1
+		}
 		return Opaque
 	}
 	return Unknown

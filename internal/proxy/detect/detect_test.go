@@ -33,7 +33,8 @@ func TestClassify(t *testing.T) {
 		{"bad version prefix", "GET / HTTX", Opaque},
 		{"two spaces", "GET  / HTTP/1.1\r\n", Opaque},
 		{"ssh banner", "SSH-2.0-OpenSSH_9.6\r\n", Opaque},
-		{"too long", "GET /" + strings.Repeat("a", MaxPeek), Opaque},
+		{"long URL", "GET /" + strings.Repeat("a", MaxPeek), HTTP1},
+		{"long token", strings.Repeat("A", MaxPeek+1), Opaque},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
