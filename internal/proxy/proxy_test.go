@@ -244,6 +244,15 @@ func TestKnownServiceWithoutEndpoints(t *testing.T) {
 	if !strings.Contains(body, smileyPath) {
 		t.Errorf("body %q does not name the service", body)
 	}
+	m := metricsText(t, p)
+	for _, want := range []string{
+		`request_total{direction="outbound",namespace="faces",pod="gui-1",deployment="gui",authority="smiley.faces.svc.cluster.local:80"} 1`,
+		`response_total{direction="outbound",namespace="faces",pod="gui-1",deployment="gui",authority="smiley.faces.svc.cluster.local:80",status_code="503",classification="failure"} 1`,
+	} {
+		if !strings.Contains(m, want+"\n") {
+			t.Errorf("metrics lack %s:\n%s", want, grepLines(m, "_total{"))
+		}
+	}
 }
 
 func TestConnectFailureIs502(t *testing.T) {

@@ -133,6 +133,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	w, st, err := t.Resolve(req.Context(), authority)
 	if err != nil {
 		closeBody(req)
+		t.recordFailure(authority, err)
 		return nil, err
 	}
 	if !st.Exists {
@@ -143,9 +144,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		n, err := t.Pick(w, st)
 		if err != nil {
 			closeBody(req)
-			if t.cfg.Metrics != nil {
-				t.cfg.Metrics.Target(w.Target.Path, metrics.Labels{}).Response(http.StatusServiceUnavailable, metrics.NoGRPCStatus)
-			}
+			t.recordFailure(w.Target.Path, err)
 			return nil, err
 		}
 		resp, err := t.send(req, n.Endpoint.Addr, n.Endpoint.H2, w.Target.Path, n.Endpoint.Labels, n)
@@ -211,6 +210,18 @@ func (t *Transport) send(req *http.Request, addr string, peerH2 bool, authority 
 		telemetry.Observe(tgt, start, resp, d)
 	}
 	return resp, nil
+}
+
+// recordFailure counts a request that failed before reaching an endpoint.
+func (t *Transport) recordFailure(authority string, err error) {
+	if t.cfg.Metrics == nil {
+		return
+	}
+	tgt := t.cfg.Metrics.Target(authority, metrics.Labels{})
+	tgt.Request()
+	status, _ := proxyerr.Classify(err)
+	tgt.Latency(status, 0)
+	tgt.Response(status, metrics.NoGRPCStatus)
 }
 
 func isDialError(err error) bool {
