@@ -32,7 +32,7 @@ trap 'rm -f "$tmp"' EXIT
 cd "$here"
 # -trimpath and no debug info keep the binary small; CGO off matches the
 # upstream release builds and needs no C toolchain.
-CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags='-s -w' -o "$tmp" k8s.io/kubernetes/cmd/kube-apiserver
+CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath -ldflags='-s -w' -o "$tmp" k8s.io/kubernetes/cmd/kube-apiserver
 mv "$tmp" "$bin"
 trap - EXIT
 echo "$bin"

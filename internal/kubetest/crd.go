@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"testing"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -55,10 +56,16 @@ func MinimalCRD(ki *api.KindInfo) *unstructured.Unstructured {
 		}
 		names["shortNames"] = sn
 	}
+	meta := map[string]any{"name": ki.Plural + "." + ki.Group}
+	if strings.HasSuffix(ki.Group, ".k8s.io") || strings.HasSuffix(ki.Group, ".kubernetes.io") {
+		// The API server refuses CRDs in Kubernetes' own groups without
+		// this; Gateway API's CRDs carry the same annotation.
+		meta["annotations"] = map[string]any{"api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/gateway-api/pull/2466"}
+	}
 	return &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "apiextensions.k8s.io/v1",
 		"kind":       "CustomResourceDefinition",
-		"metadata":   map[string]any{"name": ki.Plural + "." + ki.Group},
+		"metadata":   meta,
 		"spec": map[string]any{
 			"group":    ki.Group,
 			"scope":    scope,
@@ -70,42 +77,42 @@ func MinimalCRD(ki *api.KindInfo) *unstructured.Unstructured {
 
 // InstallMinimalCRDs installs MinimalCRD for each kind and waits until the
 // API server serves them.
-func (c *Cluster) InstallMinimalCRDs(kinds ...api.Kind) {
-	c.tb.Helper()
+func (c *Cluster) InstallMinimalCRDs(tb testing.TB, kinds ...api.Kind) {
+	tb.Helper()
 	var crds []*unstructured.Unstructured
 	for _, k := range kinds {
 		ki := api.Lookup(k)
 		if ki == nil {
-			c.tb.Fatalf("kubetest: unknown kind %s", k)
+			tb.Fatalf("kubetest: unknown kind %s", k)
 		}
 		crds = append(crds, MinimalCRD(ki))
 	}
-	c.InstallCRDs(crds...)
+	c.InstallCRDs(tb, crds...)
 }
 
 // InstallCRDs creates CustomResourceDefinitions and waits until each is
 // Established and its resources appear in discovery, so that a client
 // started afterwards finds them.
-func (c *Cluster) InstallCRDs(crds ...*unstructured.Unstructured) {
-	c.tb.Helper()
+func (c *Cluster) InstallCRDs(tb testing.TB, crds ...*unstructured.Unstructured) {
+	tb.Helper()
 	dyn, err := dynamic.NewForConfig(c.Config)
 	if err != nil {
-		c.tb.Fatalf("kubetest: %v", err)
+		tb.Fatalf("kubetest: %v", err)
 	}
 	disc, err := discovery.NewDiscoveryClientForConfig(c.Config)
 	if err != nil {
-		c.tb.Fatalf("kubetest: %v", err)
+		tb.Fatalf("kubetest: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
 	for _, crd := range crds {
 		if _, err := dyn.Resource(crdGVR).Create(ctx, crd, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			c.tb.Fatalf("kubetest: creating CRD %s: %v", crd.GetName(), err)
+			tb.Fatalf("kubetest: creating CRD %s: %v", crd.GetName(), err)
 		}
 	}
 	for _, crd := range crds {
 		if err := waitCRD(ctx, dyn, disc, crd); err != nil {
-			c.tb.Fatalf("kubetest: CRD %s: %v", crd.GetName(), err)
+			tb.Fatalf("kubetest: CRD %s: %v", crd.GetName(), err)
 		}
 	}
 }

@@ -61,7 +61,6 @@ type Cluster struct {
 	// URL is the API server's base URL (https://127.0.0.1:PORT).
 	URL string
 
-	tb      testing.TB
 	dir     string
 	pki     *pki
 	apiBin  string
@@ -87,7 +86,7 @@ func Start(tb testing.TB) *Cluster {
 	etcdURL := startEtcd(tb, etcdBin, dir)
 
 	port := freePort(tb)
-	c := &Cluster{tb: tb, dir: dir, pki: p, apiBin: apiBin}
+	c := &Cluster{dir: dir, pki: p, apiBin: apiBin}
 	c.URL = "https://127.0.0.1:" + strconv.Itoa(port)
 	c.apiArgs = []string{
 		"--etcd-servers=" + etcdURL,
@@ -128,7 +127,7 @@ func Start(tb testing.TB) *Cluster {
 	if err := writeKubeconfig(c.Kubeconfig, c.URL, p.caPEM, p.adminCertPEM, p.adminKeyPEM); err != nil {
 		tb.Fatalf("kubetest: %v", err)
 	}
-	c.startAPIServer()
+	c.startAPIServer(tb)
 	tb.Cleanup(func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -142,10 +141,10 @@ func Start(tb testing.TB) *Cluster {
 // RestartAPIServer stops kube-apiserver and starts it again on the same
 // port over the same etcd, for tests of clients that must survive the loss
 // of the API server. It returns once the new server is ready.
-func (c *Cluster) RestartAPIServer() {
-	c.tb.Helper()
+func (c *Cluster) RestartAPIServer(tb testing.TB) {
+	tb.Helper()
 	c.StopAPIServer()
-	c.startAPIServer()
+	c.startAPIServer(tb)
 }
 
 // StopAPIServer stops kube-apiserver (etcd keeps running). StartAPIServer
@@ -161,13 +160,13 @@ func (c *Cluster) StopAPIServer() {
 
 // StartAPIServer starts kube-apiserver again after StopAPIServer and waits
 // until it is ready.
-func (c *Cluster) StartAPIServer() {
-	c.tb.Helper()
-	c.startAPIServer()
+func (c *Cluster) StartAPIServer(tb testing.TB) {
+	tb.Helper()
+	c.startAPIServer(tb)
 }
 
-func (c *Cluster) startAPIServer() {
-	c.tb.Helper()
+func (c *Cluster) startAPIServer(tb testing.TB) {
+	tb.Helper()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.api != nil {
@@ -175,24 +174,24 @@ func (c *Cluster) startAPIServer() {
 	}
 	api, err := startProcess(c.dir, "kube-apiserver", c.apiBin, c.apiArgs...)
 	if err != nil {
-		c.tb.Fatalf("kubetest: %v", err)
+		tb.Fatalf("kubetest: %v", err)
 	}
 	c.api = api
 	if err := waitReady(c.URL+"/readyz", c.pki, api); err != nil {
 		api.stop()
 		c.api = nil
-		c.tb.Fatalf("kubetest: kube-apiserver did not become ready: %v\n%s", err, api.tail())
+		tb.Fatalf("kubetest: kube-apiserver did not become ready: %v\n%s", err, api.tail())
 	}
 }
 
 // UserConfig returns a client configuration authenticating as user in
 // groups, with a client certificate signed by the cluster's client CA. RBAC
 // applies to it: it can do only what the test grants it.
-func (c *Cluster) UserConfig(user string, groups ...string) *rest.Config {
-	c.tb.Helper()
+func (c *Cluster) UserConfig(tb testing.TB, user string, groups ...string) *rest.Config {
+	tb.Helper()
 	certPEM, keyPEM, err := c.pki.clientCert(user, groups)
 	if err != nil {
-		c.tb.Fatalf("kubetest: %v", err)
+		tb.Fatalf("kubetest: %v", err)
 	}
 	cfg := rest.CopyConfig(c.Config)
 	cfg.CertData, cfg.KeyData = certPEM, keyPEM
@@ -201,11 +200,11 @@ func (c *Cluster) UserConfig(user string, groups ...string) *rest.Config {
 
 // WriteKubeconfig writes a kubeconfig file for cfg (from Config or
 // UserConfig) into the cluster's directory and returns its path.
-func (c *Cluster) WriteKubeconfig(name string, cfg *rest.Config) string {
-	c.tb.Helper()
+func (c *Cluster) WriteKubeconfig(tb testing.TB, name string, cfg *rest.Config) string {
+	tb.Helper()
 	path := filepath.Join(c.dir, name+".kubeconfig")
 	if err := writeKubeconfig(path, cfg.Host, cfg.CAData, cfg.CertData, cfg.KeyData); err != nil {
-		c.tb.Fatalf("kubetest: %v", err)
+		tb.Fatalf("kubetest: %v", err)
 	}
 	return path
 }

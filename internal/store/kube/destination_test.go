@@ -2,7 +2,6 @@ package kube_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -187,7 +186,7 @@ const faceToken = `{"ns":"faces","nodeName":"node-1","pod":"face-0"}`
 // testDestination serves Destination from the kube store and checks that a
 // real gRPC client gets the endpoints and profile local mode gives.
 func testDestination(t *testing.T, e *env) {
-	e.c.InstallMinimalCRDs(api.KindServiceProfile)
+	e.c.InstallMinimalCRDs(t, api.KindServiceProfile)
 	createFaces(t, e)
 
 	srv, err := destination.New(destination.Config{

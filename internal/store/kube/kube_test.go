@@ -409,7 +409,7 @@ func testCustomResources(t *testing.T, e *env) {
 
 	// Installing the CRD later is noticed: the watch fires and the
 	// object appears.
-	e.c.InstallMinimalCRDs(api.KindServiceProfile)
+	e.c.InstallMinimalCRDs(t, api.KindServiceProfile)
 	if err := e.st.Apply(ctx, sp); err != nil {
 		t.Fatalf("Apply ServiceProfile: %v", err)
 	}
@@ -469,7 +469,7 @@ func testCustomResources(t *testing.T, e *env) {
 
 func testRouteStatus(t *testing.T, e *env) {
 	ctx := ctxT(t)
-	e.c.InstallMinimalCRDs(api.KindHTTPRoute)
+	e.c.InstallMinimalCRDs(t, api.KindHTTPRoute)
 	route := api.New(api.KindHTTPRoute).(*gatewayv1.HTTPRoute)
 	route.Namespace, route.Name = "routes", "smiley"
 	port := gatewayv1.PortNumber(80)
@@ -534,7 +534,7 @@ func TestSurvivesAPIServerRestart(t *testing.T) {
 		return err
 	})
 
-	c.RestartAPIServer()
+	c.RestartAPIServer(t)
 	drain(w)
 	if _, err := e.client.CoreV1().Services("restart").Create(ctx, service("restart", "after", 80), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,138 @@
+package kubetest
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/weft-mesh/weft/internal/api"
+)
+
+func TestRequiredVersion(t *testing.T) {
+	tests := []struct {
+		name, gomod, want string
+		wantErr           bool
+	}{
+		{"pinned", "module x\n\ngo 1.26.0\n\nrequire k8s.io/kubernetes v1.36.1\n\nreplace (\n)\n", "v1.36.1", false},
+		{"block form is not the pin", "module x\nrequire (\n\tk8s.io/kubernetes v1.36.1\n)\n", "", true},
+		{"missing", "module x\n", "", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "go.mod")
+			if err := os.WriteFile(p, []byte(tc.gomod), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			f, err := os.Open(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			got, err := requiredVersion(p, f)
+			if (err != nil) != tc.wantErr || got != tc.want {
+				t.Fatalf("requiredVersion() = %q, %v; want %q, error %v", got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
+
+// TestPinnedVersionMatchesRepo checks that the harness finds the version
+// build.sh builds, from a package directory.
+func TestPinnedVersionMatchesRepo(t *testing.T) {
+	v, err := PinnedVersion()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v) < 3 || v[:3] != "v1." {
+		t.Fatalf("PinnedVersion() = %q, want a v1.x.y kubernetes version", v)
+	}
+}
+
+// TestCluster exercises a real cluster: admin access, RBAC for other
+// users, the kubeconfig file, CRDs, and data surviving an API server
+// restart.
+func TestCluster(t *testing.T) {
+	c := Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	admin, err := kubernetes.NewForConfig(c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kubetest"}}
+	if _, err := admin.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("admin creating a namespace: %v", err)
+	}
+
+	// The kubeconfig file carries the same admin credentials.
+	fromFile, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fileClient, err := kubernetes.NewForConfig(fromFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fileClient.CoreV1().Namespaces().Get(ctx, "kubetest", metav1.GetOptions{}); err != nil {
+		t.Fatalf("client from %s: %v", c.Kubeconfig, err)
+	}
+
+	// RBAC is on: a user with no bindings is refused until granted.
+	user, err := kubernetes.NewForConfig(c.UserConfig(t, "alice", "dev"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := user.CoreV1().Secrets("kubetest").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+		t.Fatalf("alice listing secrets without a binding: err = %v, want Forbidden", err)
+	}
+	role := &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "kubetest", Name: "secret-reader"},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"list"}}},
+	}
+	if _, err := admin.RbacV1().Roles("kubetest").Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "kubetest", Name: "dev-reads-secrets"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "secret-reader"},
+		Subjects:   []rbacv1.Subject{{Kind: "Group", APIGroup: "rbac.authorization.k8s.io", Name: "dev"}},
+	}
+	if _, err := admin.RbacV1().RoleBindings("kubetest").Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := user.CoreV1().Secrets("kubetest").List(ctx, metav1.ListOptions{}); err != nil {
+		t.Fatalf("alice listing secrets with a binding: %v", err)
+	}
+	if _, err := user.CoreV1().Secrets("default").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+		t.Fatalf("alice listing secrets in another namespace: err = %v, want Forbidden", err)
+	}
+
+	// A CRD is served once InstallMinimalCRDs returns.
+	c.InstallMinimalCRDs(t, api.KindServiceProfile)
+	dyn, err := dynamic.NewForConfig(c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gvr := schema.GroupVersionResource{Group: "linkerd.io", Version: "v1alpha2", Resource: "serviceprofiles"}
+	if _, err := dyn.Resource(gvr).Namespace("kubetest").List(ctx, metav1.ListOptions{}); err != nil {
+		t.Fatalf("listing serviceprofiles after InstallMinimalCRDs: %v", err)
+	}
+
+	// etcd keeps the data across an API server restart.
+	c.RestartAPIServer(t)
+	if _, err := admin.CoreV1().Namespaces().Get(ctx, "kubetest", metav1.GetOptions{}); err != nil {
+		t.Fatalf("after restart: %v", err)
+	}
+}
