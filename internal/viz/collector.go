@@ -201,6 +201,7 @@ func (c *Collector) ScrapeOnce(ctx context.Context) error {
 			c.errs[k] = r.err.Error()
 		default:
 			delete(c.errs, k)
+			r.s.Samples = intern(r.s.Samples, c.history[k])
 			h := append(c.history[k], r.s)
 			// Keep one scrape older than the window so a full window is
 			// always covered.
@@ -217,6 +218,30 @@ func (c *Collector) ScrapeOnce(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// intern keeps the samples viz reads, with their keys computed, sharing
+// label maps with the pod's previous scrape: a window of scrapes then costs
+// little more than their values.
+func intern(samples []promtext.Sample, history []stats.Scrape) []promtext.Sample {
+	prev := map[string]map[string]string{}
+	if len(history) > 0 {
+		for _, s := range history[len(history)-1].Samples {
+			prev[s.Key()] = s.Labels
+		}
+	}
+	out := make([]promtext.Sample, 0, len(samples))
+	for _, s := range samples {
+		if !stats.Used(s.Name) {
+			continue
+		}
+		s = s.Keyed()
+		if l, ok := prev[s.Key()]; ok {
+			s.Labels = l
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 // Snapshot returns each pod's delta over (about) the last window: from the

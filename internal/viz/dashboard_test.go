@@ -240,6 +240,14 @@ func TestCollectorSurvivesDeadProxy(t *testing.T) {
 	if len(deltas) != 4 || len(pods) != 5 {
 		t.Errorf("%d deltas over %d pods, want 4 over 5", len(deltas), len(pods))
 	}
+	// Only the families viz reads are kept.
+	for _, d := range deltas {
+		for _, s := range append(d.Increase, d.Gauges...) {
+			if !stats.Used(s.Name) {
+				t.Errorf("kept %s of %s", s.Name, d.Pod.Name)
+			}
+		}
+	}
 }
 
 func chromium(t *testing.T) string {

@@ -19,6 +19,8 @@ type Sample struct {
 	Name   string            `json:"name"`
 	Labels map[string]string `json:"labels,omitempty"`
 	Value  float64           `json:"value"`
+
+	key string // cached Key, see Keyed
 }
 
 // maxLine bounds a line so that a misbehaving endpoint cannot make the
@@ -199,9 +201,19 @@ func clip(s string) string {
 	return s
 }
 
+// Keyed returns s with its Key computed once and kept, for samples that are
+// matched across many scrapes.
+func (s Sample) Keyed() Sample {
+	s.key = s.Key()
+	return s
+}
+
 // Key renders a sample's series identity (name and sorted labels), for
 // matching the same series across scrapes.
 func (s Sample) Key() string {
+	if s.key != "" {
+		return s.key
+	}
 	if len(s.Labels) == 0 {
 		return s.Name
 	}

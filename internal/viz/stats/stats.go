@@ -63,6 +63,19 @@ func IsCounter(name string) bool {
 	return false
 }
 
+// Used reports whether viz reads the series family name; the collector keeps
+// only these.
+func Used(name string) bool {
+	switch name {
+	case "request_total", "response_total", "response_latency_ms_bucket",
+		"tcp_open_connections", "tcp_read_bytes_total", "tcp_write_bytes_total",
+		"route_response_total", "route_response_latency_ms_bucket",
+		"route_actual_response_total", "route_actual_response_latency_ms_bucket":
+		return true
+	}
+	return false
+}
+
 // NewDelta computes what happened between old and cur, two scrapes of the
 // same proxy. A series missing from old started during the interval and
 // counts from zero (proxies create series at their first event); a counter

@@ -108,10 +108,10 @@ func TestNewDelta(t *testing.T) {
 		{Name: "request_total", Labels: map[string]string{"a": "reset"}, Value: 3},
 		{Name: "request_total", Labels: map[string]string{"a": "new"}, Value: 7},
 	}
-	if diff := cmp.Diff(want, d.Increase); diff != "" {
+	if diff := cmp.Diff(want, d.Increase, cmpopts.IgnoreUnexported(promtext.Sample{})); diff != "" {
 		t.Errorf("Increase (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]promtext.Sample{{Name: "tcp_open_connections", Value: 2}}, d.Gauges); diff != "" {
+	if diff := cmp.Diff([]promtext.Sample{{Name: "tcp_open_connections", Value: 2}}, d.Gauges, cmpopts.IgnoreUnexported(promtext.Sample{})); diff != "" {
 		t.Errorf("Gauges (-want +got):\n%s", diff)
 	}
 }
