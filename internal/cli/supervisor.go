@@ -143,6 +143,10 @@ func runUp(ctx context.Context, g *Globals, dir string, files []string, controlA
 		DrainDelay:   drain,
 		Ingress:      ingressConfig(portMaps, ingressArgs),
 		Logger:       logger,
+		OnReady: func(m *local.Mesh) {
+			fmt.Fprintf(g.Out, "mesh ready: %d component(s) running; 'weft status' shows them, logs are in %s\n",
+				len(m.Components), filepath.Join(dir, local.LogDir))
+		},
 	})
 	fmt.Fprintf(g.Out, "mesh starting (state dir %s, control plane %s); stop with Ctrl-C or 'weft down'\n", dir, controlAddr)
 	return sup.Run(ctx)

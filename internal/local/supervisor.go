@@ -43,6 +43,9 @@ type Config struct {
 	Grace time.Duration
 	// ProbeInterval is how often readiness is checked.
 	ProbeInterval time.Duration
+	// OnReady, if set, is called once, the first time every component is
+	// ready (from the reconcile loop; it must not block).
+	OnReady func(*Mesh)
 	// IdentityDir holds the mesh's identity material (default
 	// STATE_DIR/identity, where 'weft control' keeps it): the supervisor
 	// mints each replica's identity token with the key kept there.
@@ -84,6 +87,7 @@ type Supervisor struct {
 
 	tokenKey     []byte
 	ingressAddrs map[string]string
+	announced    bool // OnReady was called
 }
 
 // New returns a Supervisor; Run starts it.
@@ -488,8 +492,30 @@ func (s *Supervisor) reconcile(ctx context.Context) error {
 		}
 	}
 	s.mu.Unlock()
-	s.writeMesh()
+	m := s.Snapshot()
+	if err := WriteMesh(s.cfg.StateDir, m); err != nil {
+		s.log.Error("writing mesh.json", "err", err)
+	}
+	if !s.announced && s.cfg.OnReady != nil && settled(m) {
+		s.mu.Lock()
+		pending := len(s.failing) > 0
+		s.mu.Unlock()
+		if !pending {
+			s.announced = true
+			s.cfg.OnReady(m)
+		}
+	}
 	return nil
+}
+
+// settled reports whether everything in m runs and is ready.
+func settled(m *Mesh) bool {
+	for _, c := range m.Components {
+		if !c.Ready || c.Terminated {
+			return false
+		}
+	}
+	return len(m.Components) > 0
 }
 
 func (s *Supervisor) reportOnce(key string, err error) {

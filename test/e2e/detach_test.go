@@ -39,6 +39,10 @@ spec:
 	if len(st.Components) != 2 || len(web) != 1 || !web[0].Ready || !st.Components[0].Ready {
 		t.Fatalf("weft up -d returned before the mesh was ready: %+v", st.Components)
 	}
+	log, _ := os.ReadFile(filepath.Join(dir, "logs", "weft-up.log"))
+	if !strings.Contains(string(log), "mesh ready: 2 component(s) running") {
+		t.Errorf("weft up did not announce the ready mesh:\n%s", log)
+	}
 	if _, err := get("http://" + web[0].Addresses["app:8080"] + "/"); err != nil {
 		t.Fatalf("the detached mesh's workload does not answer: %v", err)
 	}
