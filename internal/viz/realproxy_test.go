@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/weft-mesh/weft/internal/proxy"
+	"github.com/weft-mesh/weft/internal/viz/stats"
 )
 
 // TestPrometheusScrapesProxy runs a real weft proxy with traffic through its
@@ -109,5 +110,77 @@ func TestPrometheusScrapesProxy(t *testing.T) {
 	s := result.Data.Result[0]
 	if s.Metric["namespace"] != "faces" || s.Metric["deployment"] != "smiley" || s.Metric["pod"] != "smiley-abc-1" || s.Metric["job"] != "weft-proxy" || s.Value[1] != fmt.Sprint(n) {
 		t.Errorf("request_total from Prometheus = %+v, want %d requests labelled with the workload", s, n)
+	}
+}
+
+// TestRealProxyStat runs requests through a real weft proxy's inbound side
+// (7 answered 200, 3 answered 500) and checks the collector and the math
+// read exactly that from the proxy's /metrics.
+func TestRealProxyStat(t *testing.T) {
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/fail" {
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+		io.WriteString(w, "ok")
+	}))
+	defer app.Close()
+	p, err := proxy.Listen(proxy.Config{
+		ControlAddr:  "127.0.0.1:1",
+		OutboundAddr: "127.0.0.1:0",
+		Inbound:      []proxy.InboundPort{{Listen: "127.0.0.1:0", App: strings.TrimPrefix(app.URL, "http://")}},
+		AdminAddr:    "127.0.0.1:0",
+		Namespace:    "faces",
+		Pod:          "smiley-abc-1",
+		Deployment:   "smiley",
+		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	pods := []stats.Pod{{Namespace: "faces", Name: "smiley-abc-1", Deployment: "smiley", Meshed: true, AdminAddr: p.AdminAddr()}}
+	c := &Collector{Pods: func(context.Context) ([]stats.Pod, error) { return pods, nil }, Window: time.Minute}
+	// The first scrape may race the admin server's start: poll it.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if err := c.ScrapeOnce(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if len(c.Errors()) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("admin server never answered: %v", c.Errors())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for i := range 10 {
+		path := "/ok"
+		if i < 3 {
+			path = "/fail"
+		}
+		resp, err := http.Get("http://" + p.InboundAddrs()[0] + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	if err := c.ScrapeOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	deltas, all := c.Snapshot(0)
+	rows := stats.Stat(deltas, all, stats.Query{Kind: stats.Deployment, Namespace: "faces"})
+	if len(rows) != 1 {
+		t.Fatalf("rows = %+v", rows)
+	}
+	r := rows[0]
+	if r.Name != "smiley" || r.Requests != 10 || r.Successes != 7 || r.SuccessRate == nil || *r.SuccessRate != 0.7 ||
+		r.LatencyP50 == nil || r.TCPConn == nil || r.MeshedPods != 1 {
+		t.Errorf("stat of the real proxy = %+v", r)
 	}
 }
