@@ -1,0 +1,144 @@
+package ingress
+
+import (
+	"context"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/weft-mesh/weft/internal/api"
+)
+
+func TestRouteStatusWrittenBack(t *testing.T) {
+	to := []gatewayv1.HTTPBackendRef{backend("echo", 8080, -1)}
+	edge := parentGW("gw", "edge")
+	named := parentGW("gw", "edge")
+	named.SectionName = ptr(gatewayv1.SectionName("named"))
+	section := func(p gatewayv1.ParentReference, s string) gatewayv1.ParentReference {
+		p.SectionName = ptr(gatewayv1.SectionName(s))
+		return p
+	}
+	rule := func(bs ...gatewayv1.HTTPBackendRef) gatewayv1.HTTPRouteRule { return gatewayv1.HTTPRouteRule{BackendRefs: bs} }
+	badKind := backend("cm", 8080, -1)
+	badKind.Kind = ptr(gatewayv1.Kind("ConfigMap"))
+	crossNS := backend("echo", 8080, -1)
+	crossNS.Namespace = ptr(gatewayv1.Namespace("elsewhere"))
+	mirror := gatewayv1.HTTPRouteRule{BackendRefs: to, Filters: []gatewayv1.HTTPRouteFilter{{
+		Type: gatewayv1.HTTPRouteFilterRequestMirror, RequestMirror: &gatewayv1.HTTPRequestMirrorFilter{BackendRef: gatewayv1.BackendObjectReference{Name: "echo", Port: ptr(gatewayv1.PortNumber(8080))}},
+	}}}
+	ok := newHTTPRoute("ns", "ok", []gatewayv1.ParentReference{edge}, nil, rule(to...))
+	ok.Generation = 3
+	// Another controller's entry survives our writes.
+	foreign := gatewayv1.RouteParentStatus{ParentRef: gatewayv1.ParentReference{Name: "mesh"}, ControllerName: "linkerd.io/policy-controller",
+		Conditions: []metav1.Condition{{Type: "Accepted", Status: "True", Reason: "Accepted", LastTransitionTime: metav1.Now().Rfc3339Copy()}}}
+	ok.Status.Parents = []gatewayv1.RouteParentStatus{foreign}
+	strictListener := gwListen("strict", 9090, "HTTP", "strict.example")
+	strictListener.AllowedRoutes = nil // default: Same namespace
+	gws := []api.Object{
+		newGateway("gw", "edge", gwListen("http", 9090, "HTTP", ""), gwListen("named", 9090, "HTTP", "named.example")),
+		newGateway("gw", "strict", strictListener),
+	}
+	routes := []api.Object{
+		ok,
+		newHTTPRoute("ns", "nogw", []gatewayv1.ParentReference{parentGW("gw", "missing")}, nil, rule(to...)),
+		newHTTPRoute("ns", "badsection", []gatewayv1.ParentReference{section(edge, "nope")}, nil, rule(to...)),
+		newHTTPRoute("ns", "notallowed", []gatewayv1.ParentReference{parentGW("gw", "strict")}, nil, rule(to...)),
+		newHTTPRoute("ns", "hostmismatch", []gatewayv1.ParentReference{named}, []string{"other.example"}, rule(to...)),
+		newHTTPRoute("ns", "unsupported", []gatewayv1.ParentReference{edge}, nil, mirror),
+		newHTTPRoute("ns", "missingsvc", []gatewayv1.ParentReference{edge}, nil, rule(backend("ghost", 8080, -1))),
+		newHTTPRoute("ns", "badkind", []gatewayv1.ParentReference{edge}, nil, rule(badKind)),
+		newHTTPRoute("ns", "crossns", []gatewayv1.ParentReference{edge}, nil, rule(crossNS)),
+		newGRPCRoute("ns", "grpc", []gatewayv1.ParentReference{edge}, gatewayv1.GRPCRouteRule{BackendRefs: []gatewayv1.GRPCBackendRef{grpcBackend("echo")}}),
+	}
+	h := newGWHarness(t, nil, append(gws, routes...)...)
+
+	want := map[string][4]string{ // Accepted status, reason; ResolvedRefs status, reason
+		"ok":           {"True", "Accepted", "True", "ResolvedRefs"},
+		"nogw":         {"False", "NoMatchingParent", "True", "ResolvedRefs"},
+		"badsection":   {"False", "NoMatchingParent", "True", "ResolvedRefs"},
+		"notallowed":   {"False", "NotAllowedByListeners", "True", "ResolvedRefs"},
+		"hostmismatch": {"False", "NoMatchingListenerHostname", "True", "ResolvedRefs"},
+		"unsupported":  {"False", "UnsupportedValue", "True", "ResolvedRefs"},
+		"missingsvc":   {"True", "Accepted", "False", "BackendNotFound"},
+		"badkind":      {"True", "Accepted", "False", "InvalidKind"},
+		"crossns":      {"True", "Accepted", "False", "RefNotPermitted"},
+		"grpc":         {"True", "Accepted", "True", "ResolvedRefs"},
+	}
+	ctx := context.Background()
+	ours := func(o api.Object) *gatewayv1.RouteParentStatus {
+		for _, p := range *asRouteObject(o).parents() {
+			if p.ControllerName == ControllerName {
+				return &p
+			}
+		}
+		return nil
+	}
+	var last string
+	defer func() {
+		if t.Failed() {
+			t.Logf("last status mismatch: %s", last)
+		}
+	}()
+	waitFor(t, "route statuses in the store", func() bool {
+		for _, o := range routes {
+			cur, err := h.st.Get(ctx, api.RefOf(o))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := ours(cur)
+			if p == nil {
+				last = o.GetName() + ": no status"
+				return false
+			}
+			acc, res := findCondition(p.Conditions, "Accepted"), findCondition(p.Conditions, "ResolvedRefs")
+			if acc == nil || res == nil {
+				last = o.GetName() + ": conditions missing"
+				return false
+			}
+			w := want[o.GetName()]
+			if got := [4]string{string(acc.Status), acc.Reason, string(res.Status), res.Reason}; got != w {
+				last = o.GetName() + ": " + acc.Reason + "/" + res.Reason
+				return false
+			}
+			if acc.ObservedGeneration != cur.GetGeneration() || acc.LastTransitionTime.IsZero() || acc.Message == "" {
+				last = o.GetName() + ": observedGeneration/lastTransitionTime/message"
+				return false
+			}
+		}
+		return true
+	})
+	cur, _ := h.st.Get(ctx, api.RefOf(ok))
+	parents := *asRouteObject(cur).parents()
+	if len(parents) != 2 || parents[0].ControllerName != foreign.ControllerName {
+		t.Errorf("the other controller's entry was not kept: %+v", parents)
+	}
+	if p := ours(cur); p.Conditions[0].ObservedGeneration != 3 {
+		t.Errorf("observedGeneration %d, want 3", p.Conditions[0].ObservedGeneration)
+	}
+
+	// Settled: writing again with the same table changes nothing, so the
+	// ingress's own writes cannot loop.
+	var objs []routeObject
+	for _, o := range routes {
+		c, _ := h.st.Get(ctx, api.RefOf(o))
+		objs = append(objs, asRouteObject(c))
+	}
+	if n, err := writeRouteStatuses(ctx, h.st, objs, h.in.Router().Table().RouteStatuses); err != nil || n != 0 {
+		t.Errorf("second write: %d routes written, %v; want none", n, err)
+	}
+
+	// The Service appears: ResolvedRefs turns True and the route serves.
+	h.apply(newService("ns", "ghost"))
+	waitFor(t, "ResolvedRefs to turn True", func() bool {
+		c, _ := h.st.Get(ctx, api.Ref{Kind: api.KindHTTPRoute, Namespace: "ns", Name: "missingsvc"})
+		p := ours(c)
+		return p != nil && findCondition(p.Conditions, "ResolvedRefs").Status == metav1.ConditionTrue
+	})
+	// The route stops naming the Gateway: our entry goes.
+	h.apply(newHTTPRoute("ns", "nogw", []gatewayv1.ParentReference{{Name: "svc", Kind: ptr(gatewayv1.Kind("Service")), Group: ptr(gatewayv1.Group("core")), Port: ptr(gatewayv1.PortNumber(80))}}, nil, rule(to...)))
+	waitFor(t, "our entry to be removed", func() bool {
+		c, _ := h.st.Get(ctx, api.Ref{Kind: api.KindHTTPRoute, Namespace: "ns", Name: "nogw"})
+		return ours(c) == nil
+	})
+}
