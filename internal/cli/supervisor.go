@@ -274,8 +274,11 @@ func upDetached(ctx context.Context, g *Globals, dir string) error {
 		}
 		args = append(args, a)
 	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("up: state directory: %w", err)
+	}
 	if err := os.MkdirAll(filepath.Join(dir, local.LogDir), 0o755); err != nil {
-		return err
+		return fmt.Errorf("up: log directory: %w", err)
 	}
 	logPath := filepath.Join(dir, local.LogDir, "weft-up.log")
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)

@@ -109,7 +109,8 @@ type Lock struct{ f *os.File }
 // AcquireLock takes D/mesh.lock without waiting; it returns an error wrapping
 // ErrLocked if another supervisor holds it.
 func AcquireLock(dir string) (*Lock, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	// Private, like the store: it holds identity material and logs.
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("local: state directory: %w", err)
 	}
 	f, err := os.OpenFile(filepath.Join(dir, LockFile), os.O_CREATE|os.O_RDWR, 0o644)
