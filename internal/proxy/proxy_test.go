@@ -625,3 +625,88 @@ func TestLongRequestLine(t *testing.T) {
 		t.Errorf("long URL: %d, body of %d bytes", resp.StatusCode, len(body))
 	}
 }
+
+// TestHopByHopHeaders checks that connection-scoped headers stop at the
+// proxy while end-to-end ones (and Host) arrive intact, across a peer hop.
+func TestHopByHopHeaders(t *testing.T) {
+	dst, dstAddr := destination(t)
+	seen := make(chan http.Header, 1)
+	app := backend(t, "smiley-1", func(w http.ResponseWriter, r *http.Request) {
+		h := r.Header.Clone()
+		h.Set("Host", r.Host)
+		seen <- h
+		w.Header().Set("X-Reply", "1")
+	})
+	server := startProxy(t, dstAddr, "faces", "smiley-1", app)
+	dst.Set(smileyPath, proxytest.Endpoint{Addr: server.InboundAddrs()[0], H2: true})
+	client := startProxy(t, dstAddr, "faces", "gui-1")
+
+	c, err := net.Dial("tcp", client.OutboundAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(testTimeout))
+	io.WriteString(c, "GET http://smiley.faces/h HTTP/1.1\r\nHost: smiley.faces\r\n"+
+		"Connection: keep-alive, X-Conn-Scoped\r\nX-Conn-Scoped: drop me\r\nKeep-Alive: timeout=5\r\n"+
+		"Proxy-Connection: keep-alive\r\nProxy-Authorization: Basic eA==\r\n"+
+		"X-End-To-End: keep me\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("X-Reply") != "1" {
+		t.Fatalf("status %d, X-Reply %q", resp.StatusCode, resp.Header.Get("X-Reply"))
+	}
+	h := <-seen
+	for _, gone := range []string{"X-Conn-Scoped", "Keep-Alive", "Proxy-Connection", "Proxy-Authorization", "L5d-Orig-Proto"} {
+		if v := h.Get(gone); v != "" {
+			t.Errorf("app saw hop-by-hop header %s: %q", gone, v)
+		}
+	}
+	for k, want := range map[string]string{"X-End-To-End": "keep me", "Host": "smiley.faces", "X-Forwarded-For": "10.0.0.1"} {
+		if got := h.Get(k); got != want {
+			t.Errorf("app saw %s = %q, want %q", k, got, want)
+		}
+	}
+}
+
+// TestInboundServerFirstProtocol: a client that waits for the server to
+// speak first gets relayed as opaque TCP once detection times out.
+func TestInboundServerFirstProtocol(t *testing.T) {
+	_, dstAddr := destination(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.WriteString(c, "220 smtp ready\r\n")
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	server := startProxy(t, dstAddr, "faces", "mail-1", ln.Addr().String())
+	c, err := net.Dial("tcp", server.InboundAddrs()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(testTimeout))
+	br := bufio.NewReader(c)
+	if line, err := br.ReadString('\n'); err != nil || line != "220 smtp ready\r\n" {
+		t.Fatalf("greeting = %q, %v", line, err)
+	}
+	io.WriteString(c, "HELO x\r\n")
+	if line, err := br.ReadString('\n'); err != nil || line != "HELO x\r\n" {
+		t.Fatalf("echo = %q, %v", line, err)
+	}
+}

@@ -151,8 +151,9 @@ var ErrEOF = errors.New("detect: connection closed before any data")
 
 // Detect reads from c until the protocol is known, at most MaxPeek bytes and
 // until timeout. prefix holds bytes already read from c (for example by an
-// HTTP server before a hijack); it is replayed first. A timeout or EOF after
-// some data yields Opaque. The returned conn replays every byte read.
+// HTTP server before a hijack); it is replayed first. A timeout (even before
+// any byte) or EOF after some data yields Opaque; EOF before any byte is
+// ErrEOF. The returned conn replays every byte read.
 func Detect(c net.Conn, prefix []byte, timeout time.Duration) (Protocol, net.Conn, error) {
 	buf := make([]byte, 0, MaxPeek)
 	buf = append(buf, prefix[:min(len(prefix), MaxPeek)]...)
@@ -167,13 +168,14 @@ func Detect(c net.Conn, prefix []byte, timeout time.Duration) (Protocol, net.Con
 			buf = buf[:len(buf)+n]
 			p = Classify(buf)
 			if err != nil && p == Unknown {
-				if len(buf) == 0 {
-					if errors.Is(err, io.EOF) {
-						err = ErrEOF
-					}
-					return Unknown, c, fmt.Errorf("detect: %w", err)
-				}
-				if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) {
+				switch {
+				case errors.Is(err, os.ErrDeadlineExceeded):
+					// Silence (a server-speaks-first protocol) or a stall:
+					// opaque, as Linkerd does.
+				case errors.Is(err, io.EOF) && len(buf) == 0:
+					return Unknown, c, ErrEOF
+				case errors.Is(err, io.EOF):
+				default:
 					return Unknown, c, fmt.Errorf("detect: %w", err)
 				}
 				p = Opaque

@@ -2,7 +2,6 @@ package detect
 
 import (
 	"bytes"
-	"errors"
 	"io"
 	"net"
 	"strings"
@@ -83,6 +82,7 @@ func TestDetect(t *testing.T) {
 		{"opaque", "", []string{"\x16\x03\x01\x00"}, false, Opaque},
 		{"short then EOF", "", []string{"GE"}, true, Opaque},
 		{"short then timeout", "", []string{"GE"}, false, Opaque},
+		{"silence", "", nil, false, Opaque},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -124,7 +124,7 @@ func TestDetectEOF(t *testing.T) {
 	client, server := tcpPair(t)
 	client.Close()
 	_, _, err := Detect(server, nil, time.Second)
-	if !errors.Is(err, ErrEOF) {
+	if err != ErrEOF {
 		t.Fatalf("Detect on closed conn: err = %v, want ErrEOF", err)
 	}
 }
