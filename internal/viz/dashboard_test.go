@@ -374,6 +374,10 @@ func TestDashboardBrowser(t *testing.T) {
 	waitJS(t, ctx, "face's outbound edges", `['smiley', 'color'].every(n => !!document.querySelector('#outbound tr[data-name="' + n + '"]')) &&
 		!!document.querySelector('#inbound tr[data-name="faces-gui"]')`)
 	waitJS(t, ctx, "face's routes", `document.querySelector('#routes').textContent.includes('[DEFAULT]')`)
+	waitJS(t, ctx, "face's charts", `['#chart-sr', '#chart-rps', '#chart-p99'].every(s => {
+		const p = document.querySelector(s + ' svg path');
+		return p && (p.getAttribute('d').match(/L/g) || []).length >= 2;
+	})`)
 	screenshot(t, ctx, "dashboard-workload.png")
 
 	// Live tap of face: every scripted request appears with its status.

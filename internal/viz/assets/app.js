@@ -3,7 +3,8 @@
 'use strict';
 
 const POLL_MS = 2000;
-const state = { overview: null, routes: null, ns: '', view: null, sort: { key: 'name', dir: 1 }, filter: '' };
+const state = { overview: null, routes: null, ns: '', view: null, sort: { key: 'name', dir: 1 }, filter: '', history: new Map() };
+const HISTORY = 90; // polls kept per workload for the charts (3 minutes)
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
@@ -134,6 +135,11 @@ const views = {
     build(root, rt) {
       root.innerHTML = `<h1>deploy/${esc(rt.deploy)} <span class="badge">${esc(rt.ns)}</span></h1>
         <div class="cards" id="cards"></div>
+        <div class="charts">
+          <div class="card"><div class="label">Success rate</div><div id="chart-sr"></div></div>
+          <div class="card"><div class="label">Requests per second</div><div id="chart-rps"></div></div>
+          <div class="card"><div class="label">Latency p99</div><div id="chart-p99"></div></div>
+        </div>
         <div class="grid2">
           <div><h2>Inbound (callers)</h2><div class="panel" id="inbound"></div></div>
           <div><h2>Outbound (callees)</h2><div class="panel" id="outbound"></div></div>
@@ -151,6 +157,10 @@ const views = {
       const cards = [['Meshed', meshed(me)], ['Success', fmtSR(me)], ['RPS', fmtRPS(me)], ['P50', fmtMs(me.latencyMsP50)],
         ['P95', fmtMs(me.latencyMsP95)], ['P99', fmtMs(me.latencyMsP99)], ['TCP', fmtConn(me)]];
       $('#cards').innerHTML = cards.map(([l, v]) => `<div class="card"><div class="label">${l}</div><div class="value">${esc(v)}</div></div>`).join('');
+      const h = state.history.get(`${rt.ns}/${rt.deploy}`) || [];
+      $('#chart-sr').innerHTML = chart(h, 'sr', { color: '#2b8a3e', min: 0, max: 1, fmt: (v) => (v * 100).toFixed(0) + '%' });
+      $('#chart-rps').innerHTML = chart(h, 'rps', { min: 0, fmt: (v) => v.toFixed(1) + 'rps' });
+      $('#chart-p99').innerHTML = chart(h, 'p99', { color: '#e67700', min: 0, fmt: (v) => Math.round(v) + 'ms' });
       const edgeCols = (which) => [
         { key: 'name', label: which === 'in' ? 'FROM' : 'TO', get: (e) => e.name, html: (e) => deployLink(e.ns, e.name) },
         { key: 'successRate', label: 'SUCCESS', num: true, get: (e) => e.successRate ?? -1, fmt: fmtSR, cls: srClass },
@@ -181,6 +191,41 @@ const views = {
     },
   },
 };
+
+// ---- charts: each workload's recent golden metrics, drawn as SVG ----
+
+function record(rows) {
+  const now = Date.now();
+  for (const r of rows) {
+    const k = `${r.namespace}/${r.name}`;
+    const h = state.history.get(k) || [];
+    h.push({ t: now, rps: r.rps, sr: r.successRate, p99: r.latencyMsP99 });
+    while (h.length > HISTORY) h.shift();
+    state.history.set(k, h);
+  }
+}
+
+// chart draws one series as a line with its last value; null values break
+// the line.
+function chart(points, key, { color = '#3b5bdb', fmt = (v) => v, min = null, max = null } = {}) {
+  const W = 300, H = 70, P = 4;
+  const vals = points.map((p) => p[key]).filter((v) => v != null);
+  if (vals.length < 2) return `<div class="chart-empty">collecting…</div>`;
+  const lo = min ?? Math.min(...vals), hi = Math.max(max ?? -Infinity, ...vals);
+  const span = hi - lo || 1;
+  const x = (i) => P + (i * (W - 2 * P)) / (HISTORY - 1);
+  const y = (v) => H - P - ((v - lo) / span) * (H - 2 * P);
+  const off = HISTORY - points.length;
+  let d = '', pen = false;
+  points.forEach((p, i) => {
+    const v = p[key];
+    if (v == null) { pen = false; return; }
+    d += `${pen ? 'L' : 'M'}${x(i + off).toFixed(1)},${y(v).toFixed(1)}`;
+    pen = true;
+  });
+  return `<svg class="chart" viewBox="0 0 ${W} ${H}" preserveAspectRatio="none"><path d="${d}" fill="none" stroke="${color}" stroke-width="2" vector-effect="non-scaling-stroke"/></svg>
+    <div class="chart-axis"><span>${esc(fmt(lo))}</span><span>${esc(fmt(hi))}</span></div>`;
+}
 
 // ---- live tap: server-sent events from /api/v1/tap ----
 
@@ -401,6 +446,7 @@ async function refresh() {
     const rt = parseRoute();
     const ns = rt.name === 'deploy' ? '' : state.ns;
     state.overview = await fetchJSON(`/api/v1/overview?namespace=${encodeURIComponent(ns)}`);
+    record(state.overview.deployments);
     if (rt.name === 'deploy') {
       const q = new URLSearchParams({ resource: `deploy/${rt.deploy}`, namespace: rt.ns });
       state.routes = (await fetchJSON(`/api/v1/routes?${q}`)).routes;
