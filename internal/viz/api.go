@@ -81,6 +81,12 @@ type Overview struct {
 
 // APIHandler serves the viz API from c.
 func APIHandler(c *Collector, stateDir string) http.Handler {
+	return apiHandler(c, stateDir, context.Background())
+}
+
+// apiHandler is APIHandler whose tap streams also end with streams: a
+// server shutting down ends them, as they would never go idle.
+func apiHandler(c *Collector, stateDir string, streams context.Context) http.Handler {
 	mux := http.NewServeMux()
 	snap := func(r *http.Request) (Snapshot, time.Duration, error) {
 		w := c.window()
@@ -186,7 +192,10 @@ func APIHandler(c *Collector, stateDir string) http.Handler {
 		w.WriteHeader(http.StatusOK)
 		rc := http.NewResponseController(w)
 		rc.Flush()
-		err = Tap(r.Context(), pods, f, func(l TapLine) {
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		defer context.AfterFunc(streams, cancel)()
+		err = Tap(ctx, pods, f, func(l TapLine) {
 			b, _ := json.Marshal(l)
 			fmt.Fprintf(w, "data: %s\n\n", b)
 			rc.Flush()

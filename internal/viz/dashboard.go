@@ -20,8 +20,12 @@ var assets embed.FS
 
 // Handler serves the dashboard and, under /api/, the viz API of c.
 func Handler(c *Collector, stateDir string) http.Handler {
+	return handler(c, stateDir, context.Background())
+}
+
+func handler(c *Collector, stateDir string, streams context.Context) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/api/", APIHandler(c, stateDir))
+	mux.Handle("/api/", apiHandler(c, stateDir, streams))
 	sub, err := fs.Sub(assets, "assets")
 	if err != nil {
 		panic(err) // the embedded tree is fixed at build time
@@ -35,7 +39,7 @@ func Handler(c *Collector, stateDir string) http.Handler {
 }
 
 // Serve runs c's scrape loop and serves the dashboard on ln until ctx ends,
-// then lets in-flight requests finish (up to 5 s).
+// then lets in-flight requests finish (up to 5 s) and ends tap streams.
 func Serve(ctx context.Context, ln net.Listener, c *Collector, stateDir string, log *slog.Logger) error {
 	if log == nil {
 		log = slog.Default()
@@ -47,7 +51,10 @@ func Serve(ctx context.Context, ln net.Listener, c *Collector, stateDir string, 
 		defer close(done)
 		c.Run(ctx)
 	}()
-	srv := &http.Server{Handler: Handler(c, stateDir), ReadHeaderTimeout: 10 * time.Second}
+	streams, endStreams := context.WithCancel(context.Background())
+	defer endStreams()
+	srv := &http.Server{Handler: handler(c, stateDir, streams), ReadHeaderTimeout: 10 * time.Second}
+	srv.RegisterOnShutdown(endStreams)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	var err error

@@ -241,3 +241,34 @@ func TestTapAPI(t *testing.T) {
 		t.Errorf("tap events = %+v", got)
 	}
 }
+
+// TestServeEndsTapStreams checks a dashboard shutting down ends open tap
+// streams instead of waiting for them.
+func TestServeEndsTapStreams(t *testing.T) {
+	_, addr := startTap(t)
+	pods := []stats.Pod{{Namespace: "faces", Name: "smiley-1", Deployment: "smiley", TapAddr: addr}}
+	c := &Collector{Pods: func(context.Context) ([]stats.Pod, error) { return pods, nil }, Interval: time.Hour}
+	if err := c.ScrapeOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, ln, c, "", nil) }()
+	resp, err := http.Get("http://" + ln.Addr().String() + "/api/v1/tap?resource=deploy/smiley&namespace=faces")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if _, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil {
+		t.Fatalf("no tap event: %v", err)
+	}
+	// Without ending the stream, Shutdown would time out and Serve fail.
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Serve = %v, want a clean shutdown", err)
+	}
+}
