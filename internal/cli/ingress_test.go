@@ -182,3 +182,87 @@ func TestIngressFlagErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestIngressGatewayRouteStatusInGet(t *testing.T) {
+	dir := t.TempDir()
+	st, err := local.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	objs, err := api.Decode(strings.NewReader(`
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: gw}
+spec:
+  gatewayClassName: weft
+  listeners:
+  - {name: http, port: 9090, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec: {ports: [{port: 80}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web, namespace: shop}
+spec:
+  parentRefs: [{name: edge, namespace: gw}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /web}}]
+    backendRefs: [{name: web, port: 80}]
+  - matches: [{path: {type: PathPrefix, value: /moved}}]
+    filters: [{type: RequestRedirect, requestRedirect: {hostname: new.example}}]
+`), "gw.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Apply(context.Background(), objs...); err != nil {
+		t.Fatal(err)
+	}
+	port := ingressFreePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var errOut ingressLog
+	code := make(chan int, 1)
+	go func() {
+		code <- Run(ctx, []string{"ingress", "--state-dir", dir, "--port-map", "9090=" + port, "--admin-addr", ""}, strings.NewReader(""), io.Discard, &errOut)
+	}()
+	// The Gateway's listener is bound at its port, moved by --port-map.
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := c.Get("http://127.0.0.1:" + port + "/moved/x")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 302 && resp.Header.Get("Location") == "http://new.example:9090/moved/x" {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the Gateway never redirected /moved/x; stderr:\n%s", errOut.String())
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval
+	}
+	var out strings.Builder
+	for {
+		out.Reset()
+		var getErr ingressLog
+		if c := Run(context.Background(), []string{"get", "httproute", "web", "-n", "shop", "-o", "yaml", "--state-dir", dir}, strings.NewReader(""), &out, &getErr); c != 0 {
+			t.Fatalf("weft get: exit %d: %s", c, getErr.String())
+		}
+		s := out.String()
+		if strings.Contains(s, "controllerName: weft.io/gateway-controller") && strings.Contains(s, "reason: Accepted") && strings.Contains(s, "reason: ResolvedRefs") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("weft get httproute -o yaml never showed the status:\n%s\nstderr:\n%s", s, errOut.String())
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval
+	}
+	cancel()
+	if c := <-code; c != 0 {
+		t.Fatalf("weft ingress exited %d; stderr:\n%s", c, errOut.String())
+	}
+}

@@ -449,12 +449,12 @@ func TestGatewayTimeouts(t *testing.T) {
 	route := newHTTPRoute("ns", "slow", []gatewayv1.ParentReference{parentGW("gw", "edge")}, nil,
 		gatewayv1.HTTPRouteRule{
 			Matches:     []gatewayv1.HTTPRouteMatch{pathMatch(gatewayv1.PathMatchPathPrefix, "/request")},
-			Timeouts:    &gatewayv1.HTTPRouteTimeouts{Request: d("200ms")},
+			Timeouts:    &gatewayv1.HTTPRouteTimeouts{Request: d("600ms")},
 			BackendRefs: []gatewayv1.HTTPBackendRef{backend("echo", 8080, -1)},
 		},
 		gatewayv1.HTTPRouteRule{
 			Matches:     []gatewayv1.HTTPRouteMatch{pathMatch(gatewayv1.PathMatchPathPrefix, "/backend")},
-			Timeouts:    &gatewayv1.HTTPRouteTimeouts{Request: d("5s"), BackendRequest: d("200ms")},
+			Timeouts:    &gatewayv1.HTTPRouteTimeouts{Request: d("5s"), BackendRequest: d("600ms")},
 			BackendRefs: []gatewayv1.HTTPBackendRef{backend("echo", 8080, -1)},
 		},
 	)

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/weft-mesh/weft/internal/api"
 )
@@ -317,4 +318,59 @@ func FuzzSniff(f *testing.F) {
 			t.Fatalf("an HTTP request line sniffed as TLS: %q", b)
 		}
 	})
+}
+
+func TestGatewayHTTPSListeners(t *testing.T) {
+	aCrt, aKey := testCert(t, 11, "a.example.com")
+	bCrt, bKey := testCert(t, 12, "*.b.example.com")
+	https := func(name, host, secret string) gatewayv1.Listener {
+		l := gwListen(name, 8443, "HTTPS", host)
+		l.TLS = &gatewayv1.ListenerTLSConfig{CertificateRefs: []gatewayv1.SecretObjectReference{{Name: gatewayv1.ObjectName(secret)}}}
+		return l
+	}
+	route := newHTTPRoute("ns", "secure", []gatewayv1.ParentReference{parentGW("gw", "tls")}, nil, gatewayv1.HTTPRouteRule{
+		BackendRefs: []gatewayv1.HTTPBackendRef{backend("echo", 8080, -1)},
+	})
+	h := newGWHarness(t, nil,
+		newTLSSecret("gw", "a", aCrt, aKey), newTLSSecret("gw", "b", bCrt, bKey),
+		newGateway("gw", "tls", https("a", "a.example.com", "a"), https("b", "*.b.example.com", "b"), https("broken", "c.example.com", "missing")),
+		route,
+	)
+	waitFor(t, "8443 to be bound", func() bool { return h.in.Addrs()[8443] != "" })
+	addr := h.in.Addrs()[8443]
+	for sni, want := range map[string]int64{"a.example.com": 11, "x.b.example.com": 12} {
+		if got, _ := handshake(t, addr, sni); got != want {
+			t.Errorf("SNI %q: certificate %d, want %d", sni, got, want)
+		}
+	}
+	var broken bool
+	for _, p := range h.in.Router().Table().Problems {
+		broken = broken || (p.Ref.Name == "tls" && strings.Contains(p.Err.Error(), "listener broken") && strings.Contains(p.Err.Error(), "not found"))
+	}
+	if !broken {
+		t.Errorf("the listener with a missing Secret is not reported: %v", h.in.Router().Table().Problems)
+	}
+
+	c := httpsClient(t)
+	c.Transport.(*http.Transport).TLSClientConfig.ServerName = "x.b.example.com"
+	req, _ := http.NewRequest("GET", "https://"+addr+"/p", nil)
+	req.Host = "x.b.example.com"
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e echo
+	_ = json.NewDecoder(resp.Body).Decode(&e)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.ProtoMajor != 2 || e.Header.Get("X-Forwarded-Proto") != "https" {
+		t.Errorf("HTTPS through the Gateway: %d %s XFP %q", resp.StatusCode, resp.Proto, e.Header.Get("X-Forwarded-Proto"))
+	}
+	// No listener for c.example.com is served (its Secret is missing).
+	req, _ = http.NewRequest("GET", "https://"+addr+"/p", nil)
+	req.Host = "c.example.com"
+	if resp, err := c.Do(req); err != nil || resp.StatusCode != 404 {
+		t.Errorf("host of the unserved listener: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 }
