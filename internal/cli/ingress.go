@@ -41,10 +41,19 @@ func newCmdIngress(g *Globals) *cobra.Command {
 		Use:   "ingress",
 		Short: "Run the ingress gateway (normally started by 'weft up')",
 		Long: `Run weft's ingress gateway: it serves the Emissary resources in the local
-store (getambassador.io/v3alpha1 Listener, Host and Mapping) and follows
-changes live, without dropping requests in flight.
+store (getambassador.io/v3alpha1 Listener, Host and Mapping) and Gateway API
+Gateways (gateway.networking.k8s.io/v1, class "weft"; any class while no
+GatewayClass kind exists) with their HTTPRoutes and GRPCRoutes, and follows
+changes live, without dropping requests in flight. Route status (Accepted,
+ResolvedRefs) is written back to the store: see 'weft get httproute -o yaml'.
 
-Each Listener's port is bound on --address; --port-map moves one elsewhere.
+HTTPS Listeners terminate TLS with their Hosts' tlsSecret (Gateways: their
+listeners' certificateRefs), chosen by SNI, with HTTP/2 by ALPN; cleartext
+is served on the same port.
+
+Each Listener's (and Gateway listener's) port is bound on --address;
+--port-map moves one elsewhere. --access-log writes one JSON line per
+request.
 Requests go to services through the ingress's own sidecar at --proxy (as
 http://name.namespace.svc.cluster.local:port), so they ride the mesh. Without
 --proxy, upstreams are dialed directly, which only works for IP addresses
