@@ -19,7 +19,9 @@ func TestRouteStatusWrittenBack(t *testing.T) {
 		p.SectionName = ptr(gatewayv1.SectionName(s))
 		return p
 	}
-	rule := func(bs ...gatewayv1.HTTPBackendRef) gatewayv1.HTTPRouteRule { return gatewayv1.HTTPRouteRule{BackendRefs: bs} }
+	rule := func(bs ...gatewayv1.HTTPBackendRef) gatewayv1.HTTPRouteRule {
+		return gatewayv1.HTTPRouteRule{BackendRefs: bs}
+	}
 	badKind := backend("cm", 8080, -1)
 	badKind.Kind = ptr(gatewayv1.Kind("ConfigMap"))
 	crossNS := backend("echo", 8080, -1)
