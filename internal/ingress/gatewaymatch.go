@@ -222,7 +222,9 @@ func (rt *Router) serveGateway(w http.ResponseWriter, r *http.Request, gp *gwPor
 		return
 	}
 	rule := e.rule
-	noteRoute(r.Context(), rule.route, "")
+	if rt.access != nil {
+		noteRoute(r.Context(), rule.route, "")
+	}
 	if rule.redirect != nil {
 		w.Header().Set("Location", rule.redirect.location(r, e, gp.port))
 		rt.local(w, r, nil, rule.redirect.code, "")
@@ -235,7 +237,9 @@ func (rt *Router) serveGateway(w http.ResponseWriter, r *http.Request, gp *gwPor
 		rt.local(w, r, b, http.StatusInternalServerError, "no valid backend for "+rule.route+"\n")
 		return
 	}
-	noteRoute(r.Context(), rule.route, b.up.authority)
+	if rt.access != nil {
+		noteRoute(r.Context(), rule.route, b.up.authority)
+	}
 	path, origPath := r.URL.EscapedPath(), ""
 	if rule.rewritePath != nil {
 		if path == "" {

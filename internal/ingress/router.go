@@ -168,7 +168,9 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, port int32) {
 		return
 	}
 	route := d.Route
-	noteRoute(r.Context(), route.Name, route.up.authority)
+	if rt.access != nil {
+		noteRoute(r.Context(), route.Name, route.up.authority)
+	}
 	if up := upgradeType(r.Header); up != "" && !route.allowsUpgrade(up) {
 		rt.local(w, r, route, http.StatusForbidden, "upgrade to "+up+" is not allowed by Mapping "+route.Name+"; add it to allow_upgrade")
 		return
@@ -252,8 +254,10 @@ func (rt *Router) rewrite(pr *httputil.ProxyRequest) {
 	// The edge always mints the request id (Envoy's default at the edge).
 	id := newRequestID()
 	h.Set("X-Request-Id", id)
-	if a := accessFrom(pr.In.Context()); a != nil {
-		a.requestID = id
+	if rt.access != nil {
+		if a := accessFrom(pr.In.Context()); a != nil {
+			a.requestID = id
+		}
 	}
 	// A client must not pick the mesh destination for us.
 	h.Del("L5d-Dst-Override")

@@ -205,16 +205,26 @@ func newSniffListener(ln net.Listener, cfg *tls.Config) *sniffListener {
 }
 
 func (l *sniffListener) loop() {
+	var backoff time.Duration
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if errors.Is(err, net.ErrClosed) || l.ctx.Err() != nil {
+				l.errc <- err
+				return
 			}
-			l.errc <- err
-			return
+			// Out of file descriptors and the like: wait and retry, as
+			// http.Server does, rather than stop serving the port.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			select {
+			case <-time.After(backoff):
+			case <-l.ctx.Done():
+				l.errc <- net.ErrClosed
+				return
+			}
+			continue
 		}
+		backoff = 0
 		go l.sniff(c)
 	}
 }
