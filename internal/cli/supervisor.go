@@ -85,7 +85,7 @@ declared containerPort is rewritten to that port's local port.`,
 	}
 	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "manifest file or directory (*.yaml, *.yml, *.json) to apply before starting; repeatable")
 	cmd.Flags().StringVar(&controlAddr, "control-addr", "127.0.0.1:8086", "control plane gRPC address")
-	cmd.Flags().DurationVar(&drain, "drain-delay", 2*time.Second, "how long a stopping replica keeps serving after it left the endpoints")
+	cmd.Flags().DurationVar(&drain, "drain-delay", 3*time.Second, "how long a stopping replica keeps serving after it left the endpoints, so that every proxy hears of it first")
 	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "run in the background; return once the mesh is ready")
 	cmd.Flags().StringArrayVar(&portMaps, "ingress-port-map", nil, "serve the Emissary Listener with spec.port LISTENER on local port LOCAL, as LISTENER=LOCAL (repeatable; LOCAL 0 picks a free port)")
 	cmd.Flags().StringArrayVar(&ingressArgs, "ingress-arg", nil, "extra argument for 'weft ingress' (repeatable)")

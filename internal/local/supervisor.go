@@ -37,7 +37,8 @@ type Config struct {
 	// ProxyVersion is written in each Pod's linkerd.io/proxy-version.
 	ProxyVersion string
 	// DrainDelay is how long a replica keeps serving after it left the
-	// EndpointSlices, so that every client proxy hears of it first.
+	// EndpointSlices, so that every client proxy hears of it first (weft up
+	// uses 3s; zero means no delay).
 	DrainDelay time.Duration
 	// Grace is how long a process may take to exit after SIGTERM.
 	Grace time.Duration
@@ -92,9 +93,6 @@ type Supervisor struct {
 
 // New returns a Supervisor; Run starts it.
 func New(cfg Config) *Supervisor {
-	if cfg.DrainDelay == 0 {
-		cfg.DrainDelay = 2 * time.Second
-	}
 	if cfg.Grace == 0 {
 		cfg.Grace = 10 * time.Second
 	}

@@ -107,7 +107,7 @@ func startMesh(t *testing.T, manifest string, extra ...string) *mesh {
 	if err := os.WriteFile(f, []byte(manifest), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	args := append([]string{"--state-dir", m.dir, "up", "-f", f, "--control-addr", m.controlAddr, "--drain-delay", "2s"}, extra...)
+	args := append([]string{"--state-dir", m.dir, "up", "-f", f, "--control-addr", m.controlAddr}, extra...)
 	m.cmd = exec.Command(weftBin, args...)
 	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
 	if err := m.cmd.Start(); err != nil {
