@@ -639,7 +639,7 @@ func editDeployment(ctx context.Context, g *Globals, ns, target string, edit fun
 	if err != nil {
 		return "", err
 	}
-	st, err := localstore.Open(dir)
+	st, err := localstore.OpenWithOptions(dir, localstore.Options{NoFollow: true})
 	if err != nil {
 		return "", err
 	}
