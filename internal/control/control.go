@@ -227,7 +227,13 @@ func Listen(cfg Config) (*Plane, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	dest, err := destination.New(destination.Config{Store: cfg.Store, Logger: cfg.Logger})
+	// With identity on, meshed endpoints are announced with their
+	// tls_identity in the CA's domain, so proxies reach them over mTLS.
+	var domain *tlsid.Domain
+	if cfg.Identity.enabled() {
+		domain = &tlsid.Domain{TrustDomain: cfg.Identity.TrustDomain}
+	}
+	dest, err := destination.New(destination.Config{Store: cfg.Store, Logger: cfg.Logger, Identity: domain})
 	if err != nil {
 		return nil, err
 	}

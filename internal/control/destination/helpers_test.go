@@ -19,6 +19,7 @@ import (
 
 	"github.com/weft-mesh/weft/internal/api"
 	"github.com/weft-mesh/weft/internal/store"
+	"github.com/weft-mesh/weft/internal/tlsid"
 )
 
 // testTimeout bounds every wait in these tests.
@@ -39,6 +40,7 @@ type harnessOpts struct {
 	queueCapacity int
 	store         store.Store // nil: a fresh store.Memory
 	dialOpts      []grpc.DialOption
+	identity      *tlsid.Domain
 }
 
 func newHarness(t *testing.T, o harnessOpts) *harness {
@@ -53,6 +55,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
 		QueueCapacity: o.queueCapacity,
 		RetryInterval: 10 * time.Millisecond,
+		Identity:      o.identity,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/weft-mesh/weft/internal/store"
+	"github.com/weft-mesh/weft/internal/tlsid"
 )
 
 // DefaultQueueCapacity is how many snapshots' worth of updates a stream may
@@ -48,6 +49,11 @@ type Config struct {
 	// RetryInterval is how long to wait before reading the store again after
 	// a failed read or a lost watch; 0 means one second.
 	RetryInterval time.Duration
+	// Identity, when set, is the mesh's identity domain: meshed endpoints
+	// are announced with tls_identity Identity.Name(ns, serviceAccount),
+	// so proxies reach them over mTLS. nil announces no identities
+	// (plaintext between proxies).
+	Identity *tlsid.Domain
 }
 
 // Server implements the Destination gRPC service over a store.Store.
@@ -150,7 +156,7 @@ func (s *Server) follow(ctx context.Context, ch <-chan struct{}) {
 			}
 		case <-retry:
 		}
-		snap, err := buildSnapshot(ctx, s.cfg.Store, s.cfg.ClusterDomain, s.log)
+		snap, err := buildSnapshot(ctx, s.cfg.Store, s.cfg.ClusterDomain, s.cfg.Identity, s.log)
 		if err != nil {
 			if ctx.Err() != nil {
 				return

@@ -14,6 +14,7 @@ import (
 
 	"github.com/weft-mesh/weft/internal/api"
 	"github.com/weft-mesh/weft/internal/store"
+	"github.com/weft-mesh/weft/internal/tlsid"
 )
 
 // Label and annotation names read from the store.
@@ -45,6 +46,8 @@ type snapshot struct {
 	// kubernetes.io/service-name label), sorted by slice name.
 	slices map[nsName][]*discoveryv1.EndpointSlice
 	pods   map[nsName]*corev1.Pod
+	// identity names meshed pods' identities; nil means none.
+	identity *tlsid.Domain
 	// profiles are translated ServiceProfiles by (namespace, FQN name).
 	profiles map[nsName]*pb.DestinationProfile
 	// byAddr finds the pod endpoint behind an IP:port, for IP lookups.
@@ -70,6 +73,9 @@ type endpoint struct {
 	replicaSet     string
 	templateHash   string
 	meshed         bool // the pod runs a proxy: protocol_hint h2
+	// identity is the meshed pod's TLS identity (tls_identity), "" when
+	// the pod is not meshed or the mesh has no identity.
+	identity string
 }
 
 // endpointSet is the resolution of a target at one snapshot.
@@ -83,7 +89,7 @@ type endpointSet struct {
 }
 
 // buildSnapshot lists the watched kinds and indexes them.
-func buildSnapshot(ctx context.Context, st store.Store, domain string, log *slog.Logger) (*snapshot, error) {
+func buildSnapshot(ctx context.Context, st store.Store, domain string, identity *tlsid.Domain, log *slog.Logger) (*snapshot, error) {
 	svcs, err := st.List(ctx, api.KindService, "")
 	if err != nil {
 		return nil, fmt.Errorf("destination: listing services: %w", err)
@@ -101,6 +107,7 @@ func buildSnapshot(ctx context.Context, st store.Store, domain string, log *slog
 		return nil, fmt.Errorf("destination: listing service profiles: %w", err)
 	}
 	s := &snapshot{
+		identity: identity,
 		services: make(map[nsName]*corev1.Service, len(svcs)),
 		slices:   make(map[nsName][]*discoveryv1.EndpointSlice, len(svcs)),
 		pods:     make(map[nsName]*corev1.Pod, len(pods)),
@@ -298,6 +305,9 @@ func (s *snapshot) endpointFor(ap netip.AddrPort, namespace string, ref *corev1.
 		ep.serviceAccount = "default"
 	}
 	ep.meshed = pod.Annotations[annotationProxyVersion] != ""
+	if ep.meshed && s.identity != nil {
+		ep.identity = s.identity.Name(ep.namespace, ep.serviceAccount)
+	}
 	ep.templateHash = pod.Labels[labelPodTemplateHash]
 	ep.ownerKind, ep.ownerName, ep.replicaSet = podOwner(pod)
 	return ep

@@ -24,16 +24,20 @@ const defaultWeight = 10000
 // (10000 = 100%) the API uses for weights.
 const decimillisPerMilli = 10
 
-// toWeightedAddr is the one place an endpoint becomes protobuf. mTLS will add
-// tls_identity here (from the pod's service account:
-// <sa>.<ns>.serviceaccount.identity.<cp-ns>.<trust-domain>); until then it
-// is nil and proxies talk plaintext.
+// toWeightedAddr is the one place an endpoint becomes protobuf. A meshed
+// endpoint carries its tls_identity (from the pod's service account:
+// <sa>.<ns>.serviceaccount.identity.<cp-ns>.<trust-domain>), which the
+// client proxy insists the peer proves over mTLS.
 func toWeightedAddr(ep endpoint) *pb.WeightedAddr {
 	wa := &pb.WeightedAddr{
 		Addr:         toTCPAddress(ep.addr),
 		Weight:       defaultWeight,
 		MetricLabels: endpointLabels(ep),
-		TlsIdentity:  nil,
+	}
+	if ep.identity != "" {
+		wa.TlsIdentity = &pb.TlsIdentity{Strategy: &pb.TlsIdentity_DnsLikeIdentity_{
+			DnsLikeIdentity: &pb.TlsIdentity_DnsLikeIdentity{Name: ep.identity},
+		}, ServerName: &pb.TlsIdentity_DnsLikeIdentity{Name: ep.identity}}
 	}
 	if ep.meshed {
 		wa.ProtocolHint = &pb.ProtocolHint{Protocol: &pb.ProtocolHint_H2_{H2: &pb.ProtocolHint_H2{}}}
