@@ -1,20 +1,43 @@
-// Package balance picks an endpoint for each request. The current policy is
-// power of two choices over in-flight request counts (least loaded of two
-// random endpoints); it sits behind the small Balancer interface so a
-// latency-aware (peak-EWMA) policy with failure accrual can replace it.
+// Package balance picks an endpoint for each request: power of two choices
+// over peak-EWMA load, as Linkerd's proxy does. Each endpoint's load is its
+// round-trip-time estimate times (requests in flight + 1). A slower sample
+// replaces the estimate at once (the "peak"); otherwise the estimate decays
+// toward recent samples, and toward zero while the endpoint is idle, with
+// time constant Decay. An endpoint that turns slow is thus avoided after
+// one response, and an avoided endpoint is tried again once its estimate
+// has decayed below its rivals'.
+//
+// With failure accrual on, each endpoint also has a breaker
+// (internal/proxy/breaker): tripped endpoints leave the choice until their
+// penalty ends, then one real request probes them.
+//
+// The endpoint set is an immutable slice behind an atomic pointer: Pick
+// takes no lock on the set; only the chosen nodes' estimates are locked.
 package balance
 
 import (
 	"errors"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"github.com/weft-mesh/weft/internal/proxy/breaker"
 	"github.com/weft-mesh/weft/internal/proxy/discovery"
 )
 
 // ErrNoEndpoints is returned by Pick when the service has no endpoints.
 var ErrNoEndpoints = errors.New("balance: service has no endpoints")
+
+// ErrAllTripped is returned by Pick when every endpoint's breaker is open.
+var ErrAllTripped = errors.New("balance: every endpoint is failing (failure accrual tripped them all)")
+
+// Defaults are Linkerd's peak-EWMA parameters.
+const (
+	DefaultRTT   = 30 * time.Millisecond
+	DefaultDecay = 10 * time.Second
+)
 
 // Balancer chooses endpoints. Implementations are safe for concurrent use;
 // Pick never blocks and does no I/O.
@@ -26,10 +49,30 @@ type Balancer interface {
 	Pick() (*Node, error)
 }
 
+// Config configures a P2C balancer. Zero fields take the defaults.
+type Config struct {
+	// DefaultRTT is a new endpoint's estimate.
+	DefaultRTT time.Duration
+	// Decay is the EWMA's time constant.
+	Decay time.Duration
+	// Accrual turns on failure accrual with these settings; nil is off.
+	Accrual *breaker.Config
+	// Now and IntN are the clock and randomness; nil means time.Now and
+	// math/rand/v2.IntN. Tests inject them.
+	Now  func() time.Time
+	IntN func(n int) int
+}
+
 // Node is an endpoint with its load.
 type Node struct {
 	Endpoint discovery.Endpoint
 	inflight atomic.Int64
+	cfg      *Config
+	breaker  *breaker.Breaker // nil without failure accrual
+
+	mu       sync.Mutex
+	estimate float64 // nanoseconds
+	at       int64   // unix nanoseconds of the estimate
 }
 
 // Done ends one request picked on n.
@@ -38,19 +81,82 @@ func (n *Node) Done() { n.inflight.Add(-1) }
 // Inflight returns the number of requests in flight on n.
 func (n *Node) Inflight() int64 { return n.inflight.Load() }
 
-// P2C is the power-of-two-choices least-loaded balancer. The zero value is
-// an empty balancer.
+// ObserveRTT records the time a request took to get its response headers.
+func (n *Node) ObserveRTT(rtt time.Duration) {
+	now := n.cfg.Now().UnixNano()
+	s := float64(rtt)
+	n.mu.Lock()
+	if s > n.estimate {
+		n.estimate = s
+	} else {
+		w := n.decay(now)
+		n.estimate = n.estimate*w + s*(1-w)
+	}
+	n.at = now
+	n.mu.Unlock()
+}
+
+// Record reports whether the request failed (for failure accrual).
+func (n *Node) Record(failed bool) {
+	if n.breaker != nil {
+		n.breaker.Record(failed, n.cfg.Now())
+	}
+}
+
+// Breaker returns the node's breaker, nil without failure accrual.
+func (n *Node) Breaker() *breaker.Breaker { return n.breaker }
+
+// decay is the weight of an estimate made at n.at, seen at now.
+func (n *Node) decay(now int64) float64 {
+	el := now - n.at
+	if el <= 0 {
+		return 1
+	}
+	return math.Exp(-float64(el) / float64(n.cfg.Decay))
+}
+
+// Load returns the node's peak-EWMA load: the decayed RTT estimate (ns)
+// times (in-flight + 1).
+func (n *Node) Load() float64 { return n.load(n.cfg.Now().UnixNano()) }
+
+func (n *Node) load(now int64) float64 {
+	n.mu.Lock()
+	est := n.estimate * n.decay(now)
+	n.mu.Unlock()
+	return est * float64(n.inflight.Load()+1)
+}
+
+// P2C is the power-of-two-choices peak-EWMA balancer.
 type P2C struct {
+	cfg   Config
 	mu    sync.Mutex // serialises Update
 	nodes atomic.Pointer[[]*Node]
 }
 
 var _ Balancer = (*P2C)(nil)
 
-// NewP2C returns an empty P2C balancer.
-func NewP2C() *P2C { return &P2C{} }
+// NewP2C returns an empty balancer with Linkerd's defaults.
+func NewP2C() *P2C { return New(Config{}) }
 
-// Update replaces the endpoint set, keeping the load of endpoints that stay.
+// New returns an empty balancer.
+func New(cfg Config) *P2C {
+	if cfg.DefaultRTT <= 0 {
+		cfg.DefaultRTT = DefaultRTT
+	}
+	if cfg.Decay <= 0 {
+		cfg.Decay = DefaultDecay
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.IntN == nil {
+		cfg.IntN = rand.IntN
+	}
+	return &P2C{cfg: cfg}
+}
+
+// Update replaces the endpoint set, keeping the load and breaker of
+// endpoints that stay.
 func (b *P2C) Update(eps []discovery.Endpoint) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -60,41 +166,122 @@ func (b *P2C) Update(eps []discovery.Endpoint) {
 			old[n.Endpoint.Addr] = n
 		}
 	}
+	now := b.cfg.Now().UnixNano()
 	nodes := make([]*Node, 0, len(eps))
 	for _, e := range eps {
 		n := old[e.Addr]
-		if n == nil || n.Endpoint != e {
+		if n == nil || !sameEndpoint(n.Endpoint, e) {
 			// A changed endpoint starts afresh; requests in flight on the
 			// old node finish there.
-			n = &Node{Endpoint: e}
+			n = &Node{Endpoint: e, cfg: &b.cfg, estimate: float64(b.cfg.DefaultRTT), at: now}
+			if b.cfg.Accrual != nil {
+				n.breaker = breaker.New(*b.cfg.Accrual)
+			}
 		}
 		nodes = append(nodes, n)
 	}
 	b.nodes.Store(&nodes)
 }
 
-// Pick returns the less loaded of two random endpoints.
+func sameEndpoint(a, b discovery.Endpoint) bool {
+	return a.Addr == b.Addr && a.H2 == b.H2 && a.Weight == b.Weight && a.Labels == b.Labels
+}
+
+// Nodes returns the current endpoint set (read-only).
+func (b *P2C) Nodes() []*Node {
+	if p := b.nodes.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Pick returns the less loaded of two random ready endpoints.
 func (b *P2C) Pick() (*Node, error) {
 	p := b.nodes.Load()
 	if p == nil || len(*p) == 0 {
 		return nil, ErrNoEndpoints
 	}
 	nodes := *p
-	var n *Node
-	switch len(nodes) {
-	case 1:
-		n = nodes[0]
-	default:
-		i := rand.IntN(len(nodes))
-		j := rand.IntN(len(nodes) - 1)
-		if j >= i {
-			j++
-		}
-		n = nodes[i]
-		if m := nodes[j]; m.inflight.Load() < n.inflight.Load() {
-			n = m
+	nowT := b.cfg.Now()
+	now := nowT.UnixNano()
+	n := b.choose(nodes, now)
+	if n == nil || n.breaker != nil && !n.breaker.Acquire(nowT) {
+		// Some breakers are open (or a probe slot was just taken): choose
+		// among the ready endpoints only.
+		if n = b.chooseReady(nodes, nowT); n == nil {
+			return nil, ErrAllTripped
 		}
 	}
 	n.inflight.Add(1)
 	return n, nil
+}
+
+// choose is the fast path: two random distinct nodes, both ready.
+func (b *P2C) choose(nodes []*Node, now int64) *Node {
+	if len(nodes) == 1 {
+		if n := nodes[0]; n.breaker == nil || n.breaker.State() == breaker.Closed {
+			return n
+		}
+		return nil
+	}
+	i := b.cfg.IntN(len(nodes))
+	j := b.cfg.IntN(len(nodes) - 1)
+	if j >= i {
+		j++
+	}
+	n, m := nodes[i], nodes[j]
+	if n.breaker != nil && n.breaker.State() != breaker.Closed || m.breaker != nil && m.breaker.State() != breaker.Closed {
+		return nil
+	}
+	if m.load(now) < n.load(now) {
+		return m
+	}
+	return n
+}
+
+// chooseReady is P2C restricted to endpoints whose breaker admits a
+// request; it acquires the chosen one's breaker.
+func (b *P2C) chooseReady(nodes []*Node, now time.Time) *Node {
+	for range len(nodes) {
+		ready := 0
+		for _, n := range nodes {
+			if n.breaker == nil || n.breaker.Ready(now) {
+				ready++
+			}
+		}
+		if ready == 0 {
+			return nil
+		}
+		i := b.cfg.IntN(ready)
+		j := i
+		if ready > 1 {
+			if j = b.cfg.IntN(ready - 1); j >= i {
+				j++
+			}
+		}
+		var n, m *Node
+		k := 0
+		for _, x := range nodes {
+			if x.breaker == nil || x.breaker.Ready(now) {
+				if k == i {
+					n = x
+				}
+				if k == j {
+					m = x
+				}
+				k++
+			}
+		}
+		if n == nil || m == nil {
+			continue // the set of ready nodes changed under us
+		}
+		ns := now.UnixNano()
+		if m != n && m.load(ns) < n.load(ns) {
+			n = m
+		}
+		if n.breaker == nil || n.breaker.Acquire(now) {
+			return n
+		}
+	}
+	return nil
 }
