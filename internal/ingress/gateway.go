@@ -135,6 +135,98 @@ type RouteStatus struct {
 	Parents    []gatewayv1.RouteParentStatus
 }
 
+// GatewayStatus is the status the ingress computed for one Gateway.
+type GatewayStatus struct {
+	Ref    api.Ref
+	Status gatewayv1.GatewayStatus
+}
+
+// listenerState collects what happened to one Gateway listener.
+type listenerState struct {
+	name          string
+	accepted      bool
+	areason, amsg string
+	resolved      bool
+	rreason, rmsg string
+	conflicted    bool
+	creason       string
+	attached      int32
+}
+
+func newListenerState(name string) *listenerState {
+	return &listenerState{name: name, accepted: true, areason: string(gatewayv1.ListenerReasonAccepted), amsg: "listener accepted",
+		resolved: true, rreason: string(gatewayv1.ListenerReasonResolvedRefs), rmsg: "references resolved", creason: string(gatewayv1.ListenerReasonNoConflicts)}
+}
+
+func (ls *listenerState) refuse(reason gatewayv1.ListenerConditionReason, msg string) {
+	ls.accepted, ls.areason, ls.amsg = false, string(reason), msg
+}
+
+// gwState collects what happened to one Gateway.
+type gwState struct {
+	ref       api.Ref
+	gen       int64
+	invalid   string
+	listeners []*listenerState
+}
+
+// status turns the state into a GatewayStatus (lastTransitionTime is left
+// for the writer, which keeps unchanged conditions' times).
+func (gs *gwState) status() GatewayStatus {
+	cond := func(t string, ok bool, reason, msg string) metav1.Condition {
+		c := metav1.Condition{Type: t, Status: metav1.ConditionTrue, Reason: reason, Message: msg, ObservedGeneration: gs.gen}
+		if !ok {
+			c.Status = metav1.ConditionFalse
+		}
+		return c
+	}
+	out := GatewayStatus{Ref: gs.ref}
+	if gs.invalid != "" {
+		out.Status.Conditions = []metav1.Condition{
+			cond(string(gatewayv1.GatewayConditionAccepted), false, string(gatewayv1.GatewayReasonInvalid), gs.invalid),
+			cond(string(gatewayv1.GatewayConditionProgrammed), false, string(gatewayv1.GatewayReasonInvalid), gs.invalid),
+		}
+		return out
+	}
+	bad := 0
+	kinds := []gatewayv1.RouteGroupKind{{Group: ptr(gatewayv1.Group(gatewayv1.GroupName)), Kind: "HTTPRoute"}, {Group: ptr(gatewayv1.Group(gatewayv1.GroupName)), Kind: "GRPCRoute"}}
+	for _, ls := range gs.listeners {
+		if !ls.accepted {
+			bad++
+		}
+		progReason, progMsg := string(gatewayv1.ListenerReasonProgrammed), "bound by the ingress"
+		if !ls.accepted {
+			progReason, progMsg = string(gatewayv1.ListenerReasonInvalid), ls.amsg
+		}
+		conflicted := cond(string(gatewayv1.ListenerConditionConflicted), true, ls.creason, "no conflict")
+		if !ls.conflicted {
+			conflicted.Status = metav1.ConditionFalse
+		} else {
+			conflicted.Message = ls.amsg
+		}
+		out.Status.Listeners = append(out.Status.Listeners, gatewayv1.ListenerStatus{
+			Name: gatewayv1.SectionName(ls.name), SupportedKinds: kinds, AttachedRoutes: ls.attached,
+			Conditions: []metav1.Condition{
+				cond(string(gatewayv1.ListenerConditionAccepted), ls.accepted, ls.areason, ls.amsg),
+				cond(string(gatewayv1.ListenerConditionProgrammed), ls.accepted, progReason, progMsg),
+				cond(string(gatewayv1.ListenerConditionResolvedRefs), ls.resolved, ls.rreason, ls.rmsg),
+				conflicted,
+			},
+		})
+	}
+	acc := cond(string(gatewayv1.GatewayConditionAccepted), true, string(gatewayv1.GatewayReasonAccepted), "accepted by "+ControllerName)
+	prog := cond(string(gatewayv1.GatewayConditionProgrammed), true, string(gatewayv1.GatewayReasonProgrammed), "every listener is bound")
+	if bad > 0 {
+		acc.Reason, acc.Message = string(gatewayv1.GatewayReasonListenersNotValid), fmt.Sprintf("%d of %d listeners are not served; see status.listeners", bad, len(gs.listeners))
+		if bad == len(gs.listeners) {
+			acc.Status = metav1.ConditionFalse
+		}
+		prog.Status, prog.Reason, prog.Message = metav1.ConditionFalse, string(gatewayv1.GatewayReasonInvalid), acc.Message
+	}
+	out.Status.Conditions = []metav1.Condition{acc, prog}
+	return out
+}
+
 // gatewayInput is what BuildGateways reads.
 type gatewayInput struct {
 	gateways   []*gatewayv1.Gateway
@@ -164,7 +256,9 @@ func buildGateways(t *Table, in gatewayInput, certs CertLoader) []RouteStatus {
 		gw  *gatewayv1.Gateway
 		l   *gatewayv1.Listener
 		out *gwListener
+		st  *listenerState
 	}
+	var gwStates []*gwState
 	byGateway := map[string][]*gwl{} // "ns/name" -> listeners served
 	gwObjs := map[string]*gatewayv1.Gateway{}
 	for _, g := range sortedByName(in.gateways) {
@@ -174,28 +268,38 @@ func buildGateways(t *Table, in gatewayInput, certs CertLoader) []RouteStatus {
 		}
 		key := g.Namespace + "/" + g.Name
 		gwObjs[key] = g
+		gs := &gwState{ref: ref, gen: g.Generation}
+		gwStates = append(gwStates, gs)
 		if errs := api.Lookup(api.KindGateway).Validate(g); len(errs) > 0 {
-			problem(ref, fmt.Errorf("invalid: %v", errs[0]))
+			err := fmt.Errorf("invalid: %v", errs[0])
+			problem(ref, err)
+			gs.invalid = err.Error()
 			continue
 		}
 		for i := range g.Spec.Listeners {
 			l := &g.Spec.Listeners[i]
+			ls := newListenerState(string(l.Name))
+			gs.listeners = append(gs.listeners, ls)
 			proto := string(l.Protocol)
 			if proto != "HTTP" && proto != "HTTPS" {
-				problem(ref, fmt.Errorf("listener %s: protocol %s is not supported; use HTTP or HTTPS", l.Name, proto))
+				err := fmt.Errorf("listener %s: protocol %s is not supported; use HTTP or HTTPS", l.Name, proto)
+				problem(ref, err)
+				ls.refuse(gatewayv1.ListenerReasonUnsupportedProtocol, err.Error())
 				continue
 			}
 			port := int32(l.Port)
 			if _, taken := t.listeners[port]; taken {
-				problem(ref, fmt.Errorf("listener %s: port %d is already served by Listener %s", l.Name, port, t.listeners[port].ref))
+				err := fmt.Errorf("listener %s: port %d is already served by Listener %s", l.Name, port, t.listeners[port].ref)
+				problem(ref, err)
+				ls.refuse(gatewayv1.ListenerReasonPortUnavailable, err.Error())
 				continue
 			}
 			gp := t.gateways[port]
-			if gp == nil {
-				gp = &gwPort{port: port, protocol: proto, ref: ref}
-				t.gateways[port] = gp
-			} else if gp.protocol != proto {
-				problem(ref, fmt.Errorf("listener %s: port %d is %s for Gateway %s; one port has one protocol", l.Name, port, gp.protocol, gp.ref))
+			if gp != nil && gp.protocol != proto {
+				err := fmt.Errorf("listener %s: port %d is %s for Gateway %s; one port has one protocol", l.Name, port, gp.protocol, gp.ref)
+				problem(ref, err)
+				ls.refuse(gatewayv1.ListenerReasonProtocolConflict, err.Error())
+				ls.conflicted, ls.creason = true, string(gatewayv1.ListenerReasonProtocolConflict)
 				continue
 			}
 			out := &gwListener{gateway: ref, name: string(l.Name)}
@@ -203,12 +307,20 @@ func buildGateways(t *Table, in gatewayInput, certs CertLoader) []RouteStatus {
 				out.hostname = strings.ToLower(string(*l.Hostname))
 			}
 			if proto == "HTTPS" {
-				if !addGatewayCerts(t, g, l, ref, port, certs) {
+				if reason, err := addGatewayCerts(t, g, l, port, certs); err != nil {
+					err = fmt.Errorf("listener %s: %w", l.Name, err)
+					problem(ref, err)
+					ls.resolved, ls.rreason, ls.rmsg = false, string(reason), err.Error()
+					ls.refuse(gatewayv1.ListenerReasonInvalid, "not served: "+err.Error())
 					continue
 				}
 			}
+			if gp == nil {
+				gp = &gwPort{port: port, protocol: proto, ref: ref}
+				t.gateways[port] = gp
+			}
 			gp.listeners = append(gp.listeners, out)
-			byGateway[key] = append(byGateway[key], &gwl{gw: g, l: l, out: out})
+			byGateway[key] = append(byGateway[key], &gwl{gw: g, l: l, out: out, st: ls})
 		}
 	}
 
@@ -216,7 +328,7 @@ func buildGateways(t *Table, in gatewayInput, certs CertLoader) []RouteStatus {
 
 	// attach resolves a route's parentRefs; for every listener it may
 	// attach to, it calls add with the effective hostnames.
-	attach := func(kind string, ns string, parentRefs []gatewayv1.ParentReference, hostnames []gatewayv1.Hostname, add func(out *gwListener, hosts []string)) []parentStatus {
+	attach := func(kind string, ns string, parentRefs []gatewayv1.ParentReference, hostnames []gatewayv1.Hostname, valid bool, add func(out *gwListener, hosts []string)) []parentStatus {
 		var out []parentStatus
 		for _, pr := range parentRefs {
 			group := gatewayv1.GroupName
@@ -270,7 +382,10 @@ func buildGateways(t *Table, in gatewayInput, certs CertLoader) []RouteStatus {
 					continue
 				}
 				hostOK++
-				add(c.out, hosts)
+				if valid {
+					c.st.attached++
+					add(c.out, hosts)
+				}
 			}
 			switch {
 			case allowed == 0:
@@ -317,10 +432,8 @@ func buildGateways(t *Table, in gatewayInput, certs CertLoader) []RouteStatus {
 				err = fmt.Errorf("invalid: %v", errs[0])
 			}
 		}
-		pss := attach("HTTPRoute", r.Namespace, r.Spec.ParentRefs, r.Spec.Hostnames, func(out *gwListener, hosts []string) {
-			if err == nil {
-				out.http.add(hosts, entries)
-			}
+		pss := attach("HTTPRoute", r.Namespace, r.Spec.ParentRefs, r.Spec.Hostnames, err == nil, func(out *gwListener, hosts []string) {
+			out.http.add(hosts, entries)
 		})
 		if err != nil && len(pss) > 0 {
 			problem(ref, err)
@@ -336,10 +449,8 @@ func buildGateways(t *Table, in gatewayInput, certs CertLoader) []RouteStatus {
 				err = fmt.Errorf("invalid: %v", errs[0])
 			}
 		}
-		pss := attach("GRPCRoute", r.Namespace, r.Spec.ParentRefs, r.Spec.Hostnames, func(out *gwListener, hosts []string) {
-			if err == nil {
-				out.grpc.add(hosts, entries)
-			}
+		pss := attach("GRPCRoute", r.Namespace, r.Spec.ParentRefs, r.Spec.Hostnames, err == nil, func(out *gwListener, hosts []string) {
+			out.grpc.add(hosts, entries)
 		})
 		if err != nil && len(pss) > 0 {
 			problem(ref, err)
@@ -365,6 +476,9 @@ func buildGateways(t *Table, in gatewayInput, certs CertLoader) []RouteStatus {
 		}
 		t.ports = append(t.ports, port)
 	}
+	for _, gs := range gwStates {
+		t.GatewayStatuses = append(t.GatewayStatuses, gs.status())
+	}
 	return statuses
 }
 
@@ -375,34 +489,30 @@ func orAny(h string) string {
 	return h
 }
 
-// addGatewayCerts loads an HTTPS listener's certificateRefs. It reports
-// whether the listener can be served.
-func addGatewayCerts(t *Table, g *gatewayv1.Gateway, l *gatewayv1.Listener, ref api.Ref, port int32, certs CertLoader) bool {
-	fail := func(err error) bool {
-		t.Problems = append(t.Problems, Problem{Ref: ref, Err: fmt.Errorf("listener %s: %w", l.Name, err)})
-		return false
-	}
+// addGatewayCerts loads an HTTPS listener's certificateRefs into the
+// port's certificates. On failure it says why, as a listener reason.
+func addGatewayCerts(t *Table, g *gatewayv1.Gateway, l *gatewayv1.Listener, port int32, certs CertLoader) (gatewayv1.ListenerConditionReason, error) {
+	invalid := gatewayv1.ListenerReasonInvalidCertificateRef
 	if l.TLS == nil || len(l.TLS.CertificateRefs) == 0 {
-		return fail(fmt.Errorf("HTTPS needs tls.certificateRefs naming a kubernetes.io/tls Secret"))
+		return invalid, fmt.Errorf("HTTPS needs tls.certificateRefs naming a kubernetes.io/tls Secret")
 	}
 	if l.TLS.Mode != nil && *l.TLS.Mode != gatewayv1.TLSModeTerminate {
-		return fail(fmt.Errorf("tls.mode %s is not supported; use Terminate", *l.TLS.Mode))
+		return gatewayv1.ListenerReasonUnsupportedValue, fmt.Errorf("tls.mode %s is not supported; use Terminate", *l.TLS.Mode)
 	}
 	var loaded []*tls.Certificate
 	for _, cr := range l.TLS.CertificateRefs {
 		if (cr.Group != nil && *cr.Group != "" && *cr.Group != "core") || (cr.Kind != nil && *cr.Kind != "Secret") {
-			return fail(fmt.Errorf("certificateRef %s: only core Secrets are supported", cr.Name))
+			return invalid, fmt.Errorf("certificateRef %s: only core Secrets are supported", cr.Name)
 		}
-		ns := g.Namespace
 		if cr.Namespace != nil && string(*cr.Namespace) != g.Namespace {
-			return fail(fmt.Errorf("certificateRef %s/%s: Secrets in other namespaces need a ReferenceGrant, which Weft does not support yet", *cr.Namespace, cr.Name))
+			return gatewayv1.ListenerReasonRefNotPermitted, fmt.Errorf("certificateRef %s/%s: Secrets in other namespaces need a ReferenceGrant, which Weft does not support yet", *cr.Namespace, cr.Name)
 		}
 		if certs == nil {
-			return fail(fmt.Errorf("certificateRef %s: no certificate source", cr.Name))
+			return invalid, fmt.Errorf("certificateRef %s: no certificate source", cr.Name)
 		}
-		c, err := certs(api.Ref{Kind: api.KindSecret, Namespace: ns, Name: string(cr.Name)})
+		c, err := certs(api.Ref{Kind: api.KindSecret, Namespace: g.Namespace, Name: string(cr.Name)})
 		if err != nil {
-			return fail(err)
+			return invalid, err
 		}
 		loaded = append(loaded, c)
 	}
@@ -415,10 +525,11 @@ func addGatewayCerts(t *Table, g *gatewayv1.Gateway, l *gatewayv1.Listener, ref 
 	if l.Hostname != nil && *l.Hostname != "" {
 		host = string(*l.Hostname)
 	}
+	ref := api.Ref{Kind: api.KindGateway, Namespace: g.Namespace, Name: g.Name}
 	for _, c := range loaded {
 		sc.add(host, c, ref)
 	}
-	return true
+	return "", nil
 }
 
 // routeAllowed applies a listener's allowedRoutes to a route.
@@ -956,3 +1067,5 @@ func gwWeights(bs []*Route) []int {
 	}
 	return cum
 }
+
+func ptr[T any](v T) *T { return &v }

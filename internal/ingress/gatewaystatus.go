@@ -99,36 +99,103 @@ func mergeParents(have, want []gatewayv1.RouteParentStatus, now metav1.Time) ([]
 				break
 			}
 		}
-		w.Conditions = append([]metav1.Condition(nil), w.Conditions...)
-		for k := range w.Conditions {
-			c := &w.Conditions[k]
-			c.LastTransitionTime = now
-			if prev == nil {
-				changed = true
-				continue
-			}
-			old := findCondition(prev.Conditions, c.Type)
-			switch {
-			case old == nil:
-				changed = true
-			case old.Status == c.Status:
-				c.LastTransitionTime = old.LastTransitionTime
-				if old.Reason != c.Reason || old.Message != c.Message || old.ObservedGeneration != c.ObservedGeneration {
-					changed = true
-				}
-			default:
-				changed = true
-			}
-		}
-		if prev != nil && len(prev.Conditions) != len(w.Conditions) {
+		var prevConds []metav1.Condition
+		if prev != nil {
+			prevConds = prev.Conditions
+		} else {
 			changed = true
 		}
+		var c bool
+		w.Conditions, c = mergeConditions(prevConds, w.Conditions, now)
+		changed = changed || c
 		if i < len(ours) && !reflect.DeepEqual(ours[i].ParentRef, w.ParentRef) {
 			changed = true // order changed
 		}
 		out = append(out, w)
 	}
 	return out, changed
+}
+
+// mergeConditions returns want with lastTransitionTime set: kept from have
+// for a condition whose status did not change, now otherwise. It reports
+// whether anything but those times differs.
+func mergeConditions(have, want []metav1.Condition, now metav1.Time) ([]metav1.Condition, bool) {
+	out := append([]metav1.Condition(nil), want...)
+	changed := len(have) != len(want)
+	for k := range out {
+		c := &out[k]
+		c.LastTransitionTime = now
+		old := findCondition(have, c.Type)
+		switch {
+		case old == nil || old.Status != c.Status:
+			changed = true
+		default:
+			c.LastTransitionTime = old.LastTransitionTime
+			if old.Reason != c.Reason || old.Message != c.Message || old.ObservedGeneration != c.ObservedGeneration {
+				changed = true
+			}
+		}
+	}
+	return out, changed
+}
+
+// writeGatewayStatuses brings the store's Gateway statuses (conditions and
+// listeners; addresses are left alone) in line with want.
+func writeGatewayStatuses(ctx context.Context, st store.Store, gws []*gatewayv1.Gateway, want []GatewayStatus) (written int, err error) {
+	byRef := make(map[api.Ref]*gatewayv1.GatewayStatus, len(want))
+	for i := range want {
+		byRef[want[i].Ref] = &want[i].Status
+	}
+	now := metav1.Now().Rfc3339Copy()
+	for _, g := range gws {
+		ref := api.Ref{Kind: api.KindGateway, Namespace: g.Namespace, Name: g.Name}
+		w := byRef[ref]
+		if w == nil {
+			continue // another controller's Gateway
+		}
+		next := gatewayv1.GatewayStatus{Addresses: g.Status.Addresses}
+		var changed bool
+		next.Conditions, changed = mergeConditions(g.Status.Conditions, w.Conditions, now)
+		if len(g.Status.Listeners) != len(w.Listeners) {
+			changed = true
+		}
+		for _, wl := range w.Listeners {
+			var prev *gatewayv1.ListenerStatus
+			for i := range g.Status.Listeners {
+				if g.Status.Listeners[i].Name == wl.Name {
+					prev = &g.Status.Listeners[i]
+				}
+			}
+			var prevConds []metav1.Condition
+			if prev == nil || prev.AttachedRoutes != wl.AttachedRoutes || !reflect.DeepEqual(prev.SupportedKinds, wl.SupportedKinds) {
+				changed = true
+			}
+			if prev != nil {
+				prevConds = prev.Conditions
+			}
+			var c bool
+			wl.Conditions, c = mergeConditions(prevConds, wl.Conditions, now)
+			changed = changed || c
+			next.Listeners = append(next.Listeners, wl)
+		}
+		if !changed {
+			continue
+		}
+		cur, err := st.Get(ctx, ref)
+		if err != nil {
+			continue
+		}
+		cg, ok := cur.(*gatewayv1.Gateway)
+		if !ok || !sameJSON(&cg.Spec, &g.Spec) {
+			continue
+		}
+		cg.Status = next
+		if err := st.Apply(ctx, cg); err != nil {
+			return written, err
+		}
+		written++
+	}
+	return written, nil
 }
 
 func findCondition(cs []metav1.Condition, t string) *metav1.Condition {

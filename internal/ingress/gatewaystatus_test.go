@@ -2,6 +2,7 @@ package ingress
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -143,4 +144,90 @@ func TestRouteStatusWrittenBack(t *testing.T) {
 		c, _ := h.st.Get(ctx, api.Ref{Kind: api.KindHTTPRoute, Namespace: "ns", Name: "nogw"})
 		return ours(c) == nil
 	})
+}
+
+func TestGatewayStatusWrittenBack(t *testing.T) {
+	nocert := gwListen("nocert", 8443, "HTTPS", "")
+	nocert.TLS = &gatewayv1.ListenerTLSConfig{CertificateRefs: []gatewayv1.SecretObjectReference{{Name: "missing"}}}
+	mixed := newGateway("gw", "mixed",
+		gwListen("ok", 9090, "HTTP", "mixed.example"),
+		gwListen("tcp", 9091, "TCP", ""),
+		gwListen("clash", 9090, "HTTPS", "clash.example"),
+		nocert,
+	)
+	mixed.Generation = 2
+	okRef := parentGW("gw", "mixed")
+	okRef.SectionName = ptr(gatewayv1.SectionName("ok"))
+	route := newHTTPRoute("ns", "r", []gatewayv1.ParentReference{okRef}, nil, gatewayv1.HTTPRouteRule{BackendRefs: []gatewayv1.HTTPBackendRef{backend("echo", 8080, -1)}})
+	h := newGWHarness(t, nil, mixed, route)
+	ctx := context.Background()
+
+	type lwant struct {
+		attached                       int32
+		accepted, programmed, resolved string // "True"/"False" + ":" + reason
+		conflicted                     string
+	}
+	want := map[string]lwant{
+		"ok":     {1, "True:Accepted", "True:Programmed", "True:ResolvedRefs", "False:NoConflicts"},
+		"tcp":    {0, "False:UnsupportedProtocol", "False:Invalid", "True:ResolvedRefs", "False:NoConflicts"},
+		"clash":  {0, "False:ProtocolConflict", "False:Invalid", "True:ResolvedRefs", "True:ProtocolConflict"},
+		"nocert": {0, "False:Invalid", "False:Invalid", "False:InvalidCertificateRef", "False:NoConflicts"},
+	}
+	cs := func(cs []metav1.Condition, typ string) string {
+		c := findCondition(cs, typ)
+		if c == nil {
+			return "missing"
+		}
+		return string(c.Status) + ":" + c.Reason
+	}
+	var last string
+	defer func() {
+		if t.Failed() {
+			t.Logf("last mismatch: %s", last)
+		}
+	}()
+	waitFor(t, "the Gateway status", func() bool {
+		o, err := h.st.Get(ctx, api.Ref{Kind: api.KindGateway, Namespace: "gw", Name: "mixed"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := o.(*gatewayv1.Gateway)
+		if got := cs(g.Status.Conditions, "Accepted") + " " + cs(g.Status.Conditions, "Programmed"); got != "True:ListenersNotValid False:Invalid" {
+			last = "gateway: " + got
+			return false
+		}
+		if len(g.Status.Listeners) != 4 {
+			last = "listeners missing"
+			return false
+		}
+		for _, l := range g.Status.Listeners {
+			got := lwant{l.AttachedRoutes, cs(l.Conditions, "Accepted"), cs(l.Conditions, "Programmed"), cs(l.Conditions, "ResolvedRefs"), cs(l.Conditions, "Conflicted")}
+			if got != want[string(l.Name)] {
+				last = fmt.Sprintf("listener %s: %+v", l.Name, got)
+				return false
+			}
+			if l.Conditions[0].ObservedGeneration != 2 {
+				last = "observedGeneration"
+				return false
+			}
+		}
+		return true
+	})
+	edge, _ := h.st.Get(ctx, api.Ref{Kind: api.KindGateway, Namespace: "gw", Name: "edge"})
+	if got := cs(edge.(*gatewayv1.Gateway).Status.Conditions, "Programmed"); got != "True:Programmed" {
+		t.Errorf("edge Gateway Programmed = %s", got)
+	}
+	// Settled: nothing more to write.
+	var gws []*gatewayv1.Gateway
+	for _, n := range []string{"edge", "mixed"} {
+		o, _ := h.st.Get(ctx, api.Ref{Kind: api.KindGateway, Namespace: "gw", Name: n})
+		gws = append(gws, o.(*gatewayv1.Gateway))
+	}
+	if n, err := writeGatewayStatuses(ctx, h.st, gws, h.in.Router().Table().GatewayStatuses); n != 0 || err != nil {
+		t.Errorf("second write: %d, %v", n, err)
+	}
+	// The listener that cannot be served binds nothing.
+	if _, bound := h.in.Addrs()[8443]; bound {
+		t.Error("port 8443 is bound for a listener without its certificate")
+	}
 }

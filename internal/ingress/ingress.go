@@ -293,6 +293,11 @@ func (in *Ingress) reload(ctx context.Context) bool {
 	} else if n > 0 {
 		in.log.Debug("ingress: route status written", "routes", n)
 	}
+	if n, err := writeGatewayStatuses(ctx, in.cfg.Store, gws, t.GatewayStatuses); err != nil {
+		in.log.Error("ingress: writing Gateway status", "err", err)
+	} else if n > 0 {
+		in.log.Debug("ingress: Gateway status written", "gateways", n)
+	}
 	in.rebuilt.Add(1)
 	in.ready.Store(true)
 	return complete

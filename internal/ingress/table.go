@@ -33,6 +33,8 @@ type Table struct {
 	// RouteStatuses are the Gateway API route statuses this table implies,
 	// to be written back to the store.
 	RouteStatuses []RouteStatus
+	// GatewayStatuses are the statuses of the Gateways served.
+	GatewayStatuses []GatewayStatus
 
 	// Problems are the objects left out of the table and why; the rest of
 	// the table is built without them.

@@ -36,8 +36,6 @@ func newListener(ns, name string, port int32, from string) *api.Listener {
 	return l
 }
 
-func ptr[T any](v T) *T { return &v }
-
 // route builds a table with one Listener on 8080, a "*" Host and the given
 // Mappings, and returns the Mapping name chosen for method/host/path.
 func matchName(t *testing.T, tbl *Table, method, host, target string) string {
