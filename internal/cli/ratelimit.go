@@ -23,6 +23,7 @@ type ratelimitOptions struct {
 	keyPrefix     string
 	shadowMode    bool
 	headers       bool
+	strict        bool
 	shutdownGrace time.Duration
 	logLevel      string
 }
@@ -82,6 +83,7 @@ with --redis, Redis answering), /live and /metrics.`,
 				KeyPrefix:       o.keyPrefix,
 				ShadowMode:      o.shadowMode,
 				ResponseHeaders: o.headers,
+				StrictDomains:   o.strict,
 				ShutdownGrace:   o.shutdownGrace,
 				Logger:          logger,
 			})
@@ -101,6 +103,7 @@ with --redis, Redis answering), /live and /metrics.`,
 	f.StringVar(&o.keyPrefix, "key-prefix", "", "prefix of every counter key (to share one Redis)")
 	f.BoolVar(&o.shadowMode, "shadow-mode", false, "count but answer OK to everything")
 	f.BoolVar(&o.headers, "response-headers", false, "add RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset to answers (sent with the ingress's 429)")
+	f.BoolVar(&o.strict, "strict-domains", false, "answer requests for an unconfigured domain with an error (NOT_FOUND) instead of OK")
 	f.DurationVar(&o.shutdownGrace, "shutdown-grace", o.shutdownGrace, "how long to wait for RPCs to finish on shutdown")
 	f.StringVar(&o.logLevel, "log-level", o.logLevel, "log level: debug, info, warn or error")
 	return cmd

@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/weft-mesh/weft/internal/metrics"
@@ -14,12 +15,13 @@ type Rules struct {
 	sources map[string]string // domain -> source, for errors and logs
 }
 
-// Domains lists the configured domains.
+// Domains lists the configured domains, sorted.
 func (r *Rules) Domains() []string {
 	out := make([]string, 0, len(r.domains))
 	for d := range r.domains {
 		out = append(out, d)
 	}
+	slices.Sort(out)
 	return out
 }
 

@@ -47,6 +47,8 @@ type ServerConfig struct {
 	ShadowMode bool
 	// ResponseHeaders adds RateLimit-* headers; see ServiceOptions.
 	ResponseHeaders bool
+	// StrictDomains refuses unknown domains; see ServiceOptions.
+	StrictDomains bool
 	// ShutdownGrace bounds how long a stop waits for RPCs in flight; 0
 	// means DefaultShutdownGrace.
 	ShutdownGrace time.Duration
@@ -92,7 +94,7 @@ func Listen(cfg ServerConfig) (*Server, error) {
 		s.redis = NewRedis(RedisOptions{Addr: cfg.RedisAddr, Timeout: cfg.RedisTimeout, Now: cfg.Now})
 		counter = s.redis
 	}
-	s.svc = NewService(ServiceOptions{Counter: counter, Now: cfg.Now, KeyPrefix: cfg.KeyPrefix, ShadowMode: cfg.ShadowMode, ResponseHeaders: cfg.ResponseHeaders, Stats: st, Logger: cfg.Logger})
+	s.svc = NewService(ServiceOptions{Counter: counter, Now: cfg.Now, KeyPrefix: cfg.KeyPrefix, ShadowMode: cfg.ShadowMode, ResponseHeaders: cfg.ResponseHeaders, StrictDomains: cfg.StrictDomains, Stats: st, Logger: cfg.Logger})
 	if err := Reload(cfg.ConfigPaths, cfg.Builtin, s.svc, s.log); err != nil {
 		s.closeRedis()
 		return nil, err

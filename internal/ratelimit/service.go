@@ -34,6 +34,7 @@ type Service struct {
 	prefix  string
 	shadow  bool
 	headers bool
+	strict  bool
 	stats   *Stats
 	log     *slog.Logger
 
@@ -58,6 +59,10 @@ type ServiceOptions struct {
 	// LIMIT_RESPONSE_HEADERS_ENABLED does; the ingress sends them with
 	// its 429.
 	ResponseHeaders bool
+	// StrictDomains answers a request for a domain no configuration names
+	// with NOT_FOUND instead of OK (envoyproxy/ratelimit's behaviour).
+	// The caller then fails open or closed as for any error.
+	StrictDomains bool
 	// Stats receives metrics; nil means a private registry.
 	Stats  *Stats
 	Logger *slog.Logger
@@ -78,7 +83,7 @@ func NewService(o ServiceOptions) *Service {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Service{counter: o.Counter, now: o.Now, prefix: o.KeyPrefix, shadow: o.ShadowMode, headers: o.ResponseHeaders, stats: o.Stats, log: o.Logger, unknown: map[string]bool{}}
+	return &Service{counter: o.Counter, now: o.Now, prefix: o.KeyPrefix, shadow: o.ShadowMode, headers: o.ResponseHeaders, strict: o.StrictDomains, stats: o.Stats, log: o.Logger, unknown: map[string]bool{}}
 }
 
 // SetRules swaps in a new configuration; requests in flight finish with
@@ -143,6 +148,9 @@ func (s *Service) shouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 		// so do we, but say so once, since it usually means the
 		// RateLimitService's domain and the config's disagree.
 		s.stats.domainNotFound.With(metrics.L("domain", domain)).Inc()
+		if s.strict {
+			return nil, status.Errorf(codes.NotFound, "ratelimit: unknown domain %q: configured domains are %q", domain, rules.Domains())
+		}
 		s.warnUnknown(domain, rules)
 	}
 

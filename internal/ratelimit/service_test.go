@@ -375,9 +375,16 @@ func TestRequestErrors(t *testing.T) {
 	if want := `ratelimit_domain_not_found_total{domain="ambassador"} 1`; !strings.Contains(b.String(), want) {
 		t.Fatalf("metrics lack %q", want)
 	}
+	// Unless domains are strict.
+	strict := NewService(ServiceOptions{StrictDomains: true, Logger: quiet})
+	strict.SetRules(mustRules(t, nil, nested))
+	_, err := strict.ShouldRateLimit(context.Background(), &rlsv3.RateLimitRequest{Domain: "ambassador", Descriptors: []*ratelimitv3.RateLimitDescriptor{desc("a=b")}})
+	if status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), `unknown domain "ambassador": configured domains are ["edge"]`) {
+		t.Fatalf("strict unknown domain: %v", err)
+	}
 	// No configuration at all is an error.
 	empty := NewService(ServiceOptions{})
-	_, err := empty.ShouldRateLimit(context.Background(), &rlsv3.RateLimitRequest{Domain: "edge", Descriptors: []*ratelimitv3.RateLimitDescriptor{desc("a=b")}})
+	_, err = empty.ShouldRateLimit(context.Background(), &rlsv3.RateLimitRequest{Domain: "edge", Descriptors: []*ratelimitv3.RateLimitDescriptor{desc("a=b")}})
 	if status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("no config: %v", err)
 	}
