@@ -41,6 +41,9 @@ type ServerConfig struct {
 	RedisAddr string
 	// RedisTimeout bounds each Redis operation; 0 means 250ms.
 	RedisTimeout time.Duration
+	// Counter, when set, stores the counters instead of memory or Redis
+	// (for embedding).
+	Counter Counter
 	// KeyPrefix starts every counter key.
 	KeyPrefix string
 	// ShadowMode answers OK to everything while counting.
@@ -89,8 +92,8 @@ func Listen(cfg ServerConfig) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, reg: metrics.NewRegistry()}
 	st := NewStats(s.reg)
-	var counter Counter
-	if cfg.RedisAddr != "" {
+	counter := cfg.Counter
+	if cfg.RedisAddr != "" && counter == nil {
 		s.redis = NewRedis(RedisOptions{Addr: cfg.RedisAddr, Timeout: cfg.RedisTimeout, Now: cfg.Now})
 		counter = s.redis
 	}

@@ -284,3 +284,52 @@ func TestClientTimeout(t *testing.T) {
 		t.Fatal("a closed pool made a client")
 	}
 }
+
+// gate is a Counter that holds every Add until released.
+type gate struct {
+	entered chan struct{}
+	release chan struct{}
+	inner   Counter
+}
+
+func (g *gate) Add(ctx context.Context, hits []Hit, after []uint64) error {
+	g.entered <- struct{}{}
+	<-g.release
+	return g.inner.Add(ctx, hits, after)
+}
+
+func TestGracefulStop(t *testing.T) {
+	c := newClock()
+	g := &gate{entered: make(chan struct{}, 1), release: make(chan struct{}), inner: NewMemory(c.Now)}
+	s, stop := startServer(t, ServerConfig{Builtin: map[string][]byte{"w": WorkshopConfig()}, Counter: g, Now: c.Now})
+	cl := newTestClient(t, s.Addr().String())
+	answered := make(chan error, 1)
+	go func() {
+		_, err := cl.Check(context.Background(), WorkshopDomain, []Descriptor{{{"mykey", "myvalue"}}})
+		answered <- err
+	}()
+	<-g.entered // the RPC is in flight
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	// New connections are refused once the stop has begun, while the
+	// in-flight RPC is still held.
+	waitFor(t, "the listener to close", func() bool {
+		conn, err := net.Dial("tcp", s.Addr().String())
+		if err == nil {
+			conn.Close()
+		}
+		return err != nil
+	})
+	select {
+	case err := <-stopped:
+		t.Fatalf("Run returned (%v) with an RPC in flight", err)
+	default:
+	}
+	close(g.release)
+	if err := <-answered; err != nil {
+		t.Fatalf("the in-flight RPC failed: %v", err)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
