@@ -448,6 +448,15 @@ func printStatus(w io.Writer, m *local.Mesh) error {
 			}
 		}
 	}
+	keys := make([]string, 0, len(m.Problems))
+	for k := range m.Problems {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		ns, name, _ := strings.Cut(k, "/")
+		notes = append(notes, fmt.Sprintf("  %s deploy/%s cannot run: %s", ns, name, m.Problems[k]))
+	}
 	if len(notes) > 0 {
 		fmt.Fprintf(w, "\n%s\n", strings.Join(notes, "\n"))
 	}

@@ -130,12 +130,13 @@ type writerFunc func([]byte) (int, error)
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 func TestPrintStatus(t *testing.T) {
-	m := &local.Mesh{PID: 7, StateDir: "/s", ControlAddr: "127.0.0.1:8086", Started: time.Now(), Components: []local.Component{
-		{Name: "control", Namespace: "weft", Kind: "control", Ready: true, Addresses: map[string]string{"grpc": "127.0.0.1:8086"},
-			Processes: []local.ProcessInfo{{Name: "control", PID: 11}}},
-		{Name: "web-x-y", Namespace: "shop", Kind: "Deployment", Owner: "web", Restarts: 3, Addresses: map[string]string{"outbound": "127.0.0.1:5"},
-			Processes: []local.ProcessInfo{{Name: "proxy", PID: 12}, {Name: "web", PID: 0, Restarts: 3, LastExit: "exit status 2", Log: "/s/logs/shop/web-x-y/web.log"}}},
-	}}
+	m := &local.Mesh{PID: 7, StateDir: "/s", ControlAddr: "127.0.0.1:8086", Started: time.Now(),
+		Problems: map[string]string{"shop/db": "local: needs a command"}, Components: []local.Component{
+			{Name: "control", Namespace: "weft", Kind: "control", Ready: true, Addresses: map[string]string{"grpc": "127.0.0.1:8086"},
+				Processes: []local.ProcessInfo{{Name: "control", PID: 11}}},
+			{Name: "web-x-y", Namespace: "shop", Kind: "Deployment", Owner: "web", Restarts: 3, Addresses: map[string]string{"outbound": "127.0.0.1:5"},
+				Processes: []local.ProcessInfo{{Name: "proxy", PID: 12}, {Name: "web", PID: 0, Restarts: 3, LastExit: "exit status 2", Log: "/s/logs/shop/web-x-y/web.log"}}},
+		}}
 	var b bytes.Buffer
 	if err := printStatus(&b, m); err != nil {
 		t.Fatal(err)
@@ -153,6 +154,9 @@ func TestPrintStatus(t *testing.T) {
 	}
 	if len(row) < 5 || row[3] != "no" || row[4] != "3" {
 		t.Errorf("replica row %v: want READY no and RESTARTS 3", row)
+	}
+	if !strings.Contains(b.String(), "shop deploy/db cannot run: local: needs a command") {
+		t.Errorf("status does not show the problem:\n%s", b.String())
 	}
 	if !strings.Contains(b.String(), "shop/web-x-y web: restarted 3 times, last exit: exit status 2; log: /s/logs/shop/web-x-y/web.log") {
 		t.Errorf("status does not explain the restarts:\n%s", b.String())

@@ -32,6 +32,9 @@ type Mesh struct {
 	Started     time.Time   `json:"started"`
 	Updated     time.Time   `json:"updated"`
 	Components  []Component `json:"components"`
+	// Problems are Deployments ("namespace/name") the supervisor cannot
+	// run, with why.
+	Problems map[string]string `json:"problems,omitempty"`
 }
 
 // Component is one running unit: the control plane, the ingress, or one

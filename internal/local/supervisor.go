@@ -406,6 +406,11 @@ func (s *Supervisor) reconcile(ctx context.Context) error {
 		return err
 	}
 	s.mu.Lock()
+	for k := range s.failing {
+		if _, ok := deps[k]; !ok {
+			delete(s.failing, k) // deleted: no longer a problem
+		}
+	}
 	byDeploy := map[string][]*replica{}
 	for _, r := range s.replicas {
 		if r.terminating {
@@ -627,6 +632,12 @@ func (s *Supervisor) Snapshot() *Mesh {
 	m := &Mesh{PID: os.Getpid(), StateDir: s.cfg.StateDir, ControlAddr: s.cfg.ControlAddr, Started: s.started, Updated: time.Now()}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for k, v := range s.failing {
+		if m.Problems == nil {
+			m.Problems = map[string]string{}
+		}
+		m.Problems[k] = v
+	}
 	if s.control != nil {
 		st := s.control.State()
 		m.Components = append(m.Components, Component{

@@ -524,6 +524,39 @@ spec:
 		l.finish(t, "after refused apply")
 	})
 
+	t.Run("a Deployment local mode cannot run is reported, not started", func(t *testing.T) {
+		f := filepath.Join(t.TempDir(), "db.yaml")
+		os.WriteFile(f, []byte(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: db, namespace: e2e}
+spec:
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers: [{name: db, image: "postgres:16"}]
+`), 0o644)
+		if out, code := m.weft("apply", "-f", f); code != 0 {
+			t.Fatalf("weft apply: exit %d:\n%s", code, out)
+		}
+		eventually(t, 10*time.Second, "weft status to report deploy/db", func() error {
+			out, _ := m.weft("status")
+			if !strings.Contains(out, "e2e deploy/db cannot run") || !strings.Contains(out, "needs a command") {
+				return fmt.Errorf("status:\n%s", out)
+			}
+			return nil
+		})
+		if out, code := m.weft("delete", "deploy/db", "-n", "e2e"); code != 0 {
+			t.Fatalf("weft delete: exit %d:\n%s", code, out)
+		}
+		eventually(t, 10*time.Second, "the problem to go with the Deployment", func() error {
+			if out, _ := m.weft("status"); strings.Contains(out, "deploy/db") {
+				return fmt.Errorf("status:\n%s", out)
+			}
+			return nil
+		})
+	})
+
 	t.Run("logs", func(t *testing.T) {
 		out, code := m.weft("logs", "deploy/api", "-n", "e2e")
 		if code != 0 || !strings.Contains(out, "listening") {
