@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
 	"github.com/weft-mesh/weft/internal/api"
 )
 
@@ -97,4 +99,28 @@ func TestAccessLogOffByDefault(t *testing.T) {
 	}
 	resp, _ := h.get("/", nil)
 	_, _ = io.Copy(io.Discard, resp.Body)
+}
+
+func TestAccessLogGatewayRoute(t *testing.T) {
+	var buf syncBuffer
+	route := newHTTPRoute("ns", "r", []gatewayv1.ParentReference{parentGW("gw", "edge")}, nil, gatewayv1.HTTPRouteRule{
+		BackendRefs: []gatewayv1.HTTPBackendRef{backend("echo", 8080, -1)},
+	})
+	h := newGWHarness(t, func(c *Config) { c.AccessLog = &buf }, route)
+	h.waitMatch("/", "r#0.0")
+	if resp, _ := h.do("POST", "/x", nil); resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	var l AccessLogEntry
+	waitFor(t, "the access log line", func() bool {
+		for _, line := range strings.Split(buf.String(), "\n") {
+			if strings.Contains(line, `"method":"POST"`) {
+				return json.Unmarshal([]byte(line), &l) == nil
+			}
+		}
+		return false
+	})
+	if l.Route != "httproute:ns/r" || l.Upstream != "echo.ns.svc.cluster.local:8080" || l.Status != 200 || l.Path != "/x" || !uuidRE.MatchString(l.RequestID) {
+		t.Errorf("Gateway request logged as %+v", l)
+	}
 }

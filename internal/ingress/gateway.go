@@ -306,6 +306,15 @@ func buildGateways(t *Table, in gatewayInput, certs CertLoader) []RouteStatus {
 			if l.Hostname != nil {
 				out.hostname = strings.ToLower(string(*l.Hostname))
 			}
+			if gp != nil {
+				if prev := gp.listenerFor(out.hostname); prev != nil {
+					err := fmt.Errorf("listener %s: port %d hostname %q is already served by %s listener %s", l.Name, port, orAny(out.hostname), prev.gateway, prev.name)
+					problem(ref, err)
+					ls.refuse(gatewayv1.ListenerReasonHostnameConflict, err.Error())
+					ls.conflicted, ls.creason = true, string(gatewayv1.ListenerReasonHostnameConflict)
+					continue
+				}
+			}
 			if proto == "HTTPS" {
 				if reason, err := addGatewayCerts(t, g, l, port, certs); err != nil {
 					err = fmt.Errorf("listener %s: %w", l.Name, err)
@@ -480,6 +489,16 @@ func buildGateways(t *Table, in gatewayInput, certs CertLoader) []RouteStatus {
 		t.GatewayStatuses = append(t.GatewayStatuses, gs.status())
 	}
 	return statuses
+}
+
+// listenerFor returns the listener on the port with exactly this hostname.
+func (gp *gwPort) listenerFor(hostname string) *gwListener {
+	for _, l := range gp.listeners {
+		if l.hostname == hostname {
+			return l
+		}
+	}
+	return nil
 }
 
 func orAny(h string) string {

@@ -154,6 +154,7 @@ func TestGatewayStatusWrittenBack(t *testing.T) {
 		gwListen("tcp", 9091, "TCP", ""),
 		gwListen("clash", 9090, "HTTPS", "clash.example"),
 		nocert,
+		gwListen("samehost", 9090, "HTTP", ""), // the edge Gateway has it
 	)
 	mixed.Generation = 2
 	okRef := parentGW("gw", "mixed")
@@ -168,10 +169,11 @@ func TestGatewayStatusWrittenBack(t *testing.T) {
 		conflicted                     string
 	}
 	want := map[string]lwant{
-		"ok":     {1, "True:Accepted", "True:Programmed", "True:ResolvedRefs", "False:NoConflicts"},
-		"tcp":    {0, "False:UnsupportedProtocol", "False:Invalid", "True:ResolvedRefs", "False:NoConflicts"},
-		"clash":  {0, "False:ProtocolConflict", "False:Invalid", "True:ResolvedRefs", "True:ProtocolConflict"},
-		"nocert": {0, "False:Invalid", "False:Invalid", "False:InvalidCertificateRef", "False:NoConflicts"},
+		"ok":       {1, "True:Accepted", "True:Programmed", "True:ResolvedRefs", "False:NoConflicts"},
+		"tcp":      {0, "False:UnsupportedProtocol", "False:Invalid", "True:ResolvedRefs", "False:NoConflicts"},
+		"clash":    {0, "False:ProtocolConflict", "False:Invalid", "True:ResolvedRefs", "True:ProtocolConflict"},
+		"nocert":   {0, "False:Invalid", "False:Invalid", "False:InvalidCertificateRef", "False:NoConflicts"},
+		"samehost": {0, "False:HostnameConflict", "False:Invalid", "True:ResolvedRefs", "True:HostnameConflict"},
 	}
 	cs := func(cs []metav1.Condition, typ string) string {
 		c := findCondition(cs, typ)
@@ -196,7 +198,7 @@ func TestGatewayStatusWrittenBack(t *testing.T) {
 			last = "gateway: " + got
 			return false
 		}
-		if len(g.Status.Listeners) != 4 {
+		if len(g.Status.Listeners) != 5 {
 			last = "listeners missing"
 			return false
 		}
