@@ -333,3 +333,42 @@ func TestGracefulStop(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 }
+
+// TestReloadConfigMapSwap changes the configuration the way a Kubernetes
+// ConfigMap volume does: files are symlinks through ..data, and an update
+// swaps ..data to a new directory with one rename.
+func TestReloadConfigMapSwap(t *testing.T) {
+	dir := t.TempDir()
+	version := func(name, n string) {
+		t.Helper()
+		d := filepath.Join(dir, name)
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(d, "rl.yaml"), "domain: d\ndescriptors:\n  - key: k\n    rate_limit: {unit: hour, requests_per_unit: "+n+"}\n")
+		if err := os.Symlink(name, filepath.Join(dir, "..data_tmp")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	version("..v1", "3")
+	if err := os.Symlink(filepath.Join("..data", "rl.yaml"), filepath.Join(dir, "rl.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := startServer(t, ServerConfig{ConfigPaths: []string{dir}, Now: newClock().Now})
+	cl := newTestClient(t, s.Addr().String())
+	limit := func() uint32 {
+		d, err := cl.Check(context.Background(), "d", []Descriptor{{{"k", "v"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.Statuses[0].Limit.RequestsPerUnit
+	}
+	if got := limit(); got != 3 {
+		t.Fatalf("limit = %d, want 3", got)
+	}
+	version("..v2", "11")
+	waitFor(t, "the swapped ConfigMap to load", func() bool { return limit() == 11 })
+}
