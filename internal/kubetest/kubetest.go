@@ -128,17 +128,13 @@ func Start(tb testing.TB) *Cluster {
 		tb.Fatalf("kubetest: %v", err)
 	}
 	c.startAPIServer(tb)
-	tb.Cleanup(func() {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if c.api != nil {
-			c.api.stop()
-		}
-	})
+	// Killed, not stopped: a graceful stop waits for clients' open watches
+	// to drain, which only slows tests down; etcd has every write.
+	tb.Cleanup(c.StopAPIServer)
 	return c
 }
 
-// RestartAPIServer stops kube-apiserver and starts it again on the same
+// RestartAPIServer kills kube-apiserver and starts it again on the same
 // port over the same etcd, for tests of clients that must survive the loss
 // of the API server. It returns once the new server is ready.
 func (c *Cluster) RestartAPIServer(tb testing.TB) {
@@ -147,13 +143,14 @@ func (c *Cluster) RestartAPIServer(tb testing.TB) {
 	c.startAPIServer(tb)
 }
 
-// StopAPIServer stops kube-apiserver (etcd keeps running). StartAPIServer
-// or RestartAPIServer brings it back.
+// StopAPIServer kills kube-apiserver, as a crash would (etcd keeps
+// running and holds every object). StartAPIServer or RestartAPIServer
+// brings it back.
 func (c *Cluster) StopAPIServer() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.api != nil {
-		c.api.stop()
+		c.api.kill()
 		c.api = nil
 	}
 }
@@ -178,7 +175,7 @@ func (c *Cluster) startAPIServer(tb testing.TB) {
 	}
 	c.api = api
 	if err := waitReady(c.URL+"/readyz", c.pki, api); err != nil {
-		api.stop()
+		api.kill()
 		c.api = nil
 		tb.Fatalf("kubetest: kube-apiserver did not become ready: %v\n%s", err, api.tail())
 	}
@@ -456,6 +453,12 @@ func (p *process) stop() {
 		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 		<-p.done
 	}
+}
+
+// kill sends SIGKILL and waits for the process to exit.
+func (p *process) kill() {
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
 }
 
 // tail returns the end of the process's log, for failure messages.

@@ -157,6 +157,8 @@ func TestStore(t *testing.T) {
 	t.Run("custom resources", func(t *testing.T) { testCustomResources(t, newEnv(t, c)) })
 	t.Run("route status", func(t *testing.T) { testRouteStatus(t, newEnv(t, c)) })
 	t.Run("destination", func(t *testing.T) { testDestination(t, newEnv(t, c)) })
+	// Last: it restarts the API server.
+	t.Run("API server restart", func(t *testing.T) { testRestart(t, c) })
 }
 
 func testCoreKinds(t *testing.T, e *env) {
@@ -515,11 +517,10 @@ func testRouteStatus(t *testing.T, e *env) {
 	}
 }
 
-// TestSurvivesAPIServerRestart checks that the informers relist after the
-// API server goes away and comes back: changes made while the store was
-// cut off, and after, reach its cache and its watchers.
-func TestSurvivesAPIServerRestart(t *testing.T) {
-	c := kubetest.Start(t)
+// testRestart checks that the informers relist after the API server goes
+// away and comes back: changes made after it, reach the cache and the
+// watchers.
+func testRestart(t *testing.T, c *kubetest.Cluster) {
 	e := newEnv(t, c)
 	ctx := ctxT(t)
 	if err := e.st.Apply(ctx, namespace("restart"), service("restart", "before", 80)); err != nil {
