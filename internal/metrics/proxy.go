@@ -55,16 +55,23 @@ type HTTP struct {
 	targets sync.Map // targetKey -> *Target
 }
 
-type targetKey struct{ authority, extra string }
+type targetKey struct{ authority, extra, tls string }
 
 // Target returns the series set for requests to authority; extra holds
 // further labels such as the endpoint's dst_* labels.
 func (h *HTTP) Target(authority string, extra Labels) *Target {
-	k := targetKey{authority, extra.s}
+	return h.TargetTLS(authority, extra, Labels{})
+}
+
+// TargetTLS is Target with the connection's TLS labels too (tls,
+// client_id or server_id, no_tls_reason; see TLSLabels), kept apart so
+// that callers can intern both halves and still allocate nothing.
+func (h *HTTP) TargetTLS(authority string, extra, tls Labels) *Target {
+	k := targetKey{authority, extra.s, tls.s}
 	if t, ok := h.targets.Load(k); ok {
 		return t.(*Target)
 	}
-	l := h.base.With("authority", authority).Merge(extra)
+	l := h.base.With("authority", authority).Merge(extra).Merge(tls)
 	t := &Target{p: h.p, labels: l, requests: h.p.requests.With(l)}
 	actual, _ := h.targets.LoadOrStore(k, t)
 	return actual.(*Target)
@@ -183,4 +190,28 @@ func (t *TCP) Close(read, written uint64) {
 	t.open.Dec()
 	t.read.Add(read)
 	t.write.Add(written)
+}
+
+// Reasons a connection is not mTLS, as Linkerd's no_tls_reason label says.
+const (
+	// NoTLSDisabled: this proxy has no identity.
+	NoTLSDisabled = "disabled"
+	// NoTLSFromDiscovery: the endpoint is not meshed (Destination gave no
+	// tls_identity).
+	NoTLSFromDiscovery = "not_provided_by_service_discovery"
+	// NoTLSFromRemote: the inbound connection came in plaintext.
+	NoTLSFromRemote = "no_tls_from_remote"
+)
+
+// TLSLabels are the labels of an mTLS connection, as Linkerd writes them:
+// tls="true" and the peer's identity under peerLabel ("client_id" on the
+// inbound side, "server_id" on the outbound side).
+func TLSLabels(peerLabel, peerID string) Labels {
+	return L("tls", "true", peerLabel, peerID)
+}
+
+// NoTLSLabels are the labels of a plaintext connection: tls="no_identity"
+// and why.
+func NoTLSLabels(reason string) Labels {
+	return L("tls", "no_identity", "no_tls_reason", reason)
 }

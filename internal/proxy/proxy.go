@@ -11,16 +11,22 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"github.com/weft-mesh/weft/internal/metrics"
 	"github.com/weft-mesh/weft/internal/proxy/admin"
 	"github.com/weft-mesh/weft/internal/proxy/discovery"
+	proxyidentity "github.com/weft-mesh/weft/internal/proxy/identity"
 	"github.com/weft-mesh/weft/internal/proxy/inbound"
 	"github.com/weft-mesh/weft/internal/proxy/outbound"
+	"github.com/weft-mesh/weft/internal/tlsid"
 )
 
 // InboundPort maps an inbound listener to the app port behind it.
@@ -63,8 +69,28 @@ type Config struct {
 	// DiscoveryTimeout bounds the wait for the control plane's first answer
 	// about a name; zero means 3s.
 	DiscoveryTimeout time.Duration
+	// Identity, when set, gives the proxy its mesh identity: it gets a
+	// certificate from the control plane's Identity service (at
+	// ControlAddr), reports ready only once it has one, serves
+	// /identity.json, terminates mTLS on its inbound ports and reaches
+	// meshed endpoints over mTLS. nil runs without identity (plaintext).
+	Identity *IdentityConfig
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
+}
+
+// IdentityConfig configures the proxy's identity.
+type IdentityConfig struct {
+	// TokenFile holds the workload's token; "" means
+	// $WEFT_PROXY_IDENTITY_TOKEN.
+	TokenFile string
+	// AnchorsFile holds the PEM trust anchors; "" means
+	// $WEFT_PROXY_IDENTITY_TRUST_ANCHORS.
+	AnchorsFile string
+	// Domain is the mesh's identity domain (zero: weft / cluster.local).
+	Domain tlsid.Domain
+	// MinRefresh lowers the shortest renewal delay (tests); 0 = default.
+	MinRefresh time.Duration
 }
 
 // Validate reports the first missing or malformed setting.
@@ -94,6 +120,9 @@ type Proxy struct {
 	adminLn  net.Listener
 	registry *metrics.Registry
 	ready    atomic.Bool
+	idConn   *grpc.ClientConn      // to the Identity service; nil without identity
+	identity *proxyidentity.Client // nil without identity
+	mesh     *tlsid.Mesh           // nil without identity
 }
 
 // Listen validates cfg and binds every listener, so that address conflicts
@@ -132,6 +161,25 @@ func Listen(cfg Config) (*Proxy, error) {
 	if p.adminLn, err = listen("admin", cfg.AdminAddr); err != nil {
 		return nil, err
 	}
+	if id := cfg.Identity; id != nil {
+		// Its own connection: Certify must not queue behind discovery.
+		if p.idConn, err = grpc.NewClient(cfg.ControlAddr, grpc.WithTransportCredentials(insecure.NewCredentials())); err == nil {
+			p.identity, p.mesh, err = proxyidentity.Setup(proxyidentity.Options{
+				Conn: p.idConn, Namespace: cfg.Namespace, ServiceAccount: cfg.ServiceAccount,
+				Domain: id.Domain, TokenFile: id.TokenFile, AnchorsFile: id.AnchorsFile,
+				MinRefresh: id.MinRefresh, Logger: cfg.Logger,
+			})
+		}
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			if p.idConn != nil {
+				p.idConn.Close()
+			}
+			return nil, fmt.Errorf("proxy: identity: %w", err)
+		}
+	}
 	return p, nil
 }
 
@@ -152,6 +200,31 @@ func (p *Proxy) AdminAddr() string { return p.adminLn.Addr().String() }
 
 // Registry returns the proxy's metrics.
 func (p *Proxy) Registry() *metrics.Registry { return p.registry }
+
+// Identity returns the proxy's identity ("" without identity).
+func (p *Proxy) Identity() string {
+	if p.identity == nil {
+		return ""
+	}
+	return p.identity.Name()
+}
+
+// isReady: serving, and (with identity) holding a certificate, so that
+// peers are never sent to a proxy that cannot yet accept mTLS.
+func (p *Proxy) isReady() bool {
+	if !p.ready.Load() {
+		return false
+	}
+	if p.identity == nil {
+		return true
+	}
+	select {
+	case <-p.identity.Ready():
+		return true
+	default:
+		return false
+	}
+}
 
 // Run serves until ctx ends, then drains and returns. A failing listener
 // stops the whole proxy with its error.
@@ -179,6 +252,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		Resolver:         res,
 		Metrics:          pm.HTTP(outLabels),
 		DiscoveryTimeout: cfg.DiscoveryTimeout,
+		TLS:              p.mesh,
 	})
 	defer tr.CloseIdleConnections()
 	out := outbound.NewServer(outbound.Config{
@@ -206,6 +280,10 @@ func (p *Proxy) Run(ctx context.Context) error {
 		}()
 	}
 	run(func() error { res.Run(ctx); return nil })
+	if p.identity != nil {
+		defer p.idConn.Close()
+		run(func() error { p.identity.Run(ctx); return nil })
+	}
 	run(func() error { return out.Serve(ctx, p.outLn) })
 	for i, ln := range p.inLns {
 		in := inbound.NewServer(inbound.Config{
@@ -214,14 +292,23 @@ func (p *Proxy) Run(ctx context.Context) error {
 			TCP:           inTCP,
 			DetectTimeout: cfg.DetectTimeout,
 			ShutdownGrace: cfg.ShutdownGrace,
+			TLS:           p.mesh,
+			Identity:      p.Identity(),
 			Logger:        cfg.Logger,
 		})
 		run(func() error { return in.Serve(ctx, ln) })
 	}
-	run(func() error { return admin.Serve(ctx, p.adminLn, admin.Handler(p.registry, p.ready.Load)) })
+	adminHandler := admin.Handler(p.registry, p.isReady)
+	if p.identity != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/", adminHandler)
+		mux.Handle("GET "+proxyidentity.AdminPath, p.identity)
+		adminHandler = mux
+	}
+	run(func() error { return admin.Serve(ctx, p.adminLn, adminHandler) })
 	p.ready.Store(true)
 	p.log.Info("proxy started", "outbound", p.OutboundAddr(), "inbound", p.InboundAddrs(), "admin", p.AdminAddr(),
-		"control", cfg.ControlAddr, "namespace", cfg.Namespace, "pod", cfg.Pod)
+		"control", cfg.ControlAddr, "namespace", cfg.Namespace, "pod", cfg.Pod, "identity", p.Identity())
 	<-ctx.Done()
 	p.ready.Store(false)
 	wg.Wait()

@@ -166,12 +166,12 @@ func TestPeerHop(t *testing.T) {
 	// The hop itself was HTTP/2: the server proxy's inbound counted one
 	// h2 connection and the client proxy labels the destination.
 	m := metricsText(t, client)
-	want := `request_total{direction="outbound",namespace="faces",pod="gui-1",deployment="gui",authority="smiley.faces.svc.cluster.local:80",dst_deployment="smiley",dst_namespace="faces",dst_pod="smiley-1"} 1`
+	want := `request_total{direction="outbound",namespace="faces",pod="gui-1",deployment="gui",authority="smiley.faces.svc.cluster.local:80",dst_deployment="smiley",dst_namespace="faces",dst_pod="smiley-1",tls="no_identity",no_tls_reason="not_provided_by_service_discovery"} 1`
 	if !strings.Contains(m, want+"\n") {
 		t.Errorf("client metrics lack %s; got:\n%s", want, grepLines(m, "request_total"))
 	}
 	m = metricsText(t, server)
-	if !strings.Contains(m, `request_total{direction="inbound",namespace="faces",pod="smiley-1",deployment="smiley",authority="smiley"} 1`) {
+	if !strings.Contains(m, `request_total{direction="inbound",namespace="faces",pod="smiley-1",deployment="smiley",authority="smiley",tls="no_identity",no_tls_reason="disabled"} 1`) {
 		t.Errorf("server inbound metrics:\n%s", grepLines(m, "request_total"))
 	}
 	// An unmeshed client may speak plain HTTP/1 to the inbound.
@@ -507,7 +507,7 @@ func TestMetricsExposition(t *testing.T) {
 		}
 	}
 	m := string(b)
-	base := `direction="outbound",namespace="faces",pod="gui-1",deployment="gui",authority="smiley.faces.svc.cluster.local:80",dst_service="smiley"`
+	base := `direction="outbound",namespace="faces",pod="gui-1",deployment="gui",authority="smiley.faces.svc.cluster.local:80",dst_service="smiley",tls="no_identity",no_tls_reason="not_provided_by_service_discovery"`
 	for _, want := range []string{
 		`request_total{` + base + `} 3`,
 		`response_total{` + base + `,status_code="200",classification="success"} 3`,

@@ -212,3 +212,16 @@ func (c *Conn) Read(p []byte) (int, error) {
 
 // Unwrap returns the underlying connection.
 func (c *Conn) Unwrap() net.Conn { return c.Conn }
+
+// Replay returns a connection that yields b before reading from c: bytes
+// already consumed from c by another sniffer (a TLS ClientHello peek).
+func Replay(c net.Conn, b []byte) net.Conn {
+	if len(b) == 0 {
+		return c
+	}
+	return &Conn{Conn: c, buf: b}
+}
+
+// Buffered returns the bytes not yet replayed (the start of what the
+// client sent, when nothing has been read from c yet).
+func (c *Conn) Buffered() []byte { return c.buf }

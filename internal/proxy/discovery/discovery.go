@@ -43,6 +43,10 @@ type Endpoint struct {
 	Weight uint32
 	// Labels are the dst_* metric labels from the endpoint's metric_labels.
 	Labels metrics.Labels
+	// Identity is the endpoint's TLS identity (tls_identity): "" means
+	// plaintext; otherwise the proxy connects with mTLS and the peer must
+	// prove exactly this identity.
+	Identity string
 }
 
 // State is an immutable snapshot of what Destination says about a name.
@@ -315,10 +319,11 @@ func (r *Resolver) stream(ctx context.Context, w *Watch, set map[string]Endpoint
 					continue
 				}
 				set[addr] = Endpoint{
-					Addr:   addr,
-					H2:     a.GetProtocolHint().GetH2() != nil,
-					Weight: a.GetWeight(),
-					Labels: dstLabels(setLabels, a.GetMetricLabels()),
+					Addr:     addr,
+					H2:       a.GetProtocolHint().GetH2() != nil,
+					Weight:   a.GetWeight(),
+					Labels:   dstLabels(setLabels, a.GetMetricLabels()),
+					Identity: tlsIdentity(a.GetTlsIdentity()),
 				}
 			}
 		case *pb.Update_Remove:
@@ -427,4 +432,11 @@ func Dial(addr string, cfg Config) (*Resolver, error) {
 	r := New(cfg)
 	r.conn = cc
 	return r, nil
+}
+
+// tlsIdentity returns the name the endpoint must prove. Weft's identities
+// are DNS-like; a URI-like identity (SPIFFE) is not one this proxy can
+// verify, so such an endpoint is reached in plaintext, as one without.
+func tlsIdentity(id *pb.TlsIdentity) string {
+	return id.GetDnsLikeIdentity().GetName()
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -34,6 +35,9 @@ type Options struct {
 	// AnchorsFile holds the PEM trust anchors (STATE_DIR/identity/ca.crt in
 	// local mode); "" means $WEFT_PROXY_IDENTITY_TRUST_ANCHORS.
 	AnchorsFile string
+	// MinRefresh is the shortest renewal delay; 0 means DefaultMinRefresh
+	// (tests with lifetimes of seconds lower it).
+	MinRefresh time.Duration
 	// Logger receives logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -67,7 +71,7 @@ func Setup(o Options) (*Client, *tlsid.Mesh, error) {
 	}
 	c, err := New(Config{
 		Conn: o.Conn, Name: o.Domain.Name(o.Namespace, o.ServiceAccount),
-		Token: tok, Anchors: anchors, Logger: o.Logger,
+		Token: tok, Anchors: anchors, Logger: o.Logger, MinRefresh: o.MinRefresh,
 	})
 	if err != nil {
 		return nil, nil, err

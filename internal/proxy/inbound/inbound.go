@@ -6,6 +6,7 @@ package inbound
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -20,6 +21,7 @@ import (
 	"github.com/weft-mesh/weft/internal/proxy/proxyerr"
 	"github.com/weft-mesh/weft/internal/proxy/tcp"
 	"github.com/weft-mesh/weft/internal/proxy/telemetry"
+	"github.com/weft-mesh/weft/internal/tlsid"
 )
 
 // Config configures a Server.
@@ -37,8 +39,44 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// ShutdownGrace bounds the drain of in-flight requests; zero means 30s.
 	ShutdownGrace time.Duration
+	// TLS, when set, is this workload's mesh TLS: a connection whose TLS
+	// ClientHello names Identity (SNI) is terminated here (mTLS, client
+	// certificate required) and the client's identity is passed to the
+	// app in l5d-client-id; other connections, plaintext from unmeshed
+	// clients or TLS meant for the app, pass as before.
+	TLS *tlsid.Mesh
+	// Identity is this workload's identity (the SNI mesh clients send).
+	Identity string
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
+}
+
+// ClientIDHeader carries the verified identity of an mTLS client to the
+// app, as Linkerd's proxy sets it; a client cannot forge it (any value it
+// sends is removed).
+const ClientIDHeader = "L5d-Client-Id"
+
+// peer is what the inbound knows about the client of a connection.
+type peer struct {
+	id     string         // verified client identity, "" without mTLS
+	labels metrics.Labels // tls, client_id / no_tls_reason
+}
+
+// peerConn carries the peer of a connection to the HTTP server (see
+// ConnContext). It also hides a *tls.Conn from http.Server, which would
+// otherwise try to handshake again.
+type peerConn struct {
+	net.Conn
+	peer *peer
+}
+
+type peerKey struct{}
+
+func peerOf(r *http.Request) *peer {
+	if p, ok := r.Context().Value(peerKey{}).(*peer); ok {
+		return p
+	}
+	return &peer{}
 }
 
 // Server serves one inbound listener.
@@ -48,6 +86,7 @@ type Server struct {
 	proxy   *httputil.ReverseProxy
 	app     *appTransport
 	tracker tcp.Tracker
+	plain   *peer // the peer of every plaintext connection
 }
 
 // NewServer returns a Server; it does no I/O.
@@ -68,6 +107,10 @@ func NewServer(cfg Config) *Server {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "inbound", "app", cfg.App)}
+	s.plain = &peer{labels: metrics.NoTLSLabels(metrics.NoTLSFromRemote)}
+	if cfg.TLS == nil {
+		s.plain.labels = metrics.NoTLSLabels(metrics.NoTLSDisabled)
+	}
 	s.app = &appTransport{
 		h1:      forward.NewHTTP1Transport(cfg.ConnectTimeout),
 		h2c:     forward.NewH2CTransport(cfg.ConnectTimeout),
@@ -78,6 +121,10 @@ func NewServer(cfg Config) *Server {
 	rewrite := s.proxy.Rewrite
 	s.proxy.Rewrite = func(pr *httputil.ProxyRequest) {
 		rewrite(pr)
+		pr.Out.Header.Del(ClientIDHeader)
+		if id := peerOf(pr.In).id; id != "" {
+			pr.Out.Header.Set(ClientIDHeader, id)
+		}
 		// A peer carried an HTTP/1 request over HTTP/2: send HTTP/1 to the
 		// app. The Proto fields mark the choice for appTransport.
 		if pr.Out.Header.Get(forward.OrigProtoHeader) != "" {
@@ -103,7 +150,7 @@ func (t *appTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if t.metrics == nil {
 		return rt.RoundTrip(req)
 	}
-	tgt := t.metrics.Target(req.Host, metrics.Labels{})
+	tgt := t.metrics.TargetTLS(req.Host, metrics.Labels{}, peerOf(req).labels)
 	tgt.Request()
 	start := time.Now()
 	resp, err := rt.RoundTrip(req)
@@ -130,6 +177,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       5 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if pc, ok := c.(*peerConn); ok {
+				return context.WithValue(ctx, peerKey{}, pc.peer)
+			}
+			return ctx
+		},
 	}
 	go hs.Serve(inner)
 
@@ -178,9 +231,28 @@ func (s *Server) handleConn(c net.Conn, inner *tcp.ChanListener) {
 		cc.Close()
 		return
 	}
+	p := s.plain
+	if proto == detect.Opaque && s.cfg.TLS != nil {
+		if dc, ok := conn.(*detect.Conn); ok && tlsid.LooksLikeTLS(dc.Buffered()) {
+			var tc *tls.Conn
+			if tc, p, conn, err = s.terminate(dc); err != nil {
+				s.log.Info("mTLS handshake failed", "peer", c.RemoteAddr(), "err", err)
+				cc.Close()
+				return
+			}
+			if tc != nil {
+				// The application protocol inside the TLS.
+				if proto, conn, err = detect.Detect(tc, nil, s.cfg.DetectTimeout); err != nil {
+					s.log.Debug("detection inside mTLS failed", "peer", c.RemoteAddr(), "client_id", p.id, "err", err)
+					tc.Close()
+					return
+				}
+			}
+		}
+	}
 	switch proto {
 	case detect.HTTP1, detect.HTTP2:
-		if !inner.Push(conn) {
+		if !inner.Push(&peerConn{Conn: conn, peer: p}) {
 			conn.Close()
 		}
 	default:
@@ -193,4 +265,39 @@ func (s *Server) handleConn(c net.Conn, inner *tcp.ChanListener) {
 		}
 		tcp.Splice(conn, up)
 	}
+}
+
+// terminate reads the ClientHello of a TLS connection. If it names this
+// workload's identity, it runs the mTLS handshake (a verified client
+// certificate is required) and returns the TLS connection and its client;
+// otherwise the TLS is not the mesh's (the app's own, or a client that
+// does not expect us) and conn replays it untouched, to be relayed as
+// opaque bytes.
+func (s *Server) terminate(c net.Conn) (tc *tls.Conn, p *peer, conn net.Conn, err error) {
+	if err := c.SetReadDeadline(time.Now().Add(s.cfg.DetectTimeout)); err != nil {
+		return nil, nil, nil, fmt.Errorf("inbound: %w", err)
+	}
+	hello, consumed, herr := tlsid.PeekClientHello(c)
+	conn = detect.Replay(c, consumed)
+	if herr != nil || hello.ServerName != s.cfg.Identity {
+		if err := c.SetReadDeadline(time.Time{}); err != nil {
+			return nil, nil, nil, fmt.Errorf("inbound: %w", err)
+		}
+		return nil, s.plain, conn, nil
+	}
+	tc = tls.Server(conn, s.cfg.TLS.Server())
+	if err := c.SetDeadline(time.Now().Add(s.cfg.DetectTimeout)); err != nil {
+		return nil, nil, nil, fmt.Errorf("inbound: %w", err)
+	}
+	if err := tc.Handshake(); err != nil {
+		return nil, nil, nil, fmt.Errorf("inbound: mTLS handshake as %s: %w", s.cfg.Identity, err)
+	}
+	if err := c.SetDeadline(time.Time{}); err != nil {
+		return nil, nil, nil, fmt.Errorf("inbound: %w", err)
+	}
+	id, err := tlsid.PeerIdentity(tc.ConnectionState())
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("inbound: %w", err)
+	}
+	return tc, &peer{id: id, labels: metrics.TLSLabels("client_id", id)}, tc, nil
 }

@@ -242,7 +242,7 @@ func (s *Server) push(c net.Conn) bool {
 // itself when it is not a mesh service).
 func (s *Server) opaque(ctx context.Context, c net.Conn, target string) {
 	t := s.cfg.Transport
-	addr := ""
+	var ep discovery.Endpoint
 	w, st, err := t.Resolve(ctx, target)
 	if err != nil {
 		s.log.Debug("opaque tunnel: resolve failed", "target", target, "err", err)
@@ -257,15 +257,14 @@ func (s *Server) opaque(ctx context.Context, c net.Conn, target string) {
 			return
 		}
 		defer n.Done()
-		addr = n.Endpoint.Addr
+		ep = n.Endpoint
 	} else {
-		addr = w.Target.Addr()
+		ep.Addr = w.Target.Addr()
 	}
-	d := net.Dialer{Timeout: t.cfg.ConnectTimeout}
-	up, err := d.DialContext(ctx, "tcp", addr)
+	up, err := t.DialEndpoint(ctx, ep)
 	if err != nil {
 		if !errors.Is(err, context.Canceled) {
-			s.log.Debug("opaque tunnel: connect failed", "target", target, "addr", addr, "err", err)
+			s.log.Debug("opaque tunnel: connect failed", "target", target, "addr", ep.Addr, "err", err)
 		}
 		c.Close()
 		return

@@ -16,6 +16,7 @@ import (
 	"github.com/weft-mesh/weft/internal/proxy/forward"
 	"github.com/weft-mesh/weft/internal/proxy/proxyerr"
 	"github.com/weft-mesh/weft/internal/proxy/telemetry"
+	"github.com/weft-mesh/weft/internal/tlsid"
 )
 
 // TransportConfig configures a Transport.
@@ -32,6 +33,11 @@ type TransportConfig struct {
 	ConnectTimeout time.Duration
 	// NewBalancer makes the balancer of each service; nil means balance.NewP2C.
 	NewBalancer func() balance.Balancer
+	// TLS is this workload's mesh TLS (its certificate and the trust
+	// anchors). When set, endpoints that Destination gives a tls_identity
+	// are reached over mTLS, the peer proving that identity; nil reaches
+	// every endpoint in plaintext.
+	TLS *tlsid.Mesh
 }
 
 // Transport is an http.RoundTripper that sends each request to the mesh:
@@ -49,6 +55,7 @@ type Transport struct {
 	cfg TransportConfig
 	h1  *http.Transport // HTTP/1.1 to unmeshed endpoints and upgrades
 	h2c *http.Transport // HTTP/2 prior knowledge: peers, and h2 requests
+	tls *meshPools      // mTLS to peers with an identity; nil without TLS
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
@@ -64,13 +71,30 @@ func NewTransport(cfg TransportConfig) *Transport {
 	if cfg.NewBalancer == nil {
 		cfg.NewBalancer = func() balance.Balancer { return balance.NewP2C() }
 	}
-	return &Transport{cfg: cfg, h1: forward.NewHTTP1Transport(cfg.ConnectTimeout), h2c: forward.NewH2CTransport(cfg.ConnectTimeout)}
+	t := &Transport{cfg: cfg, h1: forward.NewHTTP1Transport(cfg.ConnectTimeout), h2c: forward.NewH2CTransport(cfg.ConnectTimeout)}
+	if cfg.TLS != nil {
+		t.tls = &meshPools{mesh: cfg.TLS, connectTimeout: cfg.ConnectTimeout}
+	}
+	return t
 }
 
 // CloseIdleConnections closes idle pooled connections.
 func (t *Transport) CloseIdleConnections() {
 	t.h1.CloseIdleConnections()
 	t.h2c.CloseIdleConnections()
+	if t.tls != nil {
+		t.tls.closeIdle()
+	}
+}
+
+// DialEndpoint opens a TCP connection to ep (opaque traffic): mTLS when ep
+// has an identity and the transport has TLS, else plaintext.
+func (t *Transport) DialEndpoint(ctx context.Context, ep discovery.Endpoint) (net.Conn, error) {
+	if ep.Identity != "" && t.tls != nil {
+		return t.tls.DialTLS(ctx, ep.Addr, ep.Identity)
+	}
+	d := net.Dialer{Timeout: t.cfg.ConnectTimeout}
+	return d.DialContext(ctx, "tcp", ep.Addr)
 }
 
 // service is the per-watch balancer, kept up to date lazily: each request
@@ -137,7 +161,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	if !st.Exists {
-		return t.send(req, w.Target.Addr(), false, w.Target.Addr(), metrics.Labels{}, nil)
+		return t.send(req, discovery.Endpoint{Addr: w.Target.Addr()}, w.Target.Addr(), nil)
 	}
 	// A connect failure sends nothing, so it is safe to try another endpoint.
 	for attempt := 0; ; attempt++ {
@@ -147,17 +171,18 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			t.recordFailure(w.Target.Path, err)
 			return nil, err
 		}
-		resp, err := t.send(req, n.Endpoint.Addr, n.Endpoint.H2, w.Target.Path, n.Endpoint.Labels, n)
+		resp, err := t.send(req, n.Endpoint, w.Target.Path, n)
 		retryable := req.Body == nil || req.Body == http.NoBody
-		if err == nil || !retryable || !isDialError(err) || attempt >= 2 || attempt+1 >= len(st.Endpoints) {
+		if err == nil || !retryable || !(isDialError(err) || isHandshakeError(err)) || attempt >= 2 || attempt+1 >= len(st.Endpoints) {
 			return resp, err
 		}
 	}
 }
 
-// send forwards req to addr. node, if not nil, is released when the
+// send forwards req to ep. node, if not nil, is released when the
 // exchange ends.
-func (t *Transport) send(req *http.Request, addr string, peerH2 bool, authority string, labels metrics.Labels, node *balance.Node) (*http.Response, error) {
+func (t *Transport) send(req *http.Request, ep discovery.Endpoint, authority string, node *balance.Node) (*http.Response, error) {
+	addr, peerH2 := ep.Addr, ep.H2
 	out := new(http.Request)
 	*out = *req
 	u := *req.URL
@@ -168,22 +193,33 @@ func (t *Transport) send(req *http.Request, addr string, peerH2 bool, authority 
 	}
 	upgrade := req.Header.Get("Upgrade") != ""
 	var rt http.RoundTripper = t.h1
+	var h2 http.RoundTripper = t.h2c
+	tlsLabels := noTLSDiscovery
+	if ep.Identity != "" {
+		if t.tls != nil {
+			// A peer with an identity: the same choices, over mTLS.
+			p := t.tls.get(ep.Identity)
+			rt, h2, tlsLabels = p.h1, p.h2, p.labels
+		} else {
+			tlsLabels = noTLSDisabled
+		}
+	}
 	switch {
 	case upgrade:
 		// Upgrades cannot ride HTTP/2: send them as HTTP/1.1, also to peers
 		// (their inbound detects HTTP/1).
 	case peerH2:
-		rt = t.h2c
+		rt = h2
 		if req.ProtoMajor == 1 {
 			out.Header = req.Header.Clone()
 			out.Header.Set(forward.OrigProtoHeader, "HTTP/1.1")
 		}
 	case req.ProtoMajor == 2:
-		rt = t.h2c
+		rt = h2
 	}
 	var tgt *metrics.Target
 	if t.cfg.Metrics != nil {
-		tgt = t.cfg.Metrics.Target(authority, labels)
+		tgt = t.cfg.Metrics.TargetTLS(authority, ep.Labels, tlsLabels)
 		tgt.Request()
 	}
 	start := time.Now()
@@ -194,6 +230,8 @@ func (t *Transport) send(req *http.Request, addr string, peerH2 bool, authority 
 		}
 		if isDialError(err) {
 			err = proxyerr.New(http.StatusBadGateway, fmt.Sprintf("proxy: connect to %s (%s) failed", addr, authority), err)
+		} else if isHandshakeError(err) {
+			err = proxyerr.New(http.StatusBadGateway, fmt.Sprintf("proxy: mTLS to %s (%s) failed", addr, authority), err)
 		}
 		if tgt != nil {
 			status, _ := proxyerr.Classify(err)
