@@ -680,7 +680,12 @@ API (/api/v1/...) at --addr until interrupted.`,
 			if show != "url" && show != "browser" {
 				return fmt.Errorf("viz: --show %q: want url or browser", show)
 			}
-			dir := g.StateDirOrDefault()
+			// Absolute, so commands run from elsewhere recognise the state
+			// directory the API reports.
+			dir, err := filepath.Abs(g.StateDirOrDefault())
+			if err != nil {
+				return fmt.Errorf("viz: state directory: %w", err)
+			}
 			st, err := localstore.Open(dir)
 			if err != nil {
 				return err
