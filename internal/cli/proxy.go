@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/weft-mesh/weft/internal/proxy"
+	"github.com/weft-mesh/weft/internal/tlsid"
 )
 
 // proxyOptions are the flags of 'weft proxy'.
@@ -21,6 +22,11 @@ type proxyOptions struct {
 	serviceAccount string
 	shutdownGrace  time.Duration
 	logLevel       string
+	// identity
+	disableIdentity bool
+	tokenFile       string
+	anchorsFile     string
+	trustDomain     string
 }
 
 func newCmdProxy(g *Globals) *cobra.Command {
@@ -32,6 +38,7 @@ func newCmdProxy(g *Globals) *cobra.Command {
 		serviceAccount: "default",
 		shutdownGrace:  30 * time.Second,
 		logLevel:       "info",
+		trustDomain:    tlsid.DefaultTrustDomain,
 	}
 	cmd := &cobra.Command{
 		Use:   "proxy",
@@ -42,7 +49,15 @@ The app sends its outbound traffic through --outbound-addr (HTTP_PROXY and
 HTTPS_PROXY point there); the proxy resolves authorities through the control
 plane at --control-addr, balances requests over endpoints and speaks HTTP/2 to
 peer proxies. Each --inbound LISTEN=APP accepts traffic for one app port.
-The admin server at --admin-addr serves /metrics, /ready and /live.`,
+The admin server at --admin-addr serves /metrics, /ready and /live.
+
+The proxy gets a short-lived certificate for its service account's identity
+from the control plane's Identity service, proving who it is with the token
+in $WEFT_PROXY_IDENTITY_TOKEN (or --identity-token-file) and checking it
+against the trust anchors in $WEFT_PROXY_IDENTITY_TRUST_ANCHORS (or
+--identity-trust-anchors-file); 'weft up' sets both. It is ready only once it
+has a certificate, serves it at /identity.json, and speaks mutual TLS to every
+meshed peer. --disable-identity runs it without (plaintext between proxies).`,
 		Example: `  weft proxy --control-addr 127.0.0.1:8086 --outbound-addr 127.0.0.1:4140 \
     --inbound 127.0.0.1:4143=127.0.0.1:8080 --admin-addr 127.0.0.1:4191 \
     --namespace faces --pod smiley-5d8f-abcde --deployment smiley --service-account smiley`,
@@ -70,6 +85,13 @@ The admin server at --admin-addr serves /metrics, /ready and /live.`,
 				}
 				cfg.Inbound = append(cfg.Inbound, in)
 			}
+			if !o.disableIdentity {
+				cfg.Identity = &proxy.IdentityConfig{
+					TokenFile:   o.tokenFile,
+					AnchorsFile: o.anchorsFile,
+					Domain:      tlsid.Domain{TrustDomain: o.trustDomain},
+				}
+			}
 			if err := cfg.Validate(); err != nil {
 				return &ExitError{Code: 2, Err: err}
 			}
@@ -91,5 +113,9 @@ The admin server at --admin-addr serves /metrics, /ready and /live.`,
 	f.StringVar(&o.serviceAccount, "service-account", o.serviceAccount, "the workload's service account")
 	f.DurationVar(&o.shutdownGrace, "shutdown-grace", o.shutdownGrace, "how long to drain in-flight requests on shutdown")
 	f.StringVar(&o.logLevel, "log-level", o.logLevel, "log level: debug, info, warn or error")
+	f.BoolVar(&o.disableIdentity, "disable-identity", false, "run without an identity: no certificate, plaintext to and from peers")
+	f.StringVar(&o.tokenFile, "identity-token-file", "", "file holding the workload's identity token (default $WEFT_PROXY_IDENTITY_TOKEN)")
+	f.StringVar(&o.anchorsFile, "identity-trust-anchors-file", "", "PEM trust anchors (default $WEFT_PROXY_IDENTITY_TRUST_ANCHORS)")
+	f.StringVar(&o.trustDomain, "identity-trust-domain", o.trustDomain, "trust domain of the mesh's identities")
 	return cmd
 }
