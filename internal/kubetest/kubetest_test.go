@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -134,5 +135,48 @@ func TestCluster(t *testing.T) {
 	c.RestartAPIServer(t)
 	if _, err := admin.CoreV1().Namespaces().Get(ctx, "kubetest", metav1.GetOptions{}); err != nil {
 		t.Fatalf("after restart: %v", err)
+	}
+}
+
+func TestBinaryLookup(t *testing.T) {
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "exe")
+	plain := filepath.Join(dir, "plain")
+	if err := os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(plain, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		env     map[string]string
+		lookup  func() (string, error)
+		want    string
+		wantErr string
+	}{
+		{"apiserver from env", map[string]string{"WEFT_KUBE_APISERVER": exe}, APIServerPath, exe, ""},
+		{"apiserver env not executable", map[string]string{"WEFT_KUBE_APISERVER": plain}, APIServerPath, "", "not an executable"},
+		{"apiserver not built", map[string]string{"WEFT_KUBE_APISERVER": "", "WEFT_KUBE_CACHE": dir}, APIServerPath, "", "hack/kube-apiserver/build.sh"},
+		{"etcd from env", map[string]string{"WEFT_ETCD": exe}, EtcdPath, exe, ""},
+		{"etcd env missing file", map[string]string{"WEFT_ETCD": filepath.Join(dir, "nope")}, EtcdPath, "", "not an executable"},
+		{"etcd not on PATH", map[string]string{"WEFT_ETCD": "", "PATH": dir}, EtcdPath, "", "apt-get install etcd-server"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			got, err := tc.lookup()
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("= %q, %v; want %q", got, err, tc.want)
+			}
+		})
 	}
 }

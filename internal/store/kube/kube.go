@@ -464,10 +464,10 @@ func (s *Store) rediscover() {
 				continue
 			}
 			s.mu.Lock()
-			present := !src.absent
+			present, gvr := !src.absent, src.gvr
 			s.mu.Unlock()
 			if present {
-				s.log.Info("kind now served by the API server; informing it", "kind", src.ki.Kind.String(), "resource", src.gvr.String())
+				s.log.Info("kind now served by the API server; informing it", "kind", src.ki.Kind.String(), "resource", gvr.String())
 				s.startInformer(src)
 				s.notify(src.ki.Kind)
 			}
