@@ -251,6 +251,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	tr := outbound.NewTransport(outbound.TransportConfig{
 		Resolver:         res,
 		Metrics:          pm.HTTP(outLabels),
+		Routes:           metrics.NewRoutes(p.registry, outLabels),
 		DiscoveryTimeout: cfg.DiscoveryTimeout,
 		TLS:              p.mesh,
 	})

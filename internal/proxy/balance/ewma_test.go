@@ -198,4 +198,3 @@ func BenchmarkPickObserve(b *testing.B) {
 		n.Done()
 	}
 }
-

@@ -30,6 +30,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/weft-mesh/weft/internal/metrics"
+	"github.com/weft-mesh/weft/internal/proxy/route"
 )
 
 // Endpoint is one address of a service.
@@ -189,6 +190,7 @@ func (r *Resolver) Watch(authority string) (*Watch, error) {
 			w.stop = cancel
 			r.byPath[t.Path] = w
 			go r.run(ctx, w)
+			go r.runProfile(ctx, w)
 		}
 	}
 	w.touch()
@@ -209,6 +211,8 @@ type Watch struct {
 
 	attachMu sync.Mutex
 	attached atomic.Value
+
+	profile atomic.Pointer[route.Profile] // see profile.go
 }
 
 func (w *Watch) touch() {

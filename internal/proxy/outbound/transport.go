@@ -12,6 +12,7 @@ import (
 
 	"github.com/weft-mesh/weft/internal/metrics"
 	"github.com/weft-mesh/weft/internal/proxy/balance"
+	"github.com/weft-mesh/weft/internal/proxy/breaker"
 	"github.com/weft-mesh/weft/internal/proxy/discovery"
 	"github.com/weft-mesh/weft/internal/proxy/forward"
 	"github.com/weft-mesh/weft/internal/proxy/proxyerr"
@@ -38,6 +39,9 @@ type TransportConfig struct {
 	// are reached over mTLS, the peer proving that identity; nil reaches
 	// every endpoint in plaintext.
 	TLS *tlsid.Mesh
+	// Routes records per-route metrics (route_*, retries) for services with
+	// profile routes; nil records none.
+	Routes *metrics.Routes
 }
 
 // Transport is an http.RoundTripper that sends each request to the mesh:
@@ -56,6 +60,8 @@ type Transport struct {
 	h1  *http.Transport // HTTP/1.1 to unmeshed endpoints and upgrades
 	h2c *http.Transport // HTTP/2 prior knowledge: peers, and h2 requests
 	tls *meshPools      // mTLS to peers with an identity; nil without TLS
+
+	stack http.RoundTripper // the layers below route matching (stack.go)
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
@@ -75,6 +81,7 @@ func NewTransport(cfg TransportConfig) *Transport {
 	if cfg.TLS != nil {
 		t.tls = &meshPools{mesh: cfg.TLS, connectTimeout: cfg.ConnectTimeout}
 	}
+	t.stack = t.buildStack()
 	return t
 }
 
@@ -163,6 +170,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !st.Exists {
 		return t.send(req, discovery.Endpoint{Addr: w.Target.Addr()}, w.Target.Addr(), nil)
 	}
+	if p := w.Profile(); p != nil && len(p.Routes) > 0 {
+		return t.routed(req, w, st, p)
+	}
+	return t.endpoint(req, w, st)
+}
+
+// endpoint balances req over the endpoints of a known service and sends it.
+func (t *Transport) endpoint(req *http.Request, w *discovery.Watch, st *discovery.State) (*http.Response, error) {
 	// A connect failure sends nothing, so it is safe to try another endpoint.
 	for attempt := 0; ; attempt++ {
 		n, err := t.Pick(w, st)
@@ -226,6 +241,8 @@ func (t *Transport) send(req *http.Request, ep discovery.Endpoint, authority str
 	resp, err := rt.RoundTrip(out)
 	if err != nil {
 		if node != nil {
+			node.ObserveRTT(time.Since(start))
+			node.Record(true)
 			node.Done()
 		}
 		if isDialError(err) {
@@ -243,6 +260,10 @@ func (t *Transport) send(req *http.Request, ep discovery.Endpoint, authority str
 	if tgt != nil || node != nil {
 		var d telemetry.Doner
 		if node != nil {
+			node.ObserveRTT(time.Since(start))
+			if node.Breaker() != nil {
+				node.Record(breaker.IsFailure(resp.StatusCode, telemetry.GRPCStatus(resp.Header)))
+			}
 			d = node
 		}
 		telemetry.Observe(tgt, start, resp, d)

@@ -1,0 +1,62 @@
+package discovery
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+
+	pb "github.com/linkerd/linkerd2-proxy-api/go/destination"
+
+	"github.com/weft-mesh/weft/internal/proxy/route"
+)
+
+// Profile returns the service's routes and retry budget as Destination's
+// GetProfile last described them; nil until the first answer (requests
+// then go without routes, as Linkerd's do while a profile resolves).
+func (w *Watch) Profile() *route.Profile { return w.profile.Load() }
+
+// runProfile follows the GetProfile stream of w until ctx ends,
+// reconnecting with backoff and keeping the last good profile meanwhile.
+func (r *Resolver) runProfile(ctx context.Context, w *Watch) {
+	log := r.log.With("path", w.Target.Path, "stream", "profile")
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := r.profileStream(ctx, w, func() { backoff = 100 * time.Millisecond })
+		if ctx.Err() != nil {
+			return
+		}
+		log.Debug("profile stream ended; retrying", "err", err, "retry_in", backoff)
+		jitter := time.Duration(rand.Int64N(int64(backoff)/2 + 1))
+		t := time.NewTimer(backoff/2 + jitter)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(backoff*2, r.cfg.MaxBackoff)
+	}
+}
+
+func (r *Resolver) profileStream(ctx context.Context, w *Watch, onMsg func()) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s, err := r.cfg.Client.GetProfile(ctx, &pb.GetDestination{Scheme: "k8s", Path: w.Target.Path, ContextToken: r.token})
+	if err != nil {
+		return err
+	}
+	for {
+		dp, err := s.Recv()
+		if err != nil {
+			return err
+		}
+		onMsg()
+		p, err := route.Compile(dp, nil)
+		if err != nil {
+			// Keep serving the last good profile.
+			r.log.Warn("ignoring a profile the proxy cannot use", "path", w.Target.Path, "err", err)
+			continue
+		}
+		w.profile.Store(p)
+	}
+}
