@@ -27,6 +27,7 @@ import (
 	"github.com/weft-mesh/weft/internal/local"
 	"github.com/weft-mesh/weft/internal/store"
 	localstore "github.com/weft-mesh/weft/internal/store/local"
+	"github.com/weft-mesh/weft/internal/tlsid"
 )
 
 // stateDirAbs is the state directory as an absolute path: children and
@@ -47,6 +48,7 @@ func newCmdUp(g *Globals) *cobra.Command {
 		detach      bool
 		ingressArgs []string
 		portMaps    []string
+		identity    local.IdentityConfig
 	)
 	cmd := &cobra.Command{
 		Use:   "up [-f FILE|DIR]...",
@@ -80,7 +82,10 @@ declared containerPort is rewritten to that port's local port.`,
 			if detach {
 				return upDetached(cmd.Context(), g, dir)
 			}
-			return runUp(cmd.Context(), g, dir, files, controlAddr, drain, portMaps, ingressArgs)
+			if err := absIdentityFiles(&identity.Files); err != nil {
+				return &ExitError{Code: 2, Err: err}
+			}
+			return runUp(cmd.Context(), g, dir, files, controlAddr, drain, portMaps, ingressArgs, identity)
 		},
 	}
 	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "manifest file or directory (*.yaml, *.yml, *.json) to apply before starting; repeatable")
@@ -89,10 +94,33 @@ declared containerPort is rewritten to that port's local port.`,
 	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "run in the background; return once the mesh is ready")
 	cmd.Flags().StringArrayVar(&portMaps, "ingress-port-map", nil, "serve the Emissary Listener with spec.port LISTENER on local port LOCAL, as LISTENER=LOCAL (repeatable; LOCAL 0 picks a free port)")
 	cmd.Flags().StringArrayVar(&ingressArgs, "ingress-arg", nil, "extra argument for 'weft ingress' (repeatable)")
+	cmd.Flags().StringVar(&identity.Files.TrustAnchors, "identity-trust-anchors-file", "", "PEM trust anchors of the mesh (with the two other --identity-*-file flags; default: generated in STATE_DIR/identity)")
+	cmd.Flags().StringVar(&identity.Files.IssuerCertificate, "identity-issuer-certificate-file", "", "PEM issuer certificate, chaining to the trust anchors")
+	cmd.Flags().StringVar(&identity.Files.IssuerKey, "identity-issuer-key-file", "", "PEM issuer private key")
+	cmd.Flags().DurationVar(&identity.IssuanceLifetime, "identity-issuance-lifetime", 0, "lifetime of the proxies' certificates (default 24h)")
 	return cmd
 }
 
-func runUp(ctx context.Context, g *Globals, dir string, files []string, controlAddr string, drain time.Duration, portMaps, ingressArgs []string) error {
+// absIdentityFiles makes the --identity-*-file paths absolute (the control
+// plane runs as a child process) and insists on all three or none.
+func absIdentityFiles(f *tlsid.Files) error {
+	if *f == (tlsid.Files{}) {
+		return nil
+	}
+	for _, p := range []*string{&f.TrustAnchors, &f.IssuerCertificate, &f.IssuerKey} {
+		if *p == "" {
+			return errors.New("up: give all three of --identity-trust-anchors-file, --identity-issuer-certificate-file and --identity-issuer-key-file, or none")
+		}
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return fmt.Errorf("up: %s: %w", *p, err)
+		}
+		*p = abs
+	}
+	return nil
+}
+
+func runUp(ctx context.Context, g *Globals, dir string, files []string, controlAddr string, drain time.Duration, portMaps, ingressArgs []string, identity local.IdentityConfig) error {
 	for _, pm := range portMaps {
 		if _, _, err := ingress.ParsePortMap(pm); err != nil {
 			return &ExitError{Code: 2, Err: fmt.Errorf("up: --ingress-port-map: %w", err)}
@@ -142,6 +170,7 @@ func runUp(ctx context.Context, g *Globals, dir string, files []string, controlA
 		ProxyVersion: VersionString(),
 		DrainDelay:   drain,
 		Ingress:      ingressConfig(portMaps, ingressArgs),
+		Identity:     identity,
 		Logger:       logger,
 		OnReady: func(m *local.Mesh) {
 			fmt.Fprintf(g.Out, "mesh ready: %d component(s) running; 'weft status' shows them, logs are in %s\n",

@@ -51,9 +51,32 @@ type Config struct {
 	// STATE_DIR/identity, where 'weft control' keeps it): the supervisor
 	// mints each replica's identity token with the key kept there.
 	IdentityDir string
+	// Identity is what 'weft up --identity-*' says about the mesh's CA;
+	// it is passed on to 'weft control'.
+	Identity IdentityConfig
 	// Ingress, when set, runs 'weft ingress' as a system workload.
 	Ingress *IngressConfig
 	Logger  *slog.Logger
+}
+
+// IdentityConfig configures the mesh's certificate authority.
+type IdentityConfig struct {
+	// Files, all three or none, are the trust anchors, issuer certificate
+	// and issuer key to use instead of those generated in IdentityDir
+	// (--identity-trust-anchors-file, --identity-issuer-certificate-file,
+	// --identity-issuer-key-file).
+	Files tlsid.Files
+	// IssuanceLifetime is the proxies' certificate lifetime; 0 means the
+	// control plane's default (24h).
+	IssuanceLifetime time.Duration
+}
+
+// anchorsFile is where proxies' trust anchors come from.
+func (s *Supervisor) anchorsFile() string {
+	if f := s.cfg.Identity.Files.TrustAnchors; f != "" {
+		return f
+	}
+	return filepath.Join(s.cfg.IdentityDir, tlsid.AnchorsFile)
 }
 
 // IngressConfig describes the ingress system workload.
@@ -193,6 +216,12 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		return fmt.Errorf("local: %w", err)
 	}
 	s.tokenKey = key
+	// The CA exists before any proxy starts, so that every proxy is given
+	// the trust anchors (the control plane loads the same files).
+	if err := s.loadCA(); err != nil {
+		s.shutdown()
+		return err
+	}
 	if err := s.startControl(ctx); err != nil {
 		s.shutdown()
 		return err
@@ -263,6 +292,13 @@ func (s *Supervisor) startControl(ctx context.Context) error {
 	}
 	s.controlAdmin = loopback(adminPort)
 	argv := []string{s.cfg.Exe, "control", "--state-dir", s.cfg.StateDir, "--addr", s.cfg.ControlAddr, "--admin-addr", s.controlAdmin}
+	if f := s.cfg.Identity.Files; f != (tlsid.Files{}) {
+		argv = append(argv, "--identity-trust-anchors-file", f.TrustAnchors,
+			"--identity-issuer-certificate-file", f.IssuerCertificate, "--identity-issuer-key-file", f.IssuerKey)
+	}
+	if l := s.cfg.Identity.IssuanceLifetime; l > 0 {
+		argv = append(argv, "--identity-issuance-lifetime", l.String())
+	}
 	s.control = s.process("weft/control", argv, s.baseEnv(), filepath.Join(s.cfg.StateDir, LogDir, "weft", "control", "control.log"))
 	if err := s.control.Start(context.Background()); err != nil {
 		return err
@@ -329,10 +365,35 @@ func (s *Supervisor) proxyIdentityEnv(ns, sa, pod string) ([]string, error) {
 		return nil, fmt.Errorf("local: pod %s/%s: %w", ns, pod, err)
 	}
 	env := []string{proxyTokenEnv + "=" + string(tok)}
-	if pem, err := os.ReadFile(filepath.Join(s.cfg.IdentityDir, tlsid.AnchorsFile)); err == nil {
+	if pem, err := os.ReadFile(s.anchorsFile()); err == nil {
 		env = append(env, proxyAnchorsEnv+"="+string(pem))
 	}
 	return env, nil
+}
+
+// loadCA generates the mesh's trust anchor and issuer in the identity
+// directory on first start, or checks the files 'weft up' was given.
+func (s *Supervisor) loadCA() error {
+	f := s.cfg.Identity.Files
+	if f == (tlsid.Files{}) {
+		if _, generated, err := tlsid.LoadOrGenerate(s.cfg.IdentityDir, tlsid.DefaultDomain, time.Now()); err != nil {
+			return fmt.Errorf("local: identity: %w", err)
+		} else if generated {
+			s.log.Info("generated the mesh's trust anchor and issuer", "dir", s.cfg.IdentityDir)
+		}
+		return nil
+	}
+	if f.TrustAnchors == "" || f.IssuerCertificate == "" || f.IssuerKey == "" {
+		return errors.New("local: identity: give all three of --identity-trust-anchors-file, --identity-issuer-certificate-file and --identity-issuer-key-file, or none")
+	}
+	a, err := tlsid.Load(f, tlsid.DefaultDomain)
+	if err != nil {
+		return fmt.Errorf("local: identity: %w", err)
+	}
+	if err := a.Validate(); err != nil {
+		return fmt.Errorf("local: identity: %w", err)
+	}
+	return nil
 }
 
 // desiredDeployments lists the Deployments to run, with the ingress
