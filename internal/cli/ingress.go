@@ -26,6 +26,7 @@ type ingressOptions struct {
 	drainTimeout time.Duration
 	logLevel     string
 	accessLog    string
+	rlsAddr      string
 }
 
 func newCmdIngress(g *Globals) *cobra.Command {
@@ -112,7 +113,12 @@ The admin server at --admin-addr serves /ready, /live, /metrics and /routes.`,
 				return fmt.Errorf("ingress: opening the state directory %s: %w", dir, err)
 			}
 			defer st.Close()
+			// The RateLimitService client: Mappings' labels become
+			// descriptors only when a RateLimitService exists.
+			limiter, closeLimiter := newIngressRateLimiter(o.rlsAddr)
+			defer closeLimiter()
 			in, err := ingress.New(ingress.Config{
+				RateLimiter:  limiter,
 				Store:        st,
 				Transport:    ingress.NewTransport(proxyURL),
 				Address:      o.address,
@@ -140,6 +146,7 @@ The admin server at --admin-addr serves /ready, /live, /metrics and /routes.`,
 	f.StringVar(&o.ambassadorID, "ambassador-id", o.ambassadorID, "serve only objects whose ambassador_id lists this id (or that have none)")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", o.drainTimeout, "how long shutdown waits for requests in flight")
 	f.StringVar(&o.logLevel, "log-level", o.logLevel, "debug, info, warn or error")
+	f.StringVar(&o.rlsAddr, "ratelimit-addr", "", "where the rate limit service listens (HOST:PORT), used whatever a RateLimitService's spec.service says (local mode); default: dial spec.service")
 	f.StringVar(&o.accessLog, "access-log", "", `write one JSON line per request ("stderr" or "-", or a file path appended to); off when empty`)
 	return cmd
 }

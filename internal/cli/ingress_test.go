@@ -266,3 +266,96 @@ spec:
 		t.Fatalf("weft ingress exited %d; stderr:\n%s", c, errOut.String())
 	}
 }
+
+// The Faces workshop's last step, on real processes' code paths: 'weft
+// ratelimit --workshop' and 'weft ingress --ratelimit-addr', with the
+// workshop's RateLimitService and face Mapping labels.
+func TestIngressRateLimitedByWeftRatelimit(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "face")
+	}))
+	defer backend.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rlsAddr := "127.0.0.1:" + ingressFreePort(t)
+	var rlsErr ingressLog
+	rlsDone := make(chan int, 1)
+	go func() {
+		rlsDone <- Run(ctx, []string{"ratelimit", "--workshop", "--addr", rlsAddr, "--admin-addr", ""}, strings.NewReader(""), io.Discard, &rlsErr)
+	}()
+
+	dir := t.TempDir()
+	st, err := local.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	objs, err := api.Decode(strings.NewReader(`
+apiVersion: getambassador.io/v3alpha1
+kind: Listener
+metadata: {name: http, namespace: weft}
+spec: {port: 8080, protocol: HTTP, securityModel: XFP, hostBinding: {namespace: {from: ALL}}}
+---
+apiVersion: getambassador.io/v3alpha1
+kind: RateLimitService
+metadata: {name: ratelimit, namespace: emissary}
+spec: {service: "ratelimit.emissary:8081", protocol_version: v3, domain: emissary, failure_mode_deny: false, timeout_ms: 1000}
+---
+apiVersion: getambassador.io/v3alpha1
+kind: Mapping
+metadata: {name: face, namespace: faces}
+spec:
+  hostname: "*"
+  prefix: /face/
+  service: `+backend.URL+`
+  labels:
+    emissary:
+      - request_label_group:
+        - x-emissary-test-allow: null
+          generic_key: {key: mykey, value: myvalue}
+`), "workshop.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Apply(ctx, objs...); err != nil {
+		t.Fatal(err)
+	}
+	port := ingressFreePort(t)
+	var errOut ingressLog
+	code := make(chan int, 1)
+	go func() {
+		code <- Run(ctx, []string{"ingress", "--state-dir", dir, "--port-map", "8080=" + port, "--admin-addr", "", "--ratelimit-addr", rlsAddr}, strings.NewReader(""), io.Discard, &errOut)
+	}()
+	url := "http://127.0.0.1:" + port + "/face/"
+	stderr := func() string { return errOut.String() + "\nratelimit:\n" + rlsErr.String() }
+	ingressGet(t, url, 200, stderr)
+	// 30 quick requests span at most a few one-second windows of 8: some
+	// must be limited, answered as Envoy does.
+	var ok, limited int
+	for range 30 {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		switch resp.StatusCode {
+		case 200:
+			ok++
+		case 429:
+			limited++
+			if resp.Header.Get("X-Envoy-Ratelimited") != "true" {
+				t.Errorf("429 without x-envoy-ratelimited: %v", resp.Header)
+			}
+		default:
+			t.Fatalf("status %d; stderr:\n%s", resp.StatusCode, stderr())
+		}
+	}
+	if limited == 0 || ok < 7 {
+		t.Errorf("%d passed, %d limited; want some of each (8 per second)\n%s", ok, limited, stderr())
+	}
+	cancel()
+	if c := <-code; c != 0 {
+		t.Errorf("weft ingress exited %d:\n%s", c, errOut.String())
+	}
+	<-rlsDone
+}
