@@ -2,6 +2,7 @@ package ingress
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -513,7 +514,7 @@ func orAny(h string) string {
 func addGatewayCerts(t *Table, g *gatewayv1.Gateway, l *gatewayv1.Listener, port int32, certs CertLoader) (gatewayv1.ListenerConditionReason, error) {
 	invalid := gatewayv1.ListenerReasonInvalidCertificateRef
 	if l.TLS == nil || len(l.TLS.CertificateRefs) == 0 {
-		return invalid, fmt.Errorf("HTTPS needs tls.certificateRefs naming a kubernetes.io/tls Secret")
+		return invalid, errors.New("protocol HTTPS needs tls.certificateRefs naming a kubernetes.io/tls Secret")
 	}
 	if l.TLS.Mode != nil && *l.TLS.Mode != gatewayv1.TLSModeTerminate {
 		return gatewayv1.ListenerReasonUnsupportedValue, fmt.Errorf("tls.mode %s is not supported; use Terminate", *l.TLS.Mode)

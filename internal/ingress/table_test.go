@@ -451,7 +451,7 @@ func TestHTTPSListenerCertificates(t *testing.T) {
 	// cleartext; the Listener stays.
 	var c secretCerts
 	tbl = Build([]*api.Listener{l}, []*api.Host{withTLS}, ms, BuildOptions{Certs: c.loader(nil)})
-	if len(tbl.Listeners()) != 1 || len(tbl.Problems) != 1 || !strings.Contains(tbl.Problems[0].Err.Error(), "weft/cert not found") {
+	if len(tbl.Listeners()) != 1 || len(tbl.Problems) != 1 || !strings.Contains(tbl.Problems[0].Err.Error(), "no Secret weft/cert") {
 		t.Errorf("HTTPS Listener with a missing Secret: listeners %+v, problems %v", tbl.Listeners(), tbl.Problems)
 	}
 	if matchName(t, tbl, "GET", "x", "/") != "" {

@@ -110,7 +110,7 @@ func (c *secretCerts) loader(secrets []*corev1.Secret) CertLoader {
 	return func(ref api.Ref) (*tls.Certificate, error) {
 		s := byRef[ref]
 		if s == nil {
-			return nil, fmt.Errorf("Secret %s/%s not found; apply a kubernetes.io/tls Secret with tls.crt and tls.key", ref.Namespace, ref.Name)
+			return nil, fmt.Errorf("no Secret %s/%s: apply a kubernetes.io/tls Secret with tls.crt and tls.key", ref.Namespace, ref.Name)
 		}
 		crt, key, err := secretKeyPair(s)
 		if err != nil {
@@ -130,7 +130,7 @@ func (c *secretCerts) loader(secrets []*corev1.Secret) CertLoader {
 		cert, err := tls.X509KeyPair(crt, key)
 		var out *tls.Certificate
 		if err != nil {
-			err = fmt.Errorf("Secret %s/%s: %w", ref.Namespace, ref.Name, err)
+			err = fmt.Errorf("bad certificate in Secret %s/%s: %w", ref.Namespace, ref.Name, err)
 		} else {
 			out = &cert
 		}
@@ -148,7 +148,7 @@ func secretKeyPair(s *corev1.Secret) (crt, key []byte, err error) {
 	switch s.Type {
 	case corev1.SecretTypeTLS, corev1.SecretTypeOpaque, "":
 	default:
-		return nil, nil, fmt.Errorf("Secret %s/%s has type %s; want kubernetes.io/tls", s.Namespace, s.Name, s.Type)
+		return nil, nil, fmt.Errorf("the type of Secret %s/%s is %s; want kubernetes.io/tls", s.Namespace, s.Name, s.Type)
 	}
 	get := func(k string) []byte {
 		if v, ok := s.Data[k]; ok {
@@ -161,7 +161,7 @@ func secretKeyPair(s *corev1.Secret) (crt, key []byte, err error) {
 	}
 	crt, key = get(corev1.TLSCertKey), get(corev1.TLSPrivateKeyKey)
 	if len(crt) == 0 || len(key) == 0 {
-		return nil, nil, fmt.Errorf("Secret %s/%s lacks %s or %s", s.Namespace, s.Name, corev1.TLSCertKey, corev1.TLSPrivateKeyKey)
+		return nil, nil, fmt.Errorf("the Secret %s/%s lacks %s or %s", s.Namespace, s.Name, corev1.TLSCertKey, corev1.TLSPrivateKeyKey)
 	}
 	return crt, key, nil
 }

@@ -345,7 +345,7 @@ func TestGatewayHTTPSListeners(t *testing.T) {
 	}
 	var broken bool
 	for _, p := range h.in.Router().Table().Problems {
-		broken = broken || (p.Ref.Name == "tls" && strings.Contains(p.Err.Error(), "listener broken") && strings.Contains(p.Err.Error(), "not found"))
+		broken = broken || (p.Ref.Name == "tls" && strings.Contains(p.Err.Error(), "listener broken") && strings.Contains(p.Err.Error(), "no Secret gw/missing"))
 	}
 	if !broken {
 		t.Errorf("the listener with a missing Secret is not reported: %v", h.in.Router().Table().Problems)
