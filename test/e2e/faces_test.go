@@ -19,7 +19,7 @@ import (
 func TestFacesThroughIngress(t *testing.T) {
 	_, port, _ := net.SplitHostPort(freeAddr(t))
 	m := startMesh(t, string(faces.Manifests()), "--ingress-port-map", "8080="+port, "--ingress-port-map", "8443=0")
-	st := m.waitSettled("faces", map[string]int{"faces-gui": 1, "face": 1, "smiley": 1, "color": 1}, 60*time.Second)
+	st := m.waitSettled(t, "faces", map[string]int{"faces-gui": 1, "face": 1, "smiley": 1, "color": 1}, 60*time.Second)
 	var ingress bool
 	for _, c := range st.Components {
 		ingress = ingress || (c.Kind == "ingress" && c.Namespace == "weft" && len(c.Processes) == 2)

@@ -90,9 +90,10 @@ func runWeft(t *testing.T, dir string, args ...string) (string, int) {
 	out, err := cmd.CombinedOutput()
 	code := 0
 	if err != nil {
+		// Not failing t here: it may be the parent of the running subtest.
 		ee, ok := err.(*exec.ExitError)
 		if !ok {
-			t.Fatalf("weft %s: %v", strings.Join(args, " "), err)
+			return fmt.Sprintf("weft %s: %v\n%s", strings.Join(args, " "), err, out), -1
 		}
 		code = ee.ExitCode()
 	}
@@ -202,10 +203,11 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() er
 
 // waitSettled waits until every component is ready, nothing is stopping,
 // and each Deployment has want[name] replicas.
-func (m *mesh) waitSettled(ns string, want map[string]int, timeout time.Duration) *local.Mesh {
-	m.t.Helper()
+// t is the calling (sub)test: only it may be failed from its goroutine.
+func (m *mesh) waitSettled(t *testing.T, ns string, want map[string]int, timeout time.Duration) *local.Mesh {
+	t.Helper()
 	var st *local.Mesh
-	eventually(m.t, timeout, fmt.Sprintf("a settled mesh with %v", want), func() error {
+	eventually(t, timeout, fmt.Sprintf("a settled mesh with %v", want), func() error {
 		var err error
 		st, err = m.status()
 		if err != nil {

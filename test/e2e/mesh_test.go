@@ -253,31 +253,39 @@ func sameSet(a, b []string) bool {
 	return strings.Join(a, ",") == strings.Join(b, ",")
 }
 
-// reachesAll sends n requests to u and checks they reached exactly pods.
+// reachesAll sends requests to u until they have reached every one of pods
+// (at least n requests, for at most 20s: a proxy learns of endpoints
+// asynchronously), and fails on any failed request or unknown pod.
 func reachesAll(t *testing.T, u string, pods []string, n int) {
 	t.Helper()
+	want := map[string]bool{}
+	for _, p := range pods {
+		want[p] = true
+	}
 	seen := map[string]bool{}
-	for range n {
+	deadline := time.Now().Add(20 * time.Second)
+	for i := 0; i < n || len(seen) < len(want); i++ {
+		if time.Now().After(deadline) {
+			break
+		}
 		r, err := get(u)
 		if err != nil {
 			t.Fatalf("request by service name failed: %v", err)
 		}
+		if !want[r.Pod] {
+			t.Fatalf("%s reached %q, which is not one of %v", u, r.Pod, pods)
+		}
 		seen[r.Pod] = true
 	}
-	var got []string
-	for p := range seen {
-		got = append(got, p)
-	}
-	sort.Strings(got)
-	if !sameSet(got, pods) {
-		t.Fatalf("%s: %d requests reached %v, want every replica %v", u, n, got, pods)
+	if len(seen) != len(want) {
+		t.Fatalf("%s: requests reached only %v, want every replica %v", u, seen, pods)
 	}
 }
 
 func TestMesh(t *testing.T) {
 	m := startMesh(t, strings.ReplaceAll(manifest, "WORKLOAD", workloadBin))
 	want := map[string]int{"web": 2, "api": 2, "echo": 2, "plain": 1}
-	st := m.waitSettled("e2e", want, 60*time.Second)
+	st := m.waitSettled(t, "e2e", want, 60*time.Second)
 	webApps := []string{}
 	for _, c := range replicas(st, "e2e", "web") {
 		webApps = append(webApps, c.Addresses["app:8080"])
@@ -369,7 +377,7 @@ func TestMesh(t *testing.T) {
 		if out, code := m.weft("scale", "deploy/api", "-n", "e2e", "--replicas", "3"); code != 0 {
 			t.Fatalf("weft scale: exit %d: %s", code, out)
 		}
-		st := m.waitSettled("e2e", map[string]int{"api": 3}, 30*time.Second)
+		st := m.waitSettled(t, "e2e", map[string]int{"api": 3}, 30*time.Second)
 		l.reset()
 		pods := append(podNames(replicas(st, "e2e", "api")), podNames(replicas(st, "e2e", "echo"))...)
 		sort.Strings(pods)
@@ -382,7 +390,7 @@ func TestMesh(t *testing.T) {
 		if out, code := m.weft("scale", "deploy/api", "-n", "e2e", "--replicas", "2"); code != 0 {
 			t.Fatalf("weft scale: exit %d: %s", code, out)
 		}
-		m.waitSettled("e2e", want, 30*time.Second)
+		m.waitSettled(t, "e2e", want, 30*time.Second)
 		l.finish(t, "scale 2 -> 3 -> 2")
 	})
 
@@ -414,7 +422,7 @@ func TestMesh(t *testing.T) {
 			}
 			return nil
 		})
-		m.waitSettled("e2e", want, 30*time.Second)
+		m.waitSettled(t, "e2e", want, 30*time.Second)
 		l.reset()
 		eventually(t, 20*time.Second, "only the new env in replies", func() error {
 			_, msgs := l.seen()
@@ -463,11 +471,13 @@ func TestMesh(t *testing.T) {
 		if out, code := m.weft("scale", "deploy/api", "-n", "e2e", "--replicas", "3"); code != 0 {
 			t.Fatalf("weft scale: exit %d: %s", code, out)
 		}
-		st = m.waitSettled("e2e", map[string]int{"api": 3}, 30*time.Second)
+		st = m.waitSettled(t, "e2e", map[string]int{"api": 3}, 30*time.Second)
 		l.reset()
 		pods := append(podNames(replicas(st, "e2e", "api")), podNames(replicas(st, "e2e", "echo"))...)
 		sort.Strings(pods)
-		eventually(t, 20*time.Second, "traffic on the new replica", func() error {
+		// Generous: the proxies reconnect with their own backoff, which
+		// grows while the control plane is down.
+		eventually(t, 60*time.Second, "traffic on the new replica", func() error {
 			if got, _ := l.seen(); !sameSet(got, pods) {
 				return fmt.Errorf("saw %v, want %v", got, pods)
 			}
@@ -476,7 +486,7 @@ func TestMesh(t *testing.T) {
 		if out, code := m.weft("scale", "deploy/api", "-n", "e2e", "--replicas", "2"); code != 0 {
 			t.Fatalf("weft scale: exit %d: %s", code, out)
 		}
-		m.waitSettled("e2e", want, 30*time.Second)
+		m.waitSettled(t, "e2e", want, 30*time.Second)
 		l.finish(t, "control plane outage")
 	})
 
@@ -517,7 +527,7 @@ spec:
 				t.Fatalf("after a refused apply: reply %+v, err %v; want msg v2 (unchanged)", r, err)
 			}
 		}
-		st := m.waitSettled("e2e", want, 10*time.Second)
+		st := m.waitSettled(t, "e2e", want, 10*time.Second)
 		if n := len(replicas(st, "e2e", "api")); n != 2 {
 			t.Fatalf("api has %d replicas after a refused apply", n)
 		}
@@ -611,7 +621,7 @@ spec:
 		if code != 0 || !strings.Contains(out, "web-web-") || strings.Contains(out, "echo-") {
 			t.Errorf("echo's EndpointSlices are left:\n%s", out)
 		}
-		m.waitSettled("e2e", map[string]int{"web": 2, "api": 2, "plain": 1}, 10*time.Second)
+		m.waitSettled(t, "e2e", map[string]int{"web": 2, "api": 2, "plain": 1}, 10*time.Second)
 	})
 
 	t.Run("weft down stops everything", func(t *testing.T) {
