@@ -543,3 +543,152 @@ func leaf(t testing.TB, a *tlsid.Authority, ns, sa string) *tls.Certificate {
 	}
 	return tlsid.TLSCertificate(l.Cert, l.Chain, key)
 }
+
+// TestMTLSRenewalUnderLoad: with certificates living two seconds, both
+// proxies renew several times while requests (over the pooled mTLS
+// connection) and opaque TCP tunnels (each a new mTLS handshake) run
+// continuously: not one fails, and connections made after the first
+// certificates expired still handshake (with the renewed ones).
+func TestMTLSRenewalUnderLoad(t *testing.T) {
+	const lifetime = 2 * time.Second
+	e := newMeshEnv(t, lifetime)
+	app := backend(t, "app", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	echo := echoServer(t)
+	server := e.startProxy(t, "faces", "smiley-abc-1", "smiley", app, echo)
+	e.register(t, "faces", "smiley", "smiley-abc-1", "smiley", 80, server.InboundAddrs()[0], true)
+	e.register(t, "faces", "echo", "smiley-abc-1", "smiley", 7, server.InboundAddrs()[1], true)
+	client := e.startProxy(t, "faces", "gui-def-1", "gui")
+	c := proxyClient(client)
+	waitFor(t, "smiley through the mesh", func() error {
+		resp, b := get(t, c, "http://smiley/")
+		if resp.StatusCode != 200 {
+			return &statusErr{resp.StatusCode, b}
+		}
+		return nil
+	})
+	firstExpiry := time.Unix(int64(identityStatus(t, server).Expiration), 0)
+
+	var (
+		requests, tunnels atomic.Int64
+		failMu            sync.Mutex
+		failures          []string
+	)
+	fail := func(s string) {
+		failMu.Lock()
+		if len(failures) < 10 {
+			failures = append(failures, s)
+		}
+		failMu.Unlock()
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := c.Get("http://smiley/")
+				if err != nil {
+					fail(err.Error())
+					continue
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || string(b) != "ok" {
+					fail(fmt.Sprintf("request: %d %q", resp.StatusCode, b))
+				}
+				requests.Add(1)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := echoOnce(client.OutboundAddr(), "echo.faces:7"); err != nil {
+					fail("tunnel: " + err.Error())
+				}
+				tunnels.Add(1)
+			}
+		}()
+	}
+	// Run until both proxies have renewed at least three times and the
+	// first certificates are well past their expiry.
+	waitFor(t, "renewals under load", func() error {
+		for _, p := range []*running{client, server} {
+			if st := identityStatus(t, p); st.Refreshes < 4 {
+				return fmt.Errorf("%s: %d certificates so far", p.Identity(), st.Refreshes)
+			}
+		}
+		if time.Now().Before(firstExpiry.Add(time.Second)) {
+			return fmt.Errorf("first certificate still valid")
+		}
+		return nil
+	})
+	close(stop)
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Errorf("%d requests and %d tunnels; failures during renewal: %q", requests.Load(), tunnels.Load(), failures)
+	}
+	if requests.Load() == 0 || tunnels.Load() == 0 {
+		t.Errorf("no load: %d requests, %d tunnels", requests.Load(), tunnels.Load())
+	}
+	t.Logf("%d requests and %d mTLS tunnels across renewals", requests.Load(), tunnels.Load())
+}
+
+// echoServer is an opaque TCP app: it echoes every line.
+func echoServer(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// echoOnce opens a CONNECT tunnel to target through the outbound (a new
+// mTLS connection to the peer, as the bytes are not HTTP) and checks that
+// a line comes back.
+func echoOnce(outbound, target string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := dialConnect(ctx, outbound, target)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	const line = "ping 42\n"
+	if _, err := io.WriteString(c, line); err != nil {
+		return err
+	}
+	buf := make([]byte, len(line))
+	if _, err := io.ReadFull(c, buf); err != nil {
+		return err
+	}
+	if string(buf) != line {
+		return fmt.Errorf("echo %q", buf)
+	}
+	return nil
+}
