@@ -6,7 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"sort"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -96,5 +98,67 @@ func TestReloadLatencyLocalStore(t *testing.T) {
 	t.Logf("apply-to-served latency over %d changes: min %v, median %v, max %v (all %v)", changes, lat[0], lat[changes/2], lat[changes-1], lat)
 	if lat[changes/2] > 100*time.Millisecond {
 		t.Errorf("median apply-to-served latency %v exceeds 100ms", lat[changes/2])
+	}
+}
+
+// TestInFlightSurvivesRemoval: a request in flight finishes on the table
+// it started with even when its Mapping, and then its Listener, go away.
+func TestInFlightSurvivesRemoval(t *testing.T) {
+	var arrived atomic.Int32
+	release := make(chan struct{})
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived.Add(1)
+		<-release
+		_, _ = io.WriteString(w, "done")
+	}))
+	defer backend.Close()
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	m := newMapping("ns", "slow", api.MappingSpec{Prefix: "/slow/", Service: "http://" + backendAuthority(t, backend)})
+	h := newHarness(t, false, m)
+	second := newListener("weft", "second", 9090, "ALL")
+	h.apply(second)
+	waitFor(t, "9090", func() bool { return h.in.Addrs()[9090] != "" })
+
+	type result struct {
+		status int
+		body   string
+		err    error
+	}
+	start := func(url string) chan result {
+		ch := make(chan result, 1)
+		go func() {
+			resp, err := http.Get(url)
+			if err != nil {
+				ch <- result{err: err}
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			ch <- result{status: resp.StatusCode, body: string(b)}
+		}()
+		return ch
+	}
+	onMapping := start(h.url("/slow/x"))
+	onListener := start("http://" + h.in.Addrs()[9090] + "/slow/y")
+	waitFor(t, "both requests to reach the backend", func() bool { return arrived.Load() == 2 })
+	if err := h.st.Delete(context.Background(), api.RefOf(m), api.RefOf(second)); err != nil {
+		t.Fatal(err)
+	}
+	h.waitRoute("/slow/", "")
+	waitFor(t, "9090 to be closed", func() bool { return h.in.Addrs()[9090] == "" })
+	if resp, _ := h.get("/slow/z", nil); resp.StatusCode != 404 {
+		t.Errorf("a new request after the removal: %d, want 404", resp.StatusCode)
+	}
+	close(release)
+	for name, ch := range map[string]chan result{"Mapping removed": onMapping, "Listener removed": onListener} {
+		if r := <-ch; r.err != nil || r.status != 200 || r.body != "done" {
+			t.Errorf("%s while in flight: %d %q %v", name, r.status, r.body, r.err)
+		}
 	}
 }
