@@ -85,27 +85,54 @@ func Start(tb testing.TB) *Cluster {
 
 	etcdURL := startEtcd(tb, etcdBin, dir)
 
-	port := freePort(tb)
 	c := &Cluster{dir: dir, pki: p, apiBin: apiBin}
+	c.Kubeconfig = filepath.Join(dir, "kubeconfig")
+	// The port is chosen before the server binds it; should another
+	// program take it in between, try again with another.
+	for attempt := 1; ; attempt++ {
+		c.configure(freePort(tb), etcdURL)
+		if err := writeKubeconfig(c.Kubeconfig, c.URL, p.caPEM, p.adminCertPEM, p.adminKeyPEM); err != nil {
+			tb.Fatalf("kubetest: %v", err)
+		}
+		err := c.tryStartAPIServer()
+		if err == nil {
+			break
+		}
+		if attempt < 3 && errors.Is(err, errPortTaken) {
+			continue
+		}
+		tb.Fatalf("kubetest: %v", err)
+	}
+	// Killed, not stopped: a graceful stop waits for clients' open watches
+	// to drain, which only slows tests down; etcd has every write.
+	tb.Cleanup(c.StopAPIServer)
+	return c
+}
+
+// configure sets the API server's flags and the clients' configuration for
+// a server on port.
+func (c *Cluster) configure(port int, etcdURL string) {
 	c.URL = "https://127.0.0.1:" + strconv.Itoa(port)
 	c.apiArgs = []string{
 		"--etcd-servers=" + etcdURL,
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
 		"--secure-port=" + strconv.Itoa(port),
-		"--cert-dir=" + filepath.Join(dir, "apiserver-certs"),
-		"--tls-cert-file=" + p.servingCert,
-		"--tls-private-key-file=" + p.servingKey,
-		"--client-ca-file=" + p.caCert,
+		"--cert-dir=" + filepath.Join(c.dir, "apiserver-certs"),
+		"--tls-cert-file=" + c.pki.servingCert,
+		"--tls-private-key-file=" + c.pki.servingKey,
+		"--client-ca-file=" + c.pki.caCert,
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file=" + p.saKey,
-		"--service-account-signing-key-file=" + p.saKey,
+		"--service-account-key-file=" + c.pki.saKey,
+		"--service-account-signing-key-file=" + c.pki.saKey,
 		"--api-audiences=https://kubernetes.default.svc.cluster.local",
 		"--service-cluster-ip-range=10.96.0.0/16",
 		"--authorization-mode=RBAC",
 		"--allow-privileged=true",
-		// No kube-controller-manager runs, so nothing would ever
-		// clean up expired leases or garbage; keep the server lean.
+		// No kube-controller-manager runs: deletions must not wait
+		// for its garbage collector (orphan and foreground
+		// finalizers), and nothing maintains the kubernetes
+		// Service's endpoints.
 		"--enable-garbage-collector=false",
 		"--endpoint-reconciler-type=none",
 		"--profiling=false",
@@ -114,24 +141,15 @@ func Start(tb testing.TB) *Cluster {
 	c.Config = &rest.Config{
 		Host: c.URL,
 		TLSClientConfig: rest.TLSClientConfig{
-			CAData:   p.caPEM,
-			CertData: p.adminCertPEM,
-			KeyData:  p.adminKeyPEM,
+			CAData:   c.pki.caPEM,
+			CertData: c.pki.adminCertPEM,
+			KeyData:  c.pki.adminKeyPEM,
 		},
 		// Tests create objects in bursts; client-go's default limit
 		// (5 QPS) would make them slow for no benefit.
 		QPS:   1000,
 		Burst: 1000,
 	}
-	c.Kubeconfig = filepath.Join(dir, "kubeconfig")
-	if err := writeKubeconfig(c.Kubeconfig, c.URL, p.caPEM, p.adminCertPEM, p.adminKeyPEM); err != nil {
-		tb.Fatalf("kubetest: %v", err)
-	}
-	c.startAPIServer(tb)
-	// Killed, not stopped: a graceful stop waits for clients' open watches
-	// to drain, which only slows tests down; etcd has every write.
-	tb.Cleanup(c.StopAPIServer)
-	return c
 }
 
 // RestartAPIServer kills kube-apiserver and starts it again on the same
@@ -164,21 +182,34 @@ func (c *Cluster) StartAPIServer(tb testing.TB) {
 
 func (c *Cluster) startAPIServer(tb testing.TB) {
 	tb.Helper()
+	if err := c.tryStartAPIServer(); err != nil {
+		tb.Fatalf("kubetest: %v", err)
+	}
+}
+
+// errPortTaken marks a start that failed because the port was taken.
+var errPortTaken = errors.New("port taken")
+
+func (c *Cluster) tryStartAPIServer() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.api != nil {
-		return
+		return nil
 	}
 	api, err := startProcess(c.dir, "kube-apiserver", c.apiBin, c.apiArgs...)
 	if err != nil {
-		tb.Fatalf("kubetest: %v", err)
+		return err
 	}
-	c.api = api
 	if err := waitReady(c.URL+"/readyz", c.pki, api); err != nil {
 		api.kill()
-		c.api = nil
-		tb.Fatalf("kubetest: kube-apiserver did not become ready: %v\n%s", err, api.tail())
+		tail := api.tail()
+		if strings.Contains(tail, "address already in use") {
+			return fmt.Errorf("kube-apiserver: %w: %v", errPortTaken, err)
+		}
+		return fmt.Errorf("kube-apiserver did not become ready: %v\n%s", err, tail)
 	}
+	c.api = api
+	return nil
 }
 
 // UserConfig returns a client configuration authenticating as user in
@@ -328,11 +359,31 @@ func isExecutable(p string) bool {
 // its client URL once it answers.
 func startEtcd(tb testing.TB, bin, dir string) string {
 	tb.Helper()
-	clientURL := "http://127.0.0.1:" + strconv.Itoa(freePort(tb))
-	peerURL := "http://127.0.0.1:" + strconv.Itoa(freePort(tb))
+	for attempt := 1; ; attempt++ {
+		url, etcd, err := tryStartEtcd(bin, dir, attempt)
+		if err == nil {
+			tb.Cleanup(etcd.stop)
+			return url
+		}
+		if attempt < 3 && errors.Is(err, errPortTaken) {
+			continue
+		}
+		tb.Fatalf("kubetest: %v", err)
+	}
+}
+
+// tryStartEtcd runs etcd on ports chosen now; should another program take
+// one first, the error wraps errPortTaken.
+func tryStartEtcd(bin, dir string, attempt int) (string, *process, error) {
+	clientPort, peerPort, err := twoFreePorts()
+	if err != nil {
+		return "", nil, err
+	}
+	clientURL := "http://127.0.0.1:" + strconv.Itoa(clientPort)
+	peerURL := "http://127.0.0.1:" + strconv.Itoa(peerPort)
 	etcd, err := startProcess(dir, "etcd", bin,
 		"--name=kubetest",
-		"--data-dir="+filepath.Join(dir, "etcd-data"),
+		"--data-dir="+filepath.Join(dir, "etcd-data-"+strconv.Itoa(attempt)),
 		"--listen-client-urls="+clientURL,
 		"--advertise-client-urls="+clientURL,
 		"--listen-peer-urls="+peerURL,
@@ -341,13 +392,31 @@ func startEtcd(tb testing.TB, bin, dir string) string {
 		"--log-level=warn",
 	)
 	if err != nil {
-		tb.Fatalf("kubetest: %v", err)
+		return "", nil, err
 	}
-	tb.Cleanup(etcd.stop)
 	if err := waitHTTP(http.DefaultClient, clientURL+"/health", etcd); err != nil {
-		tb.Fatalf("kubetest: etcd did not become healthy: %v\n%s", err, etcd.tail())
+		etcd.kill()
+		tail := etcd.tail()
+		if strings.Contains(tail, "address already in use") {
+			return "", nil, fmt.Errorf("etcd: %w: %v", errPortTaken, err)
+		}
+		return "", nil, fmt.Errorf("etcd did not become healthy: %v\n%s", err, tail)
 	}
-	return clientURL
+	return clientURL, etcd, nil
+}
+
+// twoFreePorts returns two distinct loopback ports free a moment ago.
+func twoFreePorts() (int, int, error) {
+	var ports [2]int
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, 0, fmt.Errorf("no free port: %w", err)
+		}
+		defer l.Close() // held until both are chosen, so they differ
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+	}
+	return ports[0], ports[1], nil
 }
 
 // freePort returns a loopback TCP port that was free a moment ago. The

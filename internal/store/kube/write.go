@@ -39,6 +39,10 @@ type write struct {
 // namespace and its contents. A failure between the dry run and the write
 // (a concurrent change, the API server going away) can still leave the
 // objects before it applied; the error says which one failed.
+//
+// Get and List read the informer caches, which see a write shortly after
+// Apply returns, not necessarily at once (as with every Kubernetes
+// controller); consumers that Watch are notified when they do.
 func (s *Store) Apply(ctx context.Context, objs ...api.Object) error {
 	writes := make([]write, 0, len(objs))
 	creating := map[string]bool{} // namespaces this batch creates
