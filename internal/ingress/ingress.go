@@ -252,19 +252,18 @@ func (in *Ingress) reload(ctx context.Context) bool {
 	hs, err2 := listAs[*api.Host](ctx, in.cfg.Store, api.KindHost)
 	ms, err3 := listAs[*api.Mapping](ctx, in.cfg.Store, api.KindMapping)
 	rls, err4 := listAs[*api.RateLimitService](ctx, in.cfg.Store, api.KindRateLimitService)
-	secrets, err5 := listAs[*corev1.Secret](ctx, in.cfg.Store, api.KindSecret)
 	gws, err6 := listAs[*gatewayv1.Gateway](ctx, in.cfg.Store, api.KindGateway)
 	hrs, err7 := listAs[*gatewayv1.HTTPRoute](ctx, in.cfg.Store, api.KindHTTPRoute)
 	grs, err8 := listAs[*gatewayv1.GRPCRoute](ctx, in.cfg.Store, api.KindGRPCRoute)
 	svcs, err9 := listAs[*corev1.Service](ctx, in.cfg.Store, api.KindService)
 	nss, err10 := listAs[*corev1.Namespace](ctx, in.cfg.Store, api.KindNamespace)
 	classes, err11 := gatewayClasses(ctx, in.cfg.Store)
-	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7, err8, err9, err10, err11); err != nil {
+	if err := errors.Join(err1, err2, err3, err4, err6, err7, err8, err9, err10, err11); err != nil {
 		in.log.Error("ingress: reading configuration; keeping the last good one", "err", err)
 		return false
 	}
 	opts := BuildOptions{
-		AmbassadorID: in.cfg.AmbassadorID, Namespace: in.cfg.Namespace, RateLimitServices: rls, Certs: in.certs.loader(secrets),
+		AmbassadorID: in.cfg.AmbassadorID, Namespace: in.cfg.Namespace, RateLimitServices: rls, Certs: in.certs.loader(storeSecrets(ctx, in.cfg.Store)),
 		Gateways: gws, HTTPRoutes: hrs, GRPCRoutes: grs, Services: map[string]bool{}, Namespaces: map[string]map[string]string{}, GatewayClasses: classes,
 	}
 	for _, s := range svcs {
@@ -274,6 +273,7 @@ func (in *Ingress) reload(ctx context.Context) bool {
 		opts.Namespaces[n.Name] = n.Labels
 	}
 	t := Build(ls, hs, ms, opts)
+	in.certs.prune()
 	in.report(t, len(ls)+len(gws), len(ms))
 	// Publish the table before binding new listeners, so a new port never
 	// serves an older table that lacks it; removed listeners stop accepting

@@ -450,7 +450,7 @@ func TestHTTPSListenerCertificates(t *testing.T) {
 	// The Secret is missing: the Host is reported and still routes
 	// cleartext; the Listener stays.
 	var c secretCerts
-	tbl = Build([]*api.Listener{l}, []*api.Host{withTLS}, ms, BuildOptions{Certs: c.loader(nil)})
+	tbl = Build([]*api.Listener{l}, []*api.Host{withTLS}, ms, BuildOptions{Certs: c.loader(secretList())})
 	if len(tbl.Listeners()) != 1 || len(tbl.Problems) != 1 || !strings.Contains(tbl.Problems[0].Err.Error(), "no Secret weft/cert") {
 		t.Errorf("HTTPS Listener with a missing Secret: listeners %+v, problems %v", tbl.Listeners(), tbl.Problems)
 	}
@@ -459,7 +459,7 @@ func TestHTTPSListenerCertificates(t *testing.T) {
 		t.Error("matched on a port without a Listener")
 	}
 	crt, key := testCert(t, 7, "x.example.com")
-	tbl = Build([]*api.Listener{l}, []*api.Host{withTLS}, ms, BuildOptions{Certs: c.loader([]*corev1.Secret{newTLSSecret("weft", "cert", crt, key)})})
+	tbl = Build([]*api.Listener{l}, []*api.Host{withTLS}, ms, BuildOptions{Certs: c.loader(secretList(newTLSSecret("weft", "cert", crt, key)))})
 	if len(tbl.Problems) != 0 || tbl.certs[8443].pick("x.example.com") == nil {
 		t.Errorf("HTTPS Listener with its Secret: problems %v", tbl.Problems)
 	}

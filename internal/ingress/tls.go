@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/weft-mesh/weft/internal/api"
+	"github.com/weft-mesh/weft/internal/store"
 )
 
 // TLS termination.
@@ -78,13 +79,15 @@ func (s *sniCerts) pick(serverName string) *tls.Certificate {
 // Secret a Host or Gateway refers to.
 type CertLoader func(ref api.Ref) (*tls.Certificate, error)
 
-// secretCerts loads certificates from the Secrets of one store listing,
-// reusing the parsed certificate of a Secret whose content did not change
-// since the last reload (parsing keys on every reload would cost CPU for
-// nothing on a busy store).
+// secretCerts loads certificates from the Secrets that Hosts and Gateways
+// refer to, and only those: a store with thousands of unrelated Secrets
+// costs nothing (Emissary issue #4543). The parsed certificate of a Secret
+// whose content did not change since the last reload is reused, since
+// parsing keys on every reload would cost CPU for nothing.
 type secretCerts struct {
 	mu    sync.Mutex
 	cache map[api.Ref]cachedCert
+	used  map[api.Ref]bool // by the table being built
 }
 
 type cachedCert struct {
@@ -93,24 +96,22 @@ type cachedCert struct {
 	err  error
 }
 
-// loader returns a CertLoader over secrets; entries for Secrets no longer
-// listed are dropped.
-func (c *secretCerts) loader(secrets []*corev1.Secret) CertLoader {
-	byRef := make(map[api.Ref]*corev1.Secret, len(secrets))
-	for _, s := range secrets {
-		byRef[api.Ref{Kind: api.KindSecret, Namespace: s.Namespace, Name: s.Name}] = s
-	}
+// loader returns a CertLoader that reads Secrets with get (nil and an
+// error wrapping store.ErrNotFound for a missing one).
+func (c *secretCerts) loader(get func(api.Ref) (*corev1.Secret, error)) CertLoader {
 	c.mu.Lock()
-	for ref := range c.cache {
-		if byRef[ref] == nil {
-			delete(c.cache, ref)
-		}
-	}
+	c.used = map[api.Ref]bool{}
 	c.mu.Unlock()
 	return func(ref api.Ref) (*tls.Certificate, error) {
-		s := byRef[ref]
-		if s == nil {
+		c.mu.Lock()
+		c.used[ref] = true
+		c.mu.Unlock()
+		s, err := get(ref)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && s == nil) {
 			return nil, fmt.Errorf("no Secret %s/%s: apply a kubernetes.io/tls Secret with tls.crt and tls.key", ref.Namespace, ref.Name)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading Secret %s/%s: %w", ref.Namespace, ref.Name, err)
 		}
 		crt, key, err := secretKeyPair(s)
 		if err != nil {
@@ -139,6 +140,32 @@ func (c *secretCerts) loader(secrets []*corev1.Secret) CertLoader {
 		}
 		c.cache[ref] = cachedCert{sum: sum, cert: out, err: err}
 		return out, err
+	}
+}
+
+// prune forgets the certificates the last table built did not use.
+func (c *secretCerts) prune() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for ref := range c.cache {
+		if !c.used[ref] {
+			delete(c.cache, ref)
+		}
+	}
+}
+
+// storeSecrets reads Secrets from a store.
+func storeSecrets(ctx context.Context, st store.Store) func(api.Ref) (*corev1.Secret, error) {
+	return func(ref api.Ref) (*corev1.Secret, error) {
+		o, err := st.Get(ctx, ref)
+		if err != nil {
+			return nil, err
+		}
+		s, ok := o.(*corev1.Secret)
+		if !ok {
+			return nil, fmt.Errorf("%s is a %T, not a Secret", ref, o)
+		}
+		return s, nil
 	}
 }
 

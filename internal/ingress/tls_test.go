@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -22,6 +23,7 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/weft-mesh/weft/internal/api"
+	"github.com/weft-mesh/weft/internal/store"
 )
 
 // testCert makes a self-signed certificate for names; serial tells
@@ -372,5 +374,48 @@ func TestGatewayHTTPSListeners(t *testing.T) {
 		t.Errorf("host of the unserved listener: %v %v", resp, err)
 	} else {
 		resp.Body.Close()
+	}
+}
+
+// secretList serves Secrets from a list, as the store would.
+func secretList(secrets ...*corev1.Secret) func(api.Ref) (*corev1.Secret, error) {
+	return func(ref api.Ref) (*corev1.Secret, error) {
+		for _, s := range secrets {
+			if s.Namespace == ref.Namespace && s.Name == ref.Name {
+				return s, nil
+			}
+		}
+		return nil, fmt.Errorf("%s: %w", ref, store.ErrNotFound)
+	}
+}
+
+func TestSecretKeyPair(t *testing.T) {
+	crt, key := testCert(t, 5, "x.example.com")
+	str := newTLSSecret("ns", "str", nil, nil)
+	str.Data = nil
+	str.StringData = map[string]string{"tls.crt": string(crt), "tls.key": string(key)}
+	wrongType := newTLSSecret("ns", "wrong", crt, key)
+	wrongType.Type = corev1.SecretTypeDockerConfigJson
+	var c secretCerts
+	load := c.loader(secretList(newTLSSecret("ns", "ok", crt, key), str, wrongType, newTLSSecret("ns", "nokey", crt, nil), newTLSSecret("ns", "junk", []byte("junk"), key)))
+	for name, want := range map[string]string{"ok": "", "str": "", "wrong": "want kubernetes.io/tls", "nokey": "lacks", "junk": "bad certificate", "absent": "no Secret ns/absent"} {
+		cert, err := load(api.Ref{Kind: api.KindSecret, Namespace: "ns", Name: name})
+		switch {
+		case want == "" && (err != nil || cert == nil):
+			t.Errorf("%s: %v", name, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("%s: error %v, want one mentioning %q", name, err, want)
+		}
+	}
+	// The same content is parsed once; the cache keeps only what was used.
+	a, _ := load(api.Ref{Kind: api.KindSecret, Namespace: "ns", Name: "ok"})
+	b, _ := load(api.Ref{Kind: api.KindSecret, Namespace: "ns", Name: "ok"})
+	if a != b {
+		t.Error("an unchanged Secret was parsed again")
+	}
+	_ = c.loader(secretList()) // a new build that uses nothing
+	c.prune()
+	if len(c.cache) != 0 {
+		t.Errorf("cache keeps %d certificates nobody uses", len(c.cache))
 	}
 }
