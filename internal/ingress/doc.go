@@ -121,7 +121,8 @@
 // connection tells a TLS ClientHello from HTTP), as Emissary's HTTPS
 // protocol does. Certificates live in the table, so a changed Secret is
 // used from the next handshake, without rebinding. A Host whose Secret is
-// missing or broken is reported and routes cleartext only.
+// missing or broken is reported and routes cleartext only. Only the
+// Secrets that Hosts and Gateways name are read, never the whole kind.
 //
 // X-Forwarded-Proto: at l7Depth 0 it is the scheme of the connection (a
 // client's value is replaced); with l7Depth > 0 a value from the trusted
