@@ -85,6 +85,7 @@ type faceStats struct {
 	cursing, grey, sleeping, red int
 	slowest                      time.Duration
 	other                        map[int]int
+	sleepy                       []string // how long sleeping replies took (diagnostics)
 }
 
 func (s faceStats) String() string {
@@ -142,6 +143,9 @@ func drive(t *testing.T, port string, rate int, d time.Duration) faceStats {
 				s.cursing++
 			case faces.Smileys["Sleeping"]:
 				s.sleeping++
+				if len(s.sleepy) < 5 {
+					s.sleepy = append(s.sleepy, fmt.Sprintf("%v %.200s", r.elapsed.Round(time.Millisecond), r.body))
+				}
 			}
 			switch strings.ToUpper(r.color) {
 			case "#BBBBBB":
@@ -300,7 +304,7 @@ func TestFacesWorkshopResilience(t *testing.T) {
 		return nil
 	})
 	bounded := drive(t, port, rate, 4*time.Second)
-	t.Logf("with timeout_ms 250: %v", bounded)
+	t.Logf("with timeout_ms 250: %v; sleeping replies: %q", bounded, bounded.sleepy)
 	if f := pct(bounded.ingress504, bounded.n); f < 10 || f > 70 {
 		t.Errorf("with timeout_ms 250, %.1f%% of face requests timed out at the ingress, want the slow ones (~40%%)", f)
 	}
