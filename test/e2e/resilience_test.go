@@ -81,7 +81,7 @@ type faceResult struct {
 }
 
 type faceStats struct {
-	n, face500, ingress504, ok int
+	n, face500, ingress504, ok   int
 	cursing, grey, sleeping, red int
 	slowest                      time.Duration
 	other                        map[int]int
