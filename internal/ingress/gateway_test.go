@@ -603,3 +603,42 @@ func FuzzGatewayMatch(f *testing.F) {
 		}
 	})
 }
+
+func TestGatewayPortsAndClasses(t *testing.T) {
+	route := newHTTPRoute("ns", "r", []gatewayv1.ParentReference{parentGW("gw", "edge")}, nil,
+		gatewayv1.HTTPRouteRule{BackendRefs: []gatewayv1.HTTPBackendRef{backend("svc", 8080, -1)}})
+	edge := newGateway("gw", "edge", gwListen("taken", 8080, "HTTP", ""), gwListen("free", 9000, "HTTP", ""))
+	tbl := Build([]*api.Listener{newListener("weft", "http", 8080, "ALL")}, nil, nil, BuildOptions{
+		Gateways: []*gatewayv1.Gateway{edge}, HTTPRoutes: []*gatewayv1.HTTPRoute{route}, Services: map[string]bool{"ns/svc": true},
+	})
+	// The Emissary Listener keeps 8080; the Gateway gets 9000 only.
+	if tbl.listeners[8080] == nil || tbl.gateways[8080] != nil || tbl.gateways[9000] == nil {
+		t.Errorf("ports: listeners %v gateways %v", tbl.listeners, tbl.gateways)
+	}
+	if got := gwMatchName(tbl, 9000, "GET", "http://x/", nil); got != "r#0.0" {
+		t.Errorf("9000: %q", got)
+	}
+	ls := tbl.GatewayStatuses[0].Status.Listeners
+	if ls[0].Name != "taken" || findCondition(ls[0].Conditions, "Accepted").Reason != "PortUnavailable" {
+		t.Errorf("listener on a taken port: %+v", ls[0])
+	}
+	if ls[1].AttachedRoutes != 1 {
+		t.Errorf("attachedRoutes %d", ls[1].AttachedRoutes)
+	}
+
+	// With GatewayClasses known, other classes' Gateways are not ours:
+	// neither served nor given status, and their routes get none either.
+	edge.Spec.GatewayClassName = "other"
+	tbl = Build(nil, nil, nil, BuildOptions{
+		Gateways: []*gatewayv1.Gateway{edge}, HTTPRoutes: []*gatewayv1.HTTPRoute{route}, Services: map[string]bool{"ns/svc": true},
+		GatewayClasses: map[string]bool{GatewayClassName: true},
+	})
+	if len(tbl.gateways) != 0 || len(tbl.GatewayStatuses) != 0 || len(tbl.RouteStatuses) != 0 {
+		t.Errorf("another class's Gateway: gateways %v, statuses %v %v", tbl.gateways, tbl.GatewayStatuses, tbl.RouteStatuses)
+	}
+	// Without a GatewayClass kind, any class is served.
+	tbl = Build(nil, nil, nil, BuildOptions{Gateways: []*gatewayv1.Gateway{edge}, HTTPRoutes: []*gatewayv1.HTTPRoute{route}, Services: map[string]bool{"ns/svc": true}})
+	if tbl.gateways[9000] == nil {
+		t.Error("a Gateway of any class is not served while no GatewayClass kind exists")
+	}
+}
