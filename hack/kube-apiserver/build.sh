@@ -31,8 +31,15 @@ tmp="$bin.tmp.$$"
 trap 'rm -f "$tmp"' EXIT
 cd "$here"
 # -trimpath and no debug info keep the binary small; CGO off matches the
-# upstream release builds and needs no C toolchain.
-CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath -ldflags='-s -w' -o "$tmp" k8s.io/kubernetes/cmd/kube-apiserver
+# upstream release builds and needs no C toolchain. The -X flags stamp the
+# version, as Kubernetes' own build does, so /version reports it (clients
+# such as 'weft check --pre' compare it) instead of v0.0.0-master.
+minor=$(echo "$version" | cut -d. -f2)
+ldflags="-s -w"
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+	ldflags="$ldflags -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+done
+CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath -ldflags="$ldflags" -o "$tmp" k8s.io/kubernetes/cmd/kube-apiserver
 mv "$tmp" "$bin"
 trap - EXIT
 echo "$bin"

@@ -72,6 +72,16 @@ func TestCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The server reports the pinned version (build.sh stamps it), as
+	// clients comparing versions need.
+	v, err := admin.Discovery().ServerVersion()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, err := PinnedVersion(); err != nil || v.GitVersion != want || v.Major != "1" {
+		t.Errorf("server version %s (major %q), want %s (%v); rebuild with hack/kube-apiserver/build.sh", v.GitVersion, v.Major, want, err)
+	}
+
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kubetest"}}
 	if _, err := admin.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("admin creating a namespace: %v", err)
@@ -180,3 +190,4 @@ func TestBinaryLookup(t *testing.T) {
 		})
 	}
 }
+
