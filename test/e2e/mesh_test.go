@@ -40,6 +40,7 @@ spec:
   template:
     metadata: {labels: {app: web}}
     spec:
+      serviceAccountName: web
       containers:
       - name: web
         command: ["WORKLOAD", "http"]
@@ -324,6 +325,60 @@ func TestMesh(t *testing.T) {
 		}
 		reachesAll(t, callURL(apiApp, "http://web/"), podNames(replicas(st, "e2e", "web")), 40)
 		reachesAll(t, grpcURL(webApps[1], "echo:9090"), podNames(replicas(st, "e2e", "echo")), 40)
+	})
+
+	t.Run("hops between proxies are mTLS and weft check passes", func(t *testing.T) {
+		webID := "web.e2e.serviceaccount.identity.weft.cluster.local"
+		apiID := "default.e2e.serviceaccount.identity.weft.cluster.local"
+		for i := 0; i < 5; i++ {
+			if _, err := get(callURL(webApps[0], "http://api/")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := get(callURL(webApps[0], "http://plain.e2e/")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Every api proxy's inbound saw web's requests over mTLS with
+		// web's identity; none came in plaintext from a proxy.
+		seen := false
+		for _, c := range replicas(st, "e2e", "api") {
+			m := proxyMetrics(t, c.Addresses["admin"])
+			for _, line := range strings.Split(m, "\n") {
+				if !strings.HasPrefix(line, "request_total{direction=\"inbound\"") {
+					continue
+				}
+				if !strings.Contains(line, `tls="true",client_id="`+webID+`"`) {
+					t.Errorf("%s: inbound request not mTLS from web: %s", c.Name, line)
+				}
+				seen = true
+			}
+		}
+		if !seen {
+			t.Error("no api proxy counted inbound requests")
+		}
+		// web's outbound: mTLS to api (server_id), plaintext to the
+		// unmeshed plain workload, saying why.
+		var web string
+		for _, c := range replicas(st, "e2e", "web") {
+			if c.Addresses["app:8080"] == webApps[0] {
+				web = proxyMetrics(t, c.Addresses["admin"])
+			}
+		}
+		for _, want := range []string{
+			`authority="api.e2e.svc.cluster.local:80"`,
+			`tls="true",server_id="` + apiID + `"`,
+		} {
+			if !strings.Contains(grepMetric(web, "request_total", `authority="api.e2e.svc.cluster.local:80"`), want) {
+				t.Errorf("web outbound to api lacks %s:\n%s", want, grepMetric(web, "request_total", ""))
+			}
+		}
+		if got := grepMetric(web, "request_total", `authority="plain.e2e.svc.cluster.local:80"`); !strings.Contains(got, `tls="no_identity",no_tls_reason="not_provided_by_service_discovery"`) {
+			t.Errorf("web outbound to plain is not marked plaintext:\n%s", got)
+		}
+		out, code := m.weft("check")
+		if code != 0 || !strings.Contains(out, "data plane proxies certificate match CA") {
+			t.Errorf("weft check: exit %d:\n%s", code, out)
+		}
 	})
 
 	t.Run("an unmeshed workload runs without a sidecar and is reached by name", func(t *testing.T) {
@@ -713,4 +768,27 @@ spec:
 	if objs, _ := s.List(context.Background(), api.KindDeployment, ""); len(objs) != 0 {
 		t.Errorf("a refused manifest stored %d Deployments", len(objs))
 	}
+}
+
+// proxyMetrics reads a proxy's /metrics from its admin address.
+func proxyMetrics(t *testing.T, admin string) string {
+	t.Helper()
+	resp, err := httpClient.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatalf("metrics of %s: %v", admin, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// grepMetric returns the lines of family name that contain sub.
+func grepMetric(text, name, sub string) string {
+	var out []string
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, name+"{") && strings.Contains(line, sub) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }
