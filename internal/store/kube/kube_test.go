@@ -14,6 +14,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -159,6 +160,7 @@ func TestStore(t *testing.T) {
 	t.Run("route status", func(t *testing.T) { testRouteStatus(t, newEnv(t, c)) })
 	t.Run("every custom kind", func(t *testing.T) { testEveryCustomKind(t, newEnv(t, c)) })
 	t.Run("destination", func(t *testing.T) { testDestination(t, newEnv(t, c)) })
+	t.Run("RBAC", func(t *testing.T) { testRBAC(t, c) })
 	// Last: it restarts the API server.
 	t.Run("API server restart", func(t *testing.T) { testRestart(t, c) })
 }
@@ -592,4 +594,53 @@ func testEveryCustomKind(t *testing.T, e *env) {
 			})
 		})
 	}
+}
+
+// testRBAC runs the store as an identity that RBAC restricts: reading a
+// kind it may not list fails with an error saying so (instead of serving
+// an empty cache), and works once a ClusterRole grants list and watch.
+func testRBAC(t *testing.T, c *kubetest.Cluster) {
+	ctx := ctxT(t)
+	st, err := kube.New(c.UserConfig(t, "weft-control"), kube.Options{
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		SyncTimeout: time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	_, err = st.List(ctx, api.KindService, "")
+	if err == nil || !strings.Contains(err.Error(), "may this identity list services") {
+		t.Fatalf("List without RBAC: err = %v, want one naming the missing permission", err)
+	}
+
+	admin, err := kubernetes.NewForConfig(c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: "weft-control-test"},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"get", "list", "watch"}}},
+	}
+	if _, err := admin.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "weft-control-test"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "weft-control-test"},
+		Subjects:   []rbacv1.Subject{{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: "weft-control"}},
+	}
+	if _, err := admin.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "List once granted", func() error {
+		list, err := st.List(ctx, api.KindService, "")
+		if err != nil {
+			return err
+		}
+		if !contains(names(list), "default/kubernetes") {
+			return fmt.Errorf("List = %v", names(list))
+		}
+		return nil
+	})
 }
