@@ -101,6 +101,7 @@
 // (no ReferenceGrant yet), reached through the mesh at
 // name.ns.svc.cluster.local:port; weights are proportional, weight 0 takes
 // nothing, and an invalid reference answers 500 for its share.
+// X-Forwarded-Proto on a Gateway port is the connection's scheme.
 // timeouts.request bounds the whole exchange and timeouts.backendRequest
 // each attempt; both give 504. Unset means no timeout.
 //

@@ -392,6 +392,18 @@ func TestGatewayFilters(t *testing.T) {
 	if resp, _ := h.do("GET", "/nothing", nil); resp.StatusCode != 404 {
 		t.Errorf("no match: %d", resp.StatusCode)
 	}
+	// The admin server shows the Gateway's routes.
+	resp, err := http.Get("http://" + h.in.AdminAddr() + "/routes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"gateway port 9090 HTTP", "listener Gateway.gateway.networking.k8s.io/gw/edge/http", `prefix "/prefix/one" -> httproute:ns/filters`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("/routes lacks %q:\n%s", want, b)
+		}
+	}
 }
 
 // lockedIntn is a seeded random source safe for the ingress's goroutines.
