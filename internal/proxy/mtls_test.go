@@ -245,6 +245,15 @@ func TestMTLSBetweenProxies(t *testing.T) {
 		if st.Identity != p.Identity() || !strings.Contains(st.Certificate, "BEGIN CERTIFICATE") || st.Refreshes < 1 {
 			t.Errorf("%s /identity.json = %+v", p.Identity(), st)
 		}
+		m := metricsText(t, p)
+		for _, want := range []string{
+			"\nidentity_cert_expiration_timestamp_seconds " + strconv.FormatInt(int64(st.Expiration), 10) + "\n",
+			"\nidentity_cert_refresh_count " + strconv.FormatUint(st.Refreshes, 10) + "\n",
+		} {
+			if !strings.Contains(m, want) {
+				t.Errorf("%s metrics lack %q:\n%s", p.Identity(), want, grepLines(m, "identity_"))
+			}
+		}
 	}
 }
 

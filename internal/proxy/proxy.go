@@ -301,9 +301,15 @@ func (p *Proxy) Run(ctx context.Context) error {
 	}
 	adminHandler := admin.Handler(p.registry, p.isReady)
 	if p.identity != nil {
+		im := newIdentityMetrics(p.registry, p.identity)
 		mux := http.NewServeMux()
 		mux.Handle("/", adminHandler)
 		mux.Handle("GET "+proxyidentity.AdminPath, p.identity)
+		next := adminHandler
+		mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+			im.update()
+			next.ServeHTTP(w, r)
+		})
 		adminHandler = mux
 	}
 	run(func() error { return admin.Serve(ctx, p.adminLn, adminHandler) })
@@ -315,4 +321,30 @@ func (p *Proxy) Run(ctx context.Context) error {
 	wg.Wait()
 	p.log.Info("proxy stopped")
 	return firstErr
+}
+
+// identityMetrics exports the certificate client's state as Linkerd's
+// proxy does, read at scrape time.
+type identityMetrics struct {
+	c       *proxyidentity.Client
+	mu      sync.Mutex
+	expiry  *metrics.Gauge
+	refresh *metrics.Counter
+}
+
+func newIdentityMetrics(r *metrics.Registry, c *proxyidentity.Client) *identityMetrics {
+	return &identityMetrics{
+		c:       c,
+		expiry:  r.NewGauge("identity_cert_expiration_timestamp_seconds", "Time when this proxy's current mTLS identity certificate will expire (in seconds since the UNIX epoch).").With(metrics.Labels{}),
+		refresh: r.NewCounter("identity_cert_refresh_count", "The total number of times this proxy's mTLS identity certificate has been refreshed by the Identity service.").With(metrics.Labels{}),
+	}
+}
+
+func (m *identityMetrics) update() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.expiry.Set(int64(m.c.ExpirationTimestampSeconds()))
+	if n, seen := m.c.RefreshCount(), m.refresh.Value(); n > seen {
+		m.refresh.Add(n - seen)
+	}
 }
