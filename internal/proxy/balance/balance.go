@@ -70,9 +70,13 @@ type Node struct {
 	cfg      *Config
 	breaker  *breaker.Breaker // nil without failure accrual
 
+	// The estimate (float64 bits, nanoseconds) and its time (unix ns) are
+	// read without a lock by Pick; writers serialise on mu. A reader may
+	// pair a new estimate with the old time for an instant, which only
+	// perturbs one comparison.
 	mu       sync.Mutex
-	estimate float64 // nanoseconds
-	at       int64   // unix nanoseconds of the estimate
+	estimate atomic.Uint64
+	at       atomic.Int64
 }
 
 // Done ends one request picked on n.
@@ -86,13 +90,15 @@ func (n *Node) ObserveRTT(rtt time.Duration) {
 	now := n.cfg.Now().UnixNano()
 	s := float64(rtt)
 	n.mu.Lock()
-	if s > n.estimate {
-		n.estimate = s
+	est := math.Float64frombits(n.estimate.Load())
+	if s > est {
+		est = s
 	} else {
-		w := n.decay(now)
-		n.estimate = n.estimate*w + s*(1-w)
+		w := decay(now-n.at.Load(), n.cfg.Decay)
+		est = est*w + s*(1-w)
 	}
-	n.at = now
+	n.estimate.Store(math.Float64bits(est))
+	n.at.Store(now)
 	n.mu.Unlock()
 }
 
@@ -106,13 +112,12 @@ func (n *Node) Record(failed bool) {
 // Breaker returns the node's breaker, nil without failure accrual.
 func (n *Node) Breaker() *breaker.Breaker { return n.breaker }
 
-// decay is the weight of an estimate made at n.at, seen at now.
-func (n *Node) decay(now int64) float64 {
-	el := now - n.at
+// decay is the weight of an estimate el nanoseconds old.
+func decay(el int64, tau time.Duration) float64 {
 	if el <= 0 {
 		return 1
 	}
-	return math.Exp(-float64(el) / float64(n.cfg.Decay))
+	return math.Exp(-float64(el) / float64(tau))
 }
 
 // Load returns the node's peak-EWMA load: the decayed RTT estimate (ns)
@@ -120,9 +125,7 @@ func (n *Node) decay(now int64) float64 {
 func (n *Node) Load() float64 { return n.load(n.cfg.Now().UnixNano()) }
 
 func (n *Node) load(now int64) float64 {
-	n.mu.Lock()
-	est := n.estimate * n.decay(now)
-	n.mu.Unlock()
+	est := math.Float64frombits(n.estimate.Load()) * decay(now-n.at.Load(), n.cfg.Decay)
 	return est * float64(n.inflight.Load()+1)
 }
 
@@ -173,7 +176,9 @@ func (b *P2C) Update(eps []discovery.Endpoint) {
 		if n == nil || !sameEndpoint(n.Endpoint, e) {
 			// A changed endpoint starts afresh; requests in flight on the
 			// old node finish there.
-			n = &Node{Endpoint: e, cfg: &b.cfg, estimate: float64(b.cfg.DefaultRTT), at: now}
+			n = &Node{Endpoint: e, cfg: &b.cfg}
+			n.estimate.Store(math.Float64bits(float64(b.cfg.DefaultRTT)))
+			n.at.Store(now)
 			if b.cfg.Accrual != nil {
 				n.breaker = breaker.New(*b.cfg.Accrual)
 			}
