@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -700,4 +701,64 @@ func echoOnce(outbound, target string) error {
 		return fmt.Errorf("echo %q", buf)
 	}
 	return nil
+}
+
+// TestMTLSUpgrade: an Upgrade (websocket) request, which cannot ride
+// HTTP/2, goes to the meshed peer as HTTP/1.1 over mTLS: the peer's app
+// learns the client's identity and the upgraded stream echoes.
+func TestMTLSUpgrade(t *testing.T) {
+	e := newMeshEnv(t, time.Hour)
+	app := backend(t, "smiley-1", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "websocket" {
+			http.Error(w, "want an upgrade", 400)
+			return
+		}
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Client-Id: " + r.Header.Get("l5d-client-id") + "\r\n\r\n")
+		brw.Flush()
+		io.Copy(c, brw) // echo
+	})
+	server := e.startProxy(t, "faces", "smiley-abc-1", "smiley", app)
+	rec := newRecorder(t, server.InboundAddrs()[0])
+	e.register(t, "faces", "smiley", "smiley-abc-1", "smiley", 80, rec.ln.Addr().String(), true)
+	client := e.startProxy(t, "faces", "gui-def-1", "gui")
+	waitFor(t, "smiley resolved", func() error {
+		resp, b := get(t, proxyClient(client), "http://smiley.faces/")
+		if resp.StatusCode != 400 { // the app's answer to a plain GET
+			return &statusErr{resp.StatusCode, b}
+		}
+		return nil
+	})
+
+	c, err := net.Dial("tcp", client.OutboundAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(testTimeout))
+	io.WriteString(c, "GET http://smiley.faces/ws HTTP/1.1\r\nHost: smiley.faces\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("status = %s, want 101", resp.Status)
+	}
+	if got, want := resp.Header.Get("X-Client-Id"), e.name("faces", "gui"); got != want {
+		t.Errorf("the app saw client id %q, want %q", got, want)
+	}
+	const msg = "websocket-payload-5e1d"
+	io.WriteString(c, msg)
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(br, got); err != nil || string(got) != msg {
+		t.Fatalf("echo = %q, %v; want %q", got, err, msg)
+	}
+	if bytes.Contains(rec.recorded(), []byte(msg)) || bytes.Contains(rec.recorded(), []byte("websocket")) {
+		t.Error("the upgraded stream crossed the hop between proxies in plaintext")
+	}
 }
