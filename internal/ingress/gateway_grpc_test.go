@@ -2,12 +2,14 @@ package ingress
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -112,5 +114,32 @@ func TestGRPCRouteWithGRPCClient(t *testing.T) {
 	}
 	if uris, _ := h.mesh.requests(); len(uris) == 0 || uris[0] != "CONNECT stable.ns.svc.cluster.local:8080" {
 		t.Errorf("sidecar saw %q, want a CONNECT tunnel to the service", uris)
+	}
+}
+
+func TestGRPCRouteOverTLS(t *testing.T) {
+	crt, key := testCert(t, 21, "grpc.example.com")
+	l := gwListen("https", 8443, "HTTPS", "grpc.example.com")
+	l.TLS = &gatewayv1.ListenerTLSConfig{CertificateRefs: []gatewayv1.SecretObjectReference{{Name: "grpc-cert"}}}
+	route := newGRPCRoute("ns", "health", []gatewayv1.ParentReference{parentGW("gw", "secure")}, gatewayv1.GRPCRouteRule{
+		Matches:     []gatewayv1.GRPCRouteMatch{{Method: &gatewayv1.GRPCMethodMatch{Service: ptr("grpc.health.v1.Health")}}},
+		BackendRefs: []gatewayv1.GRPCBackendRef{grpcBackend("stable")},
+	})
+	h := newGWHarness(t, nil, newTLSSecret("gw", "grpc-cert", crt, key), newGateway("gw", "secure", l), route, newService("ns", "stable"))
+	h.mesh.route("stable.ns.svc.cluster.local:8080", healthBackend(t, healthpb.HealthCheckResponse_SERVING))
+	waitFor(t, "8443", func() bool { return h.in.Addrs()[8443] != "" })
+
+	// grpc-go insists on h2 by ALPN; the ingress offers it.
+	creds := credentials.NewTLS(&tls.Config{ServerName: "grpc.example.com", InsecureSkipVerify: true})
+	conn, err := grpc.NewClient(h.in.Addrs()[8443], grpc.WithTransportCredentials(creds), grpc.WithAuthority("grpc.example.com"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil || resp.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("Check over TLS: %v %v", resp, err)
 	}
 }
