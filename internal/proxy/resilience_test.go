@@ -1,0 +1,188 @@
+package proxy_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/weft-mesh/weft/internal/api"
+	"github.com/weft-mesh/weft/internal/proxy/proxyerr"
+)
+
+// profileEnv is a control plane, a smiley app behind a proxy and a client
+// proxy, with a ServiceProfile for smiley applied to the store.
+type profileEnv struct {
+	e      *meshEnv
+	client *running
+	c      *http.Client
+	calls  atomic.Int64
+}
+
+const smileyProfile = `apiVersion: linkerd.io/v1alpha2
+kind: ServiceProfile
+metadata:
+  name: smiley.faces.svc.cluster.local
+  namespace: faces
+spec:
+  routes:
+  - name: flaky
+    condition: {pathRegex: /flaky.*}
+    isRetryable: true
+  - name: slow
+    condition: {pathRegex: /slow}
+    timeout: 200ms
+  - name: fast
+    condition: {pathRegex: /fast}
+    isRetryable: true
+    timeout: 5s
+`
+
+func newProfileEnv(t testing.TB, profile string) *profileEnv {
+	t.Helper()
+	pe := &profileEnv{e: newMeshEnv(t, time.Hour)}
+	app := backend(t, "smiley-1", func(w http.ResponseWriter, r *http.Request) {
+		n := pe.calls.Add(1)
+		io.Copy(io.Discard, r.Body)
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/flaky"):
+			if n%2 == 1 { // every other call fails
+				http.Error(w, "flaky", http.StatusInternalServerError)
+				return
+			}
+		case r.URL.Path == "/slow":
+			select {
+			case <-time.After(2 * time.Second):
+			case <-r.Context().Done():
+			}
+		}
+		io.WriteString(w, "ok")
+	})
+	server := startProxyWith(t, pe.e.addr, "faces", "smiley-1", "smiley", nil, app)
+	pe.e.register(t, "faces", "smiley", "smiley-1", "smiley", 80, server.InboundAddrs()[0], true)
+	pe.client = startProxyWith(t, pe.e.addr, "faces", "gui-1", "gui", nil)
+	pe.c = proxyClient(pe.client)
+	if profile != "" {
+		objs, err := api.Decode(strings.NewReader(profile), "profile.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pe.e.store.Apply(context.Background(), objs...); err != nil {
+			t.Fatal(err)
+		}
+		// The profile has arrived once a matching request is counted on its route.
+		waitFor(t, "the smiley profile", func() error {
+			get(t, pe.c, "http://smiley/fast")
+			if m := adminMetrics(t, pe.client); !strings.Contains(m, `rt_route="fast"`) {
+				return errString("no route metrics yet")
+			}
+			return nil
+		})
+	}
+	return pe
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }
+
+func adminMetrics(t testing.TB, p *running) string {
+	resp, err := http.Get("http://" + p.AdminAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func TestProfileRetriesAndTimeouts(t *testing.T) {
+	pe := newProfileEnv(t, smileyProfile)
+
+	// Retryable route: every other attempt fails, every request succeeds.
+	for i := range 20 {
+		resp, body := get(t, pe.c, "http://smiley/flaky")
+		if resp.StatusCode != 200 {
+			t.Fatalf("request %d on a retryable route: %d %s", i, resp.StatusCode, body)
+		}
+	}
+	// A body is replayed on the retry; one over 64 KiB is not retried.
+	for _, tc := range []struct {
+		size int
+		want int
+	}{{1 << 10, 200}, {65 << 10, 500}} {
+		// Align so that the next call fails.
+		for pe.calls.Load()%2 == 1 {
+			get(t, pe.c, "http://smiley/fast")
+		}
+		resp, err := pe.c.Post("http://smiley/flaky-post", "application/octet-stream", bytes.NewReader(make([]byte, tc.size)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("POST of %d bytes on a retryable route: %d, want %d", tc.size, resp.StatusCode, tc.want)
+		}
+	}
+
+	// Timeout: 504 with l5d-proxy-error after the route's 200ms.
+	start := time.Now()
+	resp, body := get(t, pe.c, "http://smiley/slow")
+	el := time.Since(start)
+	if resp.StatusCode != http.StatusGatewayTimeout || resp.Header.Get(proxyerr.Header) == "" {
+		t.Fatalf("slow route: %d %q (%s), want 504 with l5d-proxy-error", resp.StatusCode, body, resp.Header)
+	}
+	if el < 200*time.Millisecond || el > 1500*time.Millisecond {
+		t.Errorf("slow route timed out after %v, want about 200ms", el)
+	}
+
+	m := adminMetrics(t, pe.client)
+	for _, want := range []string{
+		`route_request_total{direction="outbound"`,
+		`rt_route="flaky"`,
+		`route_actual_response_total{`,
+		`outbound_http_route_retry_requests_total{`,
+		`outbound_http_route_retry_successes_total{`,
+		`route_name="flaky"`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("client metrics lack %s", want)
+		}
+	}
+	// Effective: every flaky request succeeded; actual: half the attempts failed.
+	if !strings.Contains(m, `rt_route="flaky",status_code="500",classification="failure"`) {
+		t.Errorf("no failed attempts counted on the flaky route:\n%s", grepLines(m, "flaky"))
+	}
+}
+
+// BenchmarkRouteHop measures one request through client proxy -> peer
+// proxy -> app, without a profile and on a retryable route with a timeout
+// (route match, timeout, retry budget and per-attempt metrics on the
+// success path). Run: go test -run '^$' -bench RouteHop -benchmem ./internal/proxy/
+func BenchmarkRouteHop(b *testing.B) {
+	for _, bc := range []struct{ name, profile string }{{"no-profile", ""}, {"retry+timeout-route", smileyProfile}} {
+		b.Run(bc.name, func(b *testing.B) {
+			pe := newProfileEnv(b, bc.profile)
+			pe.c.Transport.(*http.Transport).MaxIdleConnsPerHost = 64
+			get(b, pe.c, "http://smiley/fast")
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					resp, err := pe.c.Get("http://smiley/fast")
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			})
+		})
+	}
+}
