@@ -52,4 +52,36 @@ func TestFacesThroughIngress(t *testing.T) {
 		}
 		return nil
 	})
+
+	// The ingress's connection into the mesh is mTLS: its sidecar's
+	// outbound reached face with face's identity, and face's inbound saw
+	// the ingress's identity.
+	var ingressAdmin, faceAdmin string
+	for _, c := range st.Components {
+		switch {
+		case c.Kind == "ingress":
+			ingressAdmin = c.Addresses["admin"]
+		}
+	}
+	if face := replicas(st, "faces", "face"); len(face) > 0 {
+		faceAdmin = face[0].Addresses["admin"]
+	}
+	if ingressAdmin == "" {
+		t.Fatalf("no admin address for the ingress's sidecar: %+v", st.Components)
+	}
+	ingressID := "weft-ingress.weft.serviceaccount.identity.weft.cluster.local"
+	out = grepMetric(proxyMetrics(t, ingressAdmin), "request_total", `direction="outbound"`)
+	if !strings.Contains(out, `authority="face.faces.svc.cluster.local:80"`) || !strings.Contains(out, `tls="true",server_id="`) || strings.Contains(out, "no_tls_reason") {
+		t.Errorf("the ingress's sidecar did not reach face over mTLS:\n%s", out)
+	}
+	if faceAdmin == "" {
+		t.Fatalf("no admin address for face's sidecar: %+v", st.Components)
+	}
+	eventually(t, 10*time.Second, "face's inbound to count the ingress's mTLS requests", func() error {
+		in := grepMetric(proxyMetrics(t, faceAdmin), "request_total", `client_id="`+ingressID+`"`)
+		if in == "" {
+			return fmt.Errorf("no inbound request from %s", ingressID)
+		}
+		return nil
+	})
 }
