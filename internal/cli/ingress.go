@@ -108,7 +108,7 @@ The admin server at --admin-addr serves /ready, /live, /metrics and /routes.`,
 				accessLog = f
 			}
 			dir := g.StateDirOrDefault()
-			st, err := local.OpenWithOptions(dir, local.Options{Logger: log})
+			st, err := local.OpenWithOptions(dir, local.Options{Logger: log, PollInterval: ingress.StorePollInterval})
 			if err != nil {
 				return fmt.Errorf("ingress: opening the state directory %s: %w", dir, err)
 			}

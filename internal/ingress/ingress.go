@@ -23,6 +23,12 @@ import (
 	"github.com/weft-mesh/weft/internal/store"
 )
 
+// StorePollInterval is how often the ingress's local store checks the
+// state file when fsnotify is unavailable. The store's default (250ms)
+// would let a route change wait longer than the 100ms the ingress
+// promises; a stat every 25ms costs nothing.
+const StorePollInterval = 25 * time.Millisecond
+
 // DefaultDrainTimeout bounds how long shutdown waits for requests in flight.
 const DefaultDrainTimeout = 10 * time.Second
 

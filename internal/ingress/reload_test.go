@@ -21,9 +21,19 @@ import (
 // apply` in another process) on the same state directory to the first
 // request routed by it, through the real file watcher.
 func TestReloadLatencyLocalStore(t *testing.T) {
+	// With fsnotify (the default), and with the polling fallback at the
+	// interval 'weft ingress' uses (IngressPollInterval).
+	t.Run("fsnotify", func(t *testing.T) { reloadLatency(t, local.Options{}) })
+	t.Run("poll", func(t *testing.T) {
+		reloadLatency(t, local.Options{NoFSNotify: true, PollInterval: StorePollInterval})
+	})
+}
+
+func reloadLatency(t *testing.T, opts local.Options) {
 	dir := t.TempDir()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	served, err := local.OpenWithOptions(dir, local.Options{Logger: log})
+	opts.Logger = log
+	served, err := local.OpenWithOptions(dir, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
