@@ -51,7 +51,9 @@
 // A change reaches the router within milliseconds of the store noticing
 // it (measured end to end through the local store's file watcher by
 // TestReloadLatencyLocalStore: typically well under 1 ms on an idle
-// machine). The new table is swapped in atomically, so requests in flight
+// machine; where fsnotify is unavailable, `weft ingress` polls the state
+// file every StorePollInterval instead of the store's default 250ms). The
+// new table is swapped in atomically, so requests in flight
 // finish on the table they started with and none is dropped; listeners
 // are never rebound for a route, Host or certificate change. An object
 // that fails validation or compilation is left out alone: it is reported
