@@ -226,9 +226,14 @@ type sniffListener struct {
 	started sync.Once
 }
 
+// sniffTimeout bounds the wait for a new connection's first byte; it
+// matches the listeners' ReadHeaderTimeout, so that preconnected but idle
+// browser sockets are treated alike on every port.
+const sniffTimeout = 30 * time.Second
+
 func newSniffListener(ln net.Listener, cfg *tls.Config) *sniffListener {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &sniffListener{Listener: ln, cfg: cfg, timeout: 10 * time.Second, conns: make(chan net.Conn), errc: make(chan error, 1), ctx: ctx, cancel: cancel}
+	return &sniffListener{Listener: ln, cfg: cfg, timeout: sniffTimeout, conns: make(chan net.Conn), errc: make(chan error, 1), ctx: ctx, cancel: cancel}
 }
 
 func (l *sniffListener) loop() {
