@@ -75,7 +75,7 @@ func TestValidate(t *testing.T) {
 	must(admin.CoreV1().ServiceAccounts("faces").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "smiley"}}, metav1.CreateOptions{}))
 	pod, err := admin.CoreV1().Pods("faces").Create(ctx, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "smiley-5f8c9d-x7k2p"},
-		Spec: corev1.PodSpec{ServiceAccountName: "smiley", Containers: []corev1.Container{{Name: "app", Image: "example.com/smiley:1"}}},
+		Spec:       corev1.PodSpec{ServiceAccountName: "smiley", Containers: []corev1.Container{{Name: "app", Image: "example.com/smiley:1"}}},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
