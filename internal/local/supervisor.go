@@ -285,12 +285,9 @@ func (s *Supervisor) cleanStore(ctx context.Context) error {
 	return nil
 }
 
-func (s *Supervisor) startControl(ctx context.Context) error {
-	adminPort, err := s.ports.Alloc()
-	if err != nil {
-		return err
-	}
-	s.controlAdmin = loopback(adminPort)
+// controlArgv is the control plane's command line, with the identity
+// settings 'weft up' was given.
+func (s *Supervisor) controlArgv() []string {
 	argv := []string{s.cfg.Exe, "control", "--state-dir", s.cfg.StateDir, "--addr", s.cfg.ControlAddr, "--admin-addr", s.controlAdmin}
 	if f := s.cfg.Identity.Files; f != (tlsid.Files{}) {
 		argv = append(argv, "--identity-trust-anchors-file", f.TrustAnchors,
@@ -299,6 +296,16 @@ func (s *Supervisor) startControl(ctx context.Context) error {
 	if l := s.cfg.Identity.IssuanceLifetime; l > 0 {
 		argv = append(argv, "--identity-issuance-lifetime", l.String())
 	}
+	return argv
+}
+
+func (s *Supervisor) startControl(ctx context.Context) error {
+	adminPort, err := s.ports.Alloc()
+	if err != nil {
+		return err
+	}
+	s.controlAdmin = loopback(adminPort)
+	argv := s.controlArgv()
 	s.control = s.process("weft/control", argv, s.baseEnv(), filepath.Join(s.cfg.StateDir, LogDir, "weft", "control", "control.log"))
 	if err := s.control.Start(context.Background()); err != nil {
 		return err
