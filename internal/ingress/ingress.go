@@ -86,6 +86,7 @@ type Ingress struct {
 
 type boundListener struct {
 	addr string
+	ln   net.Listener
 	srv  *http.Server
 	done chan struct{}
 }
@@ -420,7 +421,7 @@ func (in *Ingress) bind(t *Table) bool {
 		srv.Protocols.SetHTTP1(true)
 		srv.Protocols.SetHTTP2(true) // over TLS, by ALPN
 		srv.Protocols.SetUnencryptedHTTP2(true)
-		b := &boundListener{addr: ln.Addr().String(), srv: srv, done: make(chan struct{})}
+		b := &boundListener{addr: ln.Addr().String(), ln: ln, srv: srv, done: make(chan struct{})}
 		go func() {
 			defer close(b.done)
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -221,6 +221,8 @@ type sniffListener struct {
 
 	conns   chan net.Conn
 	errc    chan error
+	mu      sync.Mutex
+	pending map[net.Conn]struct{} // being sniffed; closed by Close
 	ctx     context.Context
 	cancel  context.CancelFunc
 	started sync.Once
@@ -233,7 +235,7 @@ const sniffTimeout = 30 * time.Second
 
 func newSniffListener(ln net.Listener, cfg *tls.Config) *sniffListener {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &sniffListener{Listener: ln, cfg: cfg, timeout: sniffTimeout, conns: make(chan net.Conn), errc: make(chan error, 1), ctx: ctx, cancel: cancel}
+	return &sniffListener{Listener: ln, cfg: cfg, timeout: sniffTimeout, conns: make(chan net.Conn), errc: make(chan error, 1), ctx: ctx, cancel: cancel, pending: map[net.Conn]struct{}{}}
 }
 
 func (l *sniffListener) loop() {
@@ -262,10 +264,21 @@ func (l *sniffListener) loop() {
 }
 
 func (l *sniffListener) sniff(c net.Conn) {
+	l.mu.Lock()
+	if l.ctx.Err() != nil {
+		l.mu.Unlock()
+		c.Close()
+		return
+	}
+	l.pending[c] = struct{}{}
+	l.mu.Unlock()
 	_ = c.SetReadDeadline(time.Now().Add(l.timeout))
 	var first [1]byte
 	n, err := c.Read(first[:])
 	_ = c.SetReadDeadline(time.Time{})
+	l.mu.Lock()
+	delete(l.pending, c)
+	l.mu.Unlock()
 	if err != nil || n == 0 {
 		c.Close()
 		return
@@ -297,8 +310,15 @@ func (l *sniffListener) Accept() (net.Conn, error) {
 	}
 }
 
+// Close stops accepting and closes the connections still being sniffed
+// (they have sent nothing, so nothing is lost).
 func (l *sniffListener) Close() error {
+	l.mu.Lock()
 	l.cancel()
+	for c := range l.pending {
+		c.Close()
+	}
+	l.mu.Unlock()
 	return l.Listener.Close()
 }
 

@@ -419,3 +419,43 @@ func TestSecretKeyPair(t *testing.T) {
 		t.Errorf("cache keeps %d certificates nobody uses", len(c.cache))
 	}
 }
+
+func TestSilentConnectionClosedAtShutdown(t *testing.T) {
+	h := newHarness(t, false)
+	c, err := net.Dial("tcp", h.in.Addrs()[8080])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// The connection says nothing: it is still being sniffed when the
+	// ingress stops, and is closed rather than left waiting.
+	waitFor(t, "the connection to be accepted", func() bool {
+		h.in.mu.Lock()
+		defer h.in.mu.Unlock()
+		for _, b := range h.in.bound {
+			if sl, ok := b.ln.(*sniffListener); ok {
+				sl.mu.Lock()
+				n := len(sl.pending)
+				sl.mu.Unlock()
+				if n > 0 {
+					return true
+				}
+			}
+		}
+		return false
+	})
+	start := time.Now()
+	h.shutdown()
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("shutdown took %v with a silent connection open", d)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil || isTimeout(err) {
+		t.Errorf("the silent connection was not closed: %v", err)
+	}
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
