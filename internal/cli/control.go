@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
 	"github.com/weft-mesh/weft/internal/control"
@@ -14,6 +15,7 @@ import (
 	"github.com/weft-mesh/weft/internal/store/kube"
 	"github.com/weft-mesh/weft/internal/store/local"
 	"github.com/weft-mesh/weft/internal/tlsid"
+	"github.com/weft-mesh/weft/internal/tokenreview"
 )
 
 // controlOptions are the flags of 'weft control'.
@@ -57,7 +59,8 @@ The certificate authority (a trust anchor and an issuer) is generated into
 With --store=kube the resources are read from a Kubernetes API server instead
 (--kubeconfig, else $KUBECONFIG, else the in-cluster configuration): Services,
 EndpointSlices, Pods and the CRD kinds such as ServiceProfile, through
-informers.
+informers; the Identity service then checks proxies' tokens (their pods'
+projected service account tokens, audience identity.l5d.io) with TokenReview.
 
 The admin server at --admin-addr serves /ready (the store has been read),
 /live and /metrics. On SIGINT or SIGTERM open streams end, so proxies
@@ -89,6 +92,13 @@ reconnect, and the process exits.`,
 				}
 				defer ks.Close()
 				st = ks
+				// Proxies present their pods' projected service
+				// account tokens, checked with TokenReview.
+				client, err := kubernetes.NewForConfig(cfg)
+				if err != nil {
+					return fmt.Errorf("control: %w", err)
+				}
+				o.identity.Validator = tokenreview.New(client, "")
 			} else {
 				ls, err := local.OpenWithOptions(dir, local.Options{Logger: logger})
 				if err != nil {
