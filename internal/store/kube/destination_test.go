@@ -230,6 +230,8 @@ func testDestination(t *testing.T, e *env) {
 		{"smiley.faces:80", httpAdd},
 		{smileyFQN + ":80", httpAdd},
 		{smileyFQN + ":9090", wantAdd(wantAddr(smileyIP+":9990", smileyLabels))},
+		// A pod's IP:port, found through the pod's status.podIP.
+		{smileyIP + ":8000", &pb.Update{Update: &pb.Update_Add{Add: &pb.WeightedAddrSet{Addrs: []*pb.WeightedAddr{wantAddr(smileyIP+":8000", smileyLabels)}}}}},
 	} {
 		eventually(t, "Get "+tc.path, func() error {
 			return firstMatches(func(ctx context.Context) (proto.Message, error) {
