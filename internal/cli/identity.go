@@ -149,6 +149,10 @@ type checkState struct {
 	timeout     time.Duration
 	now         time.Time
 
+	// files, when set, are the CA files the mesh was started with
+	// ('weft up --identity-*-file'), instead of identityDir's.
+	files tlsid.Files
+
 	mesh    *local.Mesh
 	anchors []*x509.Certificate
 	issuer  *x509.Certificate
@@ -217,10 +221,14 @@ func checks() []checker {
 		}},
 
 		{"weft-identity", "certificate config is valid", "weft-identity-config", true, func(_ context.Context, s *checkState) error {
-			a, err := tlsid.Load(tlsid.DirFiles(s.identityDir), tlsid.DefaultDomain)
+			files := tlsid.DirFiles(s.identityDir)
+			if s.files != (tlsid.Files{}) {
+				files = s.files
+			}
+			a, err := tlsid.Load(files, tlsid.DefaultDomain)
 			if err != nil {
-				if errors.Is(err, os.ErrNotExist) {
-					return fmt.Errorf("no certificate authority in %s (%w); it is generated when the control plane first starts", s.identityDir, err)
+				if errors.Is(err, os.ErrNotExist) && s.files == (tlsid.Files{}) {
+					return fmt.Errorf("no certificate authority in %s (%w); it is generated when the control plane first starts (a mesh started with --identity-*-file flags: give 'weft check' the same flags)", s.identityDir, err)
 				}
 				return err
 			}
@@ -535,6 +543,7 @@ func newCmdCheck(g *Globals) *cobra.Command {
 	var (
 		output      string
 		identityDir string
+		files       tlsid.Files
 		controlAddr string
 		timeout     = 5 * time.Second
 	)
@@ -554,7 +563,10 @@ expiring within 60 days). Each check prints a line: √ passed, ‼ warning,
 				return &ExitError{Code: 2, Err: fmt.Errorf("check: unknown --output %q: use table or json", output)}
 			}
 			dir := g.StateDirOrDefault()
-			s := &checkState{stateDir: dir, identityDir: identityDir, controlAddr: controlAddr, timeout: timeout, now: time.Now()}
+			if files != (tlsid.Files{}) && (files.TrustAnchors == "" || files.IssuerCertificate == "" || files.IssuerKey == "") {
+				return &ExitError{Code: 2, Err: errors.New("check: give all three of --identity-trust-anchors-file, --identity-issuer-certificate-file and --identity-issuer-key-file, or none")}
+			}
+			s := &checkState{stateDir: dir, identityDir: identityDir, files: files, controlAddr: controlAddr, timeout: timeout, now: time.Now()}
 			if s.identityDir == "" {
 				s.identityDir = identityDirOf(dir)
 			}
@@ -577,6 +589,9 @@ expiring within 60 days). Each check prints a line: √ passed, ‼ warning,
 	f := cmd.Flags()
 	f.StringVarP(&output, "output", "o", "table", "output format: table or json")
 	f.StringVar(&identityDir, "identity-dir", "", "identity directory (default STATE_DIR/identity)")
+	f.StringVar(&files.TrustAnchors, "identity-trust-anchors-file", "", "the trust anchors the mesh was started with (with the two other --identity-*-file flags)")
+	f.StringVar(&files.IssuerCertificate, "identity-issuer-certificate-file", "", "the issuer certificate the mesh was started with")
+	f.StringVar(&files.IssuerKey, "identity-issuer-key-file", "", "the issuer key the mesh was started with")
 	f.StringVar(&controlAddr, "control-addr", "", "control plane gRPC address (default: the running mesh's, from STATE_DIR/mesh.json)")
 	f.DurationVar(&timeout, "timeout", timeout, "how long to wait for the control plane")
 	return cmd

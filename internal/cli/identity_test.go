@@ -373,3 +373,28 @@ func TestControlIdentityFlags(t *testing.T) {
 		}
 	}
 }
+
+// A mesh started with 'weft up --identity-*-file' keeps no CA in the
+// state directory: 'weft check' with the same flags checks those files,
+// and without them says how to.
+func TestCheckWithIdentityFiles(t *testing.T) {
+	dir := t.TempDir()
+	caDir := filepath.Join(t.TempDir(), "ca")
+	runningMesh(t, dir, caDir) // the control plane generates its CA there
+	files := tlsid.DirFiles(caDir)
+
+	code, out, _ := runCLI(t, "check", "--state-dir", dir)
+	if code != 1 || !strings.Contains(out, "give 'weft check' the same flags") {
+		t.Errorf("check without the files: exit %d, want 1 with a hint:\n%s", code, out)
+	}
+	code, out, _ = runCLI(t, "check", "--state-dir", dir,
+		"--identity-trust-anchors-file", files.TrustAnchors,
+		"--identity-issuer-certificate-file", files.IssuerCertificate,
+		"--identity-issuer-key-file", files.IssuerKey)
+	if code != 0 || !strings.Contains(out, "√ certificate config is valid") {
+		t.Errorf("check with the files: exit %d, want 0:\n%s", code, out)
+	}
+	if code, _, errOut := runCLI(t, "check", "--state-dir", dir, "--identity-trust-anchors-file", files.TrustAnchors); code != 2 || !strings.Contains(errOut, "all three") {
+		t.Errorf("one file of three: exit %d (%s), want 2", code, errOut)
+	}
+}
