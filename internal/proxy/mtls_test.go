@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -761,4 +762,84 @@ func TestMTLSUpgrade(t *testing.T) {
 	if bytes.Contains(rec.recorded(), []byte(msg)) || bytes.Contains(rec.recorded(), []byte("websocket")) {
 		t.Error("the upgraded stream crossed the hop between proxies in plaintext")
 	}
+}
+
+// TestReadyOnlyWithCertificate: a proxy whose control plane is not up yet
+// serves but does not report ready (peers would fail to handshake with
+// it) until it has a certificate; then it does, without a restart.
+func TestReadyOnlyWithCertificate(t *testing.T) {
+	// Reserve the control plane's address, then free it for later.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+
+	dir := filepath.Join(t.TempDir(), "identity")
+	if _, _, err := tlsid.LoadOrGenerate(dir, tlsid.DefaultDomain, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	key, err := identity.LoadOrCreateTokenKey(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := identity.MintToken(key, identity.Workload{Namespace: "faces", ServiceAccount: "smiley", Pod: "smiley-abc-1"})
+	tokFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokFile, tok, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, err := proxy.Listen(proxy.Config{
+		ControlAddr: addr, OutboundAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+		Namespace: "faces", Pod: "smiley-abc-1", ServiceAccount: "smiley",
+		Identity: &proxy.IdentityConfig{TokenFile: tokFile, AnchorsFile: filepath.Join(dir, tlsid.AnchorsFile)},
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	ready := func() int {
+		resp, err := http.Get("http://" + p.AdminAddr() + "/ready")
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	waitFor(t, "the admin server", func() error {
+		if code := ready(); code == 0 {
+			return errors.New("no answer")
+		}
+		return nil
+	})
+	// A few probes while no control plane runs: never ready.
+	for i := 0; i < 5; i++ {
+		if code := ready(); code != http.StatusServiceUnavailable {
+			t.Fatalf("/ready without a certificate = %d, want 503", code)
+		}
+	}
+
+	cp, err := control.Listen(control.Config{
+		Addr: addr, AdminAddr: "127.0.0.1:0", Store: store.NewMemory(),
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Identity: control.IdentityConfig{Dir: dir},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, ccancel := context.WithCancel(context.Background())
+	cdone := make(chan struct{})
+	go func() { cp.Run(cctx); close(cdone) }()
+	t.Cleanup(func() { ccancel(); <-cdone })
+	waitFor(t, "ready once certified", func() error {
+		if code := ready(); code != http.StatusOK {
+			return fmt.Errorf("/ready = %d", code)
+		}
+		return nil
+	})
 }
