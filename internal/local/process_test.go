@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
@@ -102,5 +104,18 @@ func TestLock(t *testing.T) {
 	must(t, l.Release())
 	if _, err := ReadMesh(dir); err == nil || !strings.Contains(err.Error(), "no mesh is running") {
 		t.Fatalf("ReadMesh after release = %v", err)
+	}
+}
+
+func TestPodGrace(t *testing.T) {
+	g := func(n int64) *int64 { return &n }
+	for _, tc := range []struct {
+		in   *int64
+		want time.Duration
+	}{{nil, 10 * time.Second}, {g(30), 30 * time.Second}, {g(0), time.Millisecond}} {
+		spec := &corev1.PodSpec{TerminationGracePeriodSeconds: tc.in}
+		if got := podGrace(spec, 10*time.Second); got != tc.want {
+			t.Errorf("podGrace(%v) = %s, want %s", tc.in, got, tc.want)
+		}
 	}
 }

@@ -163,7 +163,9 @@ func (s *Supervisor) newReplica(ctx context.Context, d *appsv1.Deployment, hash,
 			return nil, fmt.Errorf("local: Deployment %s/%s: %w", d.Namespace, d.Name, err)
 		}
 		full := append(s.baseEnv(), envList(env).Strings()...)
-		r.apps = append(r.apps, s.process(r.ns+"/"+r.name+"/"+c.Name, argv, full, filepath.Join(logDir, c.Name+".log")))
+		app := s.process(r.ns+"/"+r.name+"/"+c.Name, argv, full, filepath.Join(logDir, c.Name+".log"))
+		app.Grace = podGrace(&r.spec, s.cfg.Grace)
+		r.apps = append(r.apps, app)
 	}
 	return r, nil
 }
@@ -194,6 +196,18 @@ func (s *Supervisor) newProxy(r *replica, logDir string) error {
 	}
 	r.proxy = s.process(r.ns+"/"+r.name+"/proxy", proxyArgv, append(s.baseEnv(), idEnv...), filepath.Join(logDir, "proxy.log"))
 	return nil
+}
+
+// podGrace is how long the pod's containers may take to stop after SIGTERM:
+// its terminationGracePeriodSeconds when set (0 means at once), else def.
+func podGrace(spec *corev1.PodSpec, def time.Duration) time.Duration {
+	if g := spec.TerminationGracePeriodSeconds; g != nil {
+		if *g <= 0 {
+			return time.Millisecond
+		}
+		return time.Duration(*g) * time.Second
+	}
+	return def
 }
 
 // dedupInbound drops repeated --inbound flags (two containers declaring the
