@@ -105,7 +105,10 @@
 // nothing, and an invalid reference answers 500 for its share.
 // X-Forwarded-Proto on a Gateway port is the connection's scheme.
 // timeouts.request bounds the whole exchange and timeouts.backendRequest
-// each attempt; both give 504. Unset means no timeout.
+// each attempt; both give 504. Unset means no timeout. retry (GEP-1731,
+// experimental) retries bodiless requests: attempts retries (default 1) on
+// its codes, connection failures and per-try timeouts, waiting at least
+// backoff between attempts, all within timeouts.request.
 //
 // Status: for each parentRef naming a Gateway, the ingress writes a
 // status.parents entry under ControllerName with Accepted (Accepted,

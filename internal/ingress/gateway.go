@@ -827,6 +827,10 @@ func compileHTTPRoute(hr *gatewayv1.HTTPRoute, services map[string]bool, rr *ref
 				}
 			}
 		}
+		retry, err := compileRetry(rule.Retry)
+		if err != nil {
+			return nil, fmt.Errorf("rules[%d].retry.%w", ri, err)
+		}
 		var addReq, addResp []headerAdd
 		var rmReq, rmResp []string
 		for fi, f := range rule.Filters {
@@ -882,6 +886,13 @@ func compileHTTPRoute(hr *gatewayv1.HTTPRoute, services map[string]bool, rr *ref
 			} else if timeout == 0 && backendTimeout > 0 {
 				r.timeout = backendTimeout
 			}
+			if retry != nil {
+				rp := *retry
+				if r.retry != nil {
+					rp.perTry = r.retry.perTry
+				}
+				r.retry = &rp
+			}
 			r.addReq, r.removeReq = append([]headerAdd(nil), addReq...), append([]string(nil), rmReq...)
 			r.addResp, r.removeResp = append([]headerAdd(nil), addResp...), append([]string(nil), rmResp...)
 			for fi, f := range b.Filters {
@@ -914,6 +925,33 @@ func compileHTTPRoute(hr *gatewayv1.HTTPRoute, services map[string]bool, rr *ref
 		}
 	}
 	return entries, nil
+}
+
+// compileRetry reads an HTTPRoute rule's retry (GEP-1731): attempts is the
+// number of retries (default 1), codes the statuses retried (connection
+// failures and per-try timeouts always are), backoff the minimum wait.
+func compileRetry(r *gatewayv1.HTTPRouteRetry) (*retryPolicy, error) {
+	if r == nil {
+		return nil, nil
+	}
+	p := &retryPolicy{n: 1, codes: map[int]bool{}}
+	if r.Attempts != nil {
+		if *r.Attempts < 0 {
+			return nil, fmt.Errorf("attempts: %d is negative", *r.Attempts)
+		}
+		p.n = *r.Attempts
+	}
+	for _, c := range r.Codes {
+		p.codes[int(c)] = true
+	}
+	if r.Backoff != nil {
+		d, err := api.ParseGatewayDuration(string(*r.Backoff))
+		if err != nil {
+			return nil, fmt.Errorf("backoff: %w", err)
+		}
+		p.minBackoff = d
+	}
+	return p, nil
 }
 
 func compileHTTPMatch(m gatewayv1.HTTPRouteMatch) (gwMatch, error) {

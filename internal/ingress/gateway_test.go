@@ -654,3 +654,58 @@ func TestGatewayPortsAndClasses(t *testing.T) {
 		t.Error("a Gateway of any class is not served while no GatewayClass kind exists")
 	}
 }
+
+func TestGatewayRetry(t *testing.T) {
+	// The backend fails the first ?fail=N attempts of each ?key=K.
+	var mu sync.Mutex
+	seen := map[string]int{}
+	flaky := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.URL.Query().Get("key")]++
+		n := seen[r.URL.Query().Get("key")]
+		mu.Unlock()
+		fail := 0
+		fmt.Sscan(r.URL.Query().Get("fail"), &fail)
+		if n <= fail {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	defer flaky.Close()
+	d := func(s string) *gatewayv1.Duration { v := gatewayv1.Duration(s); return &v }
+	retrying := func(path string, attempts int, codes ...int) gatewayv1.HTTPRouteRule {
+		r := &gatewayv1.HTTPRouteRetry{Attempts: ptr(attempts), Backoff: d("10ms")}
+		for _, c := range codes {
+			r.Codes = append(r.Codes, gatewayv1.HTTPRouteRetryStatusCode(c))
+		}
+		return gatewayv1.HTTPRouteRule{
+			Matches:     []gatewayv1.HTTPRouteMatch{pathMatch(gatewayv1.PathMatchPathPrefix, path)},
+			Retry:       r,
+			BackendRefs: []gatewayv1.HTTPBackendRef{backend("flaky", 8080, -1)},
+		}
+	}
+	route := newHTTPRoute("ns", "retry", []gatewayv1.ParentReference{parentGW("gw", "edge")}, nil,
+		retrying("/three", 3, 500, 503), retrying("/one", 1, 500), retrying("/other", 3, 503))
+	h := newGWHarness(t, nil, route, newService("ns", "flaky"))
+	h.mesh.route("flaky.ns.svc.cluster.local:8080", backendAuthority(t, flaky))
+	h.waitMatch("/three", "retry#0.0")
+	for _, tc := range []struct {
+		target string
+		status int
+		tries  int
+	}{
+		{"/three?key=a&fail=2", 200, 3}, // succeeds after two retries
+		{"/one?key=b&fail=2", 500, 2},   // one retry is not enough
+		{"/other?key=c&fail=1", 500, 1}, // 500 is not a code to retry here
+	} {
+		resp, _ := h.do("GET", tc.target, nil)
+		u, _ := url.Parse(tc.target)
+		mu.Lock()
+		tries := seen[u.Query().Get("key")]
+		mu.Unlock()
+		if resp.StatusCode != tc.status || tries != tc.tries {
+			t.Errorf("%s: %d after %d attempts, want %d after %d", tc.target, resp.StatusCode, tries, tc.status, tc.tries)
+		}
+	}
+}

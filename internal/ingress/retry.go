@@ -36,6 +36,11 @@ type retryPolicy struct {
 	on     uint8
 	n      int           // retries after the first attempt (Emissary default 1)
 	perTry time.Duration // 0: only the route timeout applies
+	// Gateway API retry (GEP-1731): the status codes to retry, beside
+	// connection failures and per-try timeouts, and the minimum wait
+	// between attempts.
+	codes      map[int]bool
+	minBackoff time.Duration
 }
 
 // retryBase is Envoy's base retry back-off interval; attempts wait a jittered
@@ -43,6 +48,12 @@ type retryPolicy struct {
 const retryBase = 25 * time.Millisecond
 
 func (p *retryPolicy) shouldRetry(resp *http.Response, err error) bool {
+	if p.codes != nil {
+		if err != nil {
+			return isDialError(err) || errors.Is(err, context.DeadlineExceeded)
+		}
+		return p.codes[resp.StatusCode]
+	}
 	if err != nil {
 		switch {
 		case isDialError(err):
@@ -123,8 +134,9 @@ func (a attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 		if cancel != nil {
 			cancel()
 		}
-		// Jittered exponential back-off, as Envoy does between retries.
-		wait := time.Duration(rand.Int64N(int64(retryBase) << min(attempt, 4)))
+		// Jittered exponential back-off, as Envoy does between retries,
+		// never shorter than a Gateway API route's backoff.
+		wait := p.minBackoff + time.Duration(rand.Int64N(int64(retryBase)<<min(attempt, 4)))
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
