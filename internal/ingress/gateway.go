@@ -420,6 +420,9 @@ func buildGateways(t *Table, in gatewayInput, certs CertLoader) []RouteStatus {
 			if compileErr != nil && ps.accepted {
 				ps.accepted = false
 				acc.Reason, acc.Message = string(gatewayv1.RouteReasonUnsupportedValue), compileErr.Error()
+				if errors.As(compileErr, new(incompatibleFilters)) {
+					acc.Reason = string(gatewayv1.RouteReasonIncompatibleFilters)
+				}
 			}
 			if !ps.accepted {
 				acc.Status = metav1.ConditionFalse
@@ -878,6 +881,9 @@ func compileHTTPRoute(hr *gatewayv1.HTTPRoute, services map[string]bool, rr *ref
 				return nil, fmt.Errorf("rules[%d].filters[%d]: filter %s is not supported; use RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect or URLRewrite", ri, fi, f.Type)
 			}
 		}
+		if gr.redirect != nil && (gr.rewritePath != nil || gr.rewriteHost != "") {
+			return nil, incompatibleFilters{fmt.Errorf("rules[%d]: RequestRedirect and URLRewrite cannot be used together", ri)}
+		}
 		for _, b := range rule.BackendRefs {
 			r := compileBackend(name, hr.Namespace, b.BackendRef, services, rr)
 			r.timeout = timeout
@@ -926,6 +932,9 @@ func compileHTTPRoute(hr *gatewayv1.HTTPRoute, services map[string]bool, rr *ref
 	}
 	return entries, nil
 }
+
+// incompatibleFilters is a rule whose filters contradict each other.
+type incompatibleFilters struct{ error }
 
 // compileRetry reads an HTTPRoute rule's retry (GEP-1731): attempts is the
 // number of retries (default 1), codes the statuses retried (connection

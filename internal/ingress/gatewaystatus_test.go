@@ -30,6 +30,10 @@ func TestRouteStatusWrittenBack(t *testing.T) {
 	mirror := gatewayv1.HTTPRouteRule{BackendRefs: to, Filters: []gatewayv1.HTTPRouteFilter{{
 		Type: gatewayv1.HTTPRouteFilterRequestMirror, RequestMirror: &gatewayv1.HTTPRequestMirrorFilter{BackendRef: gatewayv1.BackendObjectReference{Name: "echo", Port: ptr(gatewayv1.PortNumber(8080))}},
 	}}}
+	both := gatewayv1.HTTPRouteRule{Filters: []gatewayv1.HTTPRouteFilter{
+		{Type: gatewayv1.HTTPRouteFilterRequestRedirect, RequestRedirect: &gatewayv1.HTTPRequestRedirectFilter{Hostname: ptr(gatewayv1.PreciseHostname("x.example"))}},
+		{Type: gatewayv1.HTTPRouteFilterURLRewrite, URLRewrite: &gatewayv1.HTTPURLRewriteFilter{Hostname: ptr(gatewayv1.PreciseHostname("y.example"))}},
+	}}
 	ok := newHTTPRoute("ns", "ok", []gatewayv1.ParentReference{edge}, nil, rule(to...))
 	ok.Generation = 3
 	// Another controller's entry survives our writes.
@@ -49,6 +53,7 @@ func TestRouteStatusWrittenBack(t *testing.T) {
 		newHTTPRoute("ns", "notallowed", []gatewayv1.ParentReference{parentGW("gw", "strict")}, nil, rule(to...)),
 		newHTTPRoute("ns", "hostmismatch", []gatewayv1.ParentReference{named}, []string{"other.example"}, rule(to...)),
 		newHTTPRoute("ns", "unsupported", []gatewayv1.ParentReference{edge}, nil, mirror),
+		newHTTPRoute("ns", "incompatible", []gatewayv1.ParentReference{edge}, nil, both),
 		newHTTPRoute("ns", "missingsvc", []gatewayv1.ParentReference{edge}, nil, rule(backend("ghost", 8080, -1))),
 		newHTTPRoute("ns", "badkind", []gatewayv1.ParentReference{edge}, nil, rule(badKind)),
 		newHTTPRoute("ns", "crossns", []gatewayv1.ParentReference{edge}, nil, rule(crossNS)),
@@ -63,6 +68,7 @@ func TestRouteStatusWrittenBack(t *testing.T) {
 		"notallowed":   {"False", "NotAllowedByListeners", "True", "ResolvedRefs"},
 		"hostmismatch": {"False", "NoMatchingListenerHostname", "True", "ResolvedRefs"},
 		"unsupported":  {"False", "UnsupportedValue", "True", "ResolvedRefs"},
+		"incompatible": {"False", "IncompatibleFilters", "True", "ResolvedRefs"},
 		"missingsvc":   {"True", "Accepted", "False", "BackendNotFound"},
 		"badkind":      {"True", "Accepted", "False", "InvalidKind"},
 		"crossns":      {"True", "Accepted", "False", "RefNotPermitted"},
