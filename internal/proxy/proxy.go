@@ -254,6 +254,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		Routes:           metrics.NewRoutes(p.registry, outLabels),
 		DiscoveryTimeout: cfg.DiscoveryTimeout,
 		TLS:              p.mesh,
+		Logger:           cfg.Logger,
 	})
 	defer tr.CloseIdleConnections()
 	out := outbound.NewServer(outbound.Config{

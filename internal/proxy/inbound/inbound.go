@@ -299,5 +299,6 @@ func (s *Server) terminate(c net.Conn) (tc *tls.Conn, p *peer, conn net.Conn, er
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("inbound: %w", err)
 	}
+	s.log.Debug("mTLS connection", "peer", c.RemoteAddr(), "client_id", id)
 	return tc, &peer{id: id, labels: metrics.TLSLabels("client_id", id)}, tc, nil
 }

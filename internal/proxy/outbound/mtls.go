@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -30,6 +31,7 @@ var (
 type meshPools struct {
 	mesh           *tlsid.Mesh
 	connectTimeout time.Duration
+	log            *slog.Logger
 	pools          sync.Map // identity -> *meshPool
 }
 
@@ -100,6 +102,9 @@ func (m *meshPools) dial(ctx context.Context, addr, identity string, cfg *tls.Co
 	c := tls.Client(raw, cfg)
 	if err := c.HandshakeContext(hctx); err != nil {
 		raw.Close()
+		if ctx.Err() == nil {
+			m.log.Info("mTLS handshake failed", "addr", addr, "server_id", identity, "err", err)
+		}
 		return nil, &HandshakeError{Addr: addr, Identity: identity, Err: err}
 	}
 	return c, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -39,6 +40,9 @@ type TransportConfig struct {
 	// are reached over mTLS, the peer proving that identity; nil reaches
 	// every endpoint in plaintext.
 	TLS *tlsid.Mesh
+	// Logger receives the failed mTLS handshakes (a peer that is not who
+	// Destination says); nil means slog.Default().
+	Logger *slog.Logger
 	// Routes records per-route metrics (route_*, retries) for services with
 	// profile routes; nil records none.
 	Routes *metrics.Routes
@@ -79,7 +83,11 @@ func NewTransport(cfg TransportConfig) *Transport {
 	}
 	t := &Transport{cfg: cfg, h1: forward.NewHTTP1Transport(cfg.ConnectTimeout), h2c: forward.NewH2CTransport(cfg.ConnectTimeout)}
 	if cfg.TLS != nil {
-		t.tls = &meshPools{mesh: cfg.TLS, connectTimeout: cfg.ConnectTimeout}
+		log := cfg.Logger
+		if log == nil {
+			log = slog.Default()
+		}
+		t.tls = &meshPools{mesh: cfg.TLS, connectTimeout: cfg.ConnectTimeout, log: log.With("component", "outbound")}
 	}
 	t.stack = t.buildStack()
 	return t
