@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/weft-mesh/weft/internal/api"
 	"github.com/weft-mesh/weft/internal/store"
@@ -31,7 +32,7 @@ const (
 )
 
 // watchedKinds are the kinds a snapshot is built from.
-var watchedKinds = []api.Kind{api.KindService, api.KindEndpointSlice, api.KindPod, api.KindServiceProfile}
+var watchedKinds = []api.Kind{api.KindService, api.KindEndpointSlice, api.KindPod, api.KindServiceProfile, api.KindHTTPRoute, api.KindPolicyHTTPRoute}
 
 // nsName keys namespaced objects.
 type nsName struct{ namespace, name string }
@@ -52,6 +53,10 @@ type snapshot struct {
 	profiles map[nsName]*pb.DestinationProfile
 	// byAddr finds the pod endpoint behind an IP:port, for IP lookups.
 	byAddr map[netip.AddrPort]endpoint
+	// httpRoutes are the HTTPRoutes (both groups) by namespace, for
+	// annotation-configured retries and timeouts (annotations.go).
+	httpRoutes map[string][]*gatewayv1.HTTPRoute
+	log        *slog.Logger
 
 	// resolved memoizes resolve, so that many streams for one target cost
 	// one resolution per snapshot. It is the one mutable part: guarded by
@@ -106,14 +111,29 @@ func buildSnapshot(ctx context.Context, st store.Store, domain string, identity 
 	if err != nil {
 		return nil, fmt.Errorf("destination: listing service profiles: %w", err)
 	}
+	var hrs []api.Object
+	for _, k := range []api.Kind{api.KindHTTPRoute, api.KindPolicyHTTPRoute} {
+		objs, err := st.List(ctx, k, "")
+		if err != nil {
+			return nil, fmt.Errorf("destination: listing %s: %w", k.Kind, err)
+		}
+		hrs = append(hrs, objs...)
+	}
 	s := &snapshot{
-		identity: identity,
-		services: make(map[nsName]*corev1.Service, len(svcs)),
-		slices:   make(map[nsName][]*discoveryv1.EndpointSlice, len(svcs)),
-		pods:     make(map[nsName]*corev1.Pod, len(pods)),
-		profiles: make(map[nsName]*pb.DestinationProfile, len(sps)),
-		byAddr:   map[netip.AddrPort]endpoint{},
-		resolved: map[target]endpointSet{},
+		identity:   identity,
+		services:   make(map[nsName]*corev1.Service, len(svcs)),
+		slices:     make(map[nsName][]*discoveryv1.EndpointSlice, len(svcs)),
+		pods:       make(map[nsName]*corev1.Pod, len(pods)),
+		profiles:   make(map[nsName]*pb.DestinationProfile, len(sps)),
+		byAddr:     map[netip.AddrPort]endpoint{},
+		resolved:   map[target]endpointSet{},
+		httpRoutes: map[string][]*gatewayv1.HTTPRoute{},
+		log:        log,
+	}
+	for _, o := range hrs {
+		if hr, ok := o.(*gatewayv1.HTTPRoute); ok {
+			s.httpRoutes[hr.Namespace] = append(s.httpRoutes[hr.Namespace], hr)
+		}
 	}
 	for _, o := range svcs {
 		if svc, ok := o.(*corev1.Service); ok {
@@ -372,6 +392,15 @@ func (s *snapshot) profileFor(t target, callerNS, domain string) *pb.Destination
 			}
 		}
 		if p, ok := s.profiles[nsName{t.namespace, fqn}]; ok {
+			return p
+		}
+		// No ServiceProfile: retries and timeouts from annotations.
+		svc := s.services[nsName{t.namespace, t.name}]
+		p, err := annotationProfile(svc, t.port, s.httpRoutes[t.namespace], fqn)
+		if err != nil && s.log != nil {
+			s.log.Warn("ignoring retry and timeout annotations", "service", t.namespace+"/"+t.name, "err", err)
+		}
+		if p != nil {
 			return p
 		}
 		return defaultProfile(fqn)
