@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/weft-mesh/weft/internal/api"
 	"github.com/weft-mesh/weft/internal/proxy/proxyerr"
 )
@@ -184,5 +186,38 @@ func BenchmarkRouteHop(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// TestAnnotationRetriesAndTimeouts configures retries and a timeout with
+// Linkerd 2.16 annotations on the Service instead of a ServiceProfile.
+func TestAnnotationRetriesAndTimeouts(t *testing.T) {
+	pe := newProfileEnv(t, "")
+	ctx := context.Background()
+	o, err := pe.e.store.Get(ctx, api.Ref{Kind: api.KindService, Namespace: "faces", Name: "smiley"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := o.(*corev1.Service)
+	svc.Annotations = map[string]string{"retry.linkerd.io/http": "5xx", "timeout.linkerd.io/request": "300ms"}
+	if err := pe.e.store.Apply(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the annotation route", func() error {
+		get(t, pe.c, "http://smiley/fast")
+		if !strings.Contains(adminMetrics(t, pe.client), `rt_route="default"`) {
+			return errString("no default route metrics yet")
+		}
+		return nil
+	})
+	for i := range 10 {
+		if resp, body := get(t, pe.c, "http://smiley/flaky"); resp.StatusCode != 200 {
+			t.Fatalf("request %d with retry annotations: %d %s", i, resp.StatusCode, body)
+		}
+	}
+	start := time.Now()
+	resp, _ := get(t, pe.c, "http://smiley/slow")
+	if el := time.Since(start); resp.StatusCode != http.StatusGatewayTimeout || el < 300*time.Millisecond || el > 1500*time.Millisecond {
+		t.Fatalf("slow request with timeout.linkerd.io/request 300ms: %d after %v", resp.StatusCode, el)
 	}
 }
