@@ -242,6 +242,12 @@ func TestMTLSBetweenProxies(t *testing.T) {
 		t.Errorf("server inbound metrics lack %s:\n%s", want, grepLines(in, "request_total"))
 	}
 
+	// Connections too: the server counts the client's mTLS connection
+	// under its identity.
+	if want := `tcp_open_total{direction="inbound",namespace="faces",pod="smiley-abc-1",deployment="smiley",peer="src",tls="true",client_id="` + clientID + `"} 1`; !strings.Contains(in, want) {
+		t.Errorf("server inbound metrics lack %s:\n%s", want, grepLines(in, "tcp_open_total"))
+	}
+
 	for _, p := range []*running{client, server} {
 		st := identityStatus(t, p)
 		if st.Identity != p.Identity() || !strings.Contains(st.Certificate, "BEGIN CERTIFICATE") || st.Refreshes < 1 {
@@ -420,6 +426,9 @@ func TestUnmeshedClientReachesMeshedInbound(t *testing.T) {
 	in := metricsText(t, server)
 	if want := `tls="no_identity",no_tls_reason="no_tls_from_remote"} 1`; !strings.Contains(grepLines(in, "request_total"), want) {
 		t.Errorf("inbound metrics lack %s:\n%s", want, grepLines(in, "request_total"))
+	}
+	if want := `peer="src",tls="no_identity",no_tls_reason="no_tls_from_remote"} 1`; !strings.Contains(grepLines(in, "tcp_open_total"), want) {
+		t.Errorf("inbound metrics lack %s:\n%s", want, grepLines(in, "tcp_open_total"))
 	}
 	// TLS that is not for the mesh (another SNI) passes through to the
 	// app untouched: here an HTTP app, so the handshake fails at the app,

@@ -265,7 +265,9 @@ func (p *Proxy) Run(ctx context.Context) error {
 		Logger:        cfg.Logger,
 	})
 	inHTTP := pm.HTTP(inLabels)
-	inTCP := pm.TCP(inLabels.With("peer", "src"))
+	inTCPLabels := inLabels.With("peer", "src")
+	inTCP := pm.TCP(inTCPLabels)
+	inTCPFor := func(tls metrics.Labels) *metrics.TCP { return pm.TCP(inTCPLabels.Merge(tls)) }
 
 	var (
 		wg       sync.WaitGroup
@@ -292,6 +294,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 			App:           cfg.Inbound[i].App,
 			HTTP:          inHTTP,
 			TCP:           inTCP,
+			TCPFor:        inTCPFor,
 			DetectTimeout: cfg.DetectTimeout,
 			ShutdownGrace: cfg.ShutdownGrace,
 			TLS:           p.mesh,

@@ -32,6 +32,10 @@ type Config struct {
 	HTTP *metrics.HTTP
 	// TCP counts accepted connections; nil counts nothing.
 	TCP *metrics.TCP
+	// TCPFor, when set, gives the connection series of a connection whose
+	// TLS labels are tls (tls, client_id or no_tls_reason); connections
+	// are then counted once those are known. nil counts all in TCP.
+	TCPFor func(tls metrics.Labels) *metrics.TCP
 	// DetectTimeout bounds protocol detection; zero means 10s. On timeout
 	// the connection is relayed as opaque TCP.
 	DetectTimeout time.Duration
@@ -60,6 +64,7 @@ const ClientIDHeader = "L5d-Client-Id"
 type peer struct {
 	id     string         // verified client identity, "" without mTLS
 	labels metrics.Labels // tls, client_id / no_tls_reason
+	tcp    *metrics.TCP   // connection series
 }
 
 // peerConn carries the peer of a connection to the HTTP server (see
@@ -86,7 +91,8 @@ type Server struct {
 	proxy   *httputil.ReverseProxy
 	app     *appTransport
 	tracker tcp.Tracker
-	plain   *peer // the peer of every plaintext connection
+	plain   *peer    // the peer of every plaintext connection
+	peers   sync.Map // client identity -> *peer
 }
 
 // NewServer returns a Server; it does no I/O.
@@ -111,6 +117,7 @@ func NewServer(cfg Config) *Server {
 	if cfg.TLS == nil {
 		s.plain.labels = metrics.NoTLSLabels(metrics.NoTLSDisabled)
 	}
+	s.plain.tcp = s.tcpFor(s.plain.labels)
 	s.app = &appTransport{
 		h1:      forward.NewHTTP1Transport(cfg.ConnectTimeout),
 		h2c:     forward.NewH2CTransport(cfg.ConnectTimeout),
@@ -222,7 +229,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 func (s *Server) handleConn(c net.Conn, inner *tcp.ChanListener) {
-	cc := tcp.Count(c, s.cfg.TCP, nil)
+	cc := tcp.CountLater(c, s.plain.tcp, nil)
 	done := s.tracker.Add(cc)
 	defer done()
 	proto, conn, err := detect.Detect(cc, nil, s.cfg.DetectTimeout)
@@ -250,6 +257,7 @@ func (s *Server) handleConn(c net.Conn, inner *tcp.ChanListener) {
 			}
 		}
 	}
+	cc.Start(p.tcp)
 	switch proto {
 	case detect.HTTP1, detect.HTTP2:
 		if !inner.Push(&peerConn{Conn: conn, peer: p}) {
@@ -300,5 +308,23 @@ func (s *Server) terminate(c net.Conn) (tc *tls.Conn, p *peer, conn net.Conn, er
 		return nil, nil, nil, fmt.Errorf("inbound: %w", err)
 	}
 	s.log.Debug("mTLS connection", "peer", c.RemoteAddr(), "client_id", id)
-	return tc, &peer{id: id, labels: metrics.TLSLabels("client_id", id)}, tc, nil
+	return tc, s.peer(id), tc, nil
+}
+
+// peer returns the (shared) peer of client identity id.
+func (s *Server) peer(id string) *peer {
+	if p, ok := s.peers.Load(id); ok {
+		return p.(*peer)
+	}
+	p := &peer{id: id, labels: metrics.TLSLabels("client_id", id)}
+	p.tcp = s.tcpFor(p.labels)
+	actual, _ := s.peers.LoadOrStore(id, p)
+	return actual.(*peer)
+}
+
+func (s *Server) tcpFor(tls metrics.Labels) *metrics.TCP {
+	if s.cfg.TCPFor == nil {
+		return s.cfg.TCP
+	}
+	return s.cfg.TCPFor(tls)
 }

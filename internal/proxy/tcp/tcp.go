@@ -63,18 +63,35 @@ func (l *ChanListener) Addr() net.Addr { return l.addr }
 // metrics when closed (Linkerd counts bytes on close too).
 type CountingConn struct {
 	net.Conn
-	m      *metrics.TCP
-	read   atomic.Uint64
-	write  atomic.Uint64
-	closed atomic.Bool
-	onDone func()
+	m        atomic.Pointer[metrics.TCP] // nil until Start
+	fallback *metrics.TCP
+	read     atomic.Uint64
+	write    atomic.Uint64
+	closed   atomic.Bool
+	onDone   func()
 }
 
 // Count wraps c, counting it as opened now. onClose, if not nil, runs once
 // when the connection is closed.
 func Count(c net.Conn, m *metrics.TCP, onClose func()) *CountingConn {
-	m.Open()
-	return &CountingConn{Conn: c, m: m, onDone: onClose}
+	cc := &CountingConn{Conn: c, fallback: m, onDone: onClose}
+	cc.Start(m)
+	return cc
+}
+
+// CountLater wraps c, counting its bytes from now but opening its series
+// only at Start, once the labels are known (the inbound learns the
+// client's identity after the TLS handshake). A connection closed before
+// Start is counted in fallback.
+func CountLater(c net.Conn, fallback *metrics.TCP, onClose func()) *CountingConn {
+	return &CountingConn{Conn: c, fallback: fallback, onDone: onClose}
+}
+
+// Start counts the connection as opened in m; only the first call counts.
+func (c *CountingConn) Start(m *metrics.TCP) {
+	if c.m.CompareAndSwap(nil, m) {
+		m.Open()
+	}
 }
 
 func (c *CountingConn) Read(p []byte) (int, error) {
@@ -93,7 +110,8 @@ func (c *CountingConn) Write(p []byte) (int, error) {
 func (c *CountingConn) Close() error {
 	err := c.Conn.Close()
 	if c.closed.CompareAndSwap(false, true) {
-		c.m.Close(c.read.Load(), c.write.Load())
+		c.Start(c.fallback)
+		c.m.Load().Close(c.read.Load(), c.write.Load())
 		if c.onDone != nil {
 			c.onDone()
 		}
