@@ -12,6 +12,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -139,6 +140,50 @@ func TestCluster(t *testing.T) {
 	gvr := schema.GroupVersionResource{Group: "linkerd.io", Version: "v1alpha2", Resource: "serviceprofiles"}
 	if _, err := dyn.Resource(gvr).Namespace("kubetest").List(ctx, metav1.ListOptions{}); err != nil {
 		t.Fatalf("listing serviceprofiles after InstallMinimalCRDs: %v", err)
+	}
+
+	// ApplyYAML orders namespaces and CRDs before what needs them.
+	applied := c.ApplyYAML(t, []byte(`apiVersion: example.com/v1
+kind: Widget
+metadata: {name: w1, namespace: shop}
+spec: {size: 3}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: shop}
+data: {color: blue}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+`))
+	if len(applied) != 4 {
+		t.Fatalf("ApplyYAML returned %d objects, want 4", len(applied))
+	}
+	w, err := dyn.Resource(schema.GroupVersionResource{Group: "example.com", Version: "v1", Resource: "widgets"}).Namespace("shop").Get(ctx, "w1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the applied Widget: %v", err)
+	}
+	if size, _, _ := unstructured.NestedInt64(w.Object, "spec", "size"); size != 3 {
+		t.Errorf("Widget spec.size = %d, want 3", size)
+	}
+	cm, err := admin.CoreV1().ConfigMaps("shop").Get(ctx, "settings", metav1.GetOptions{})
+	if err != nil || cm.Data["color"] != "blue" {
+		t.Errorf("the applied ConfigMap: %v, %v", cm.Data, err)
 	}
 
 	// etcd keeps the data across an API server restart.
