@@ -235,4 +235,3 @@ func TestBinaryLookup(t *testing.T) {
 		})
 	}
 }
-
