@@ -480,8 +480,9 @@ func (s *Store) rediscover() {
 func (s *Store) gvrFor(kind api.Kind) (*source, error) {
 	s.mu.Lock()
 	src := s.kinds[kind]
+	known := src != nil && src.resolved && !src.absent
 	s.mu.Unlock()
-	if src == nil || !src.resolved || src.absent {
+	if !known {
 		ki := api.Lookup(kind)
 		if ki == nil {
 			return nil, fmt.Errorf("store/kube: unknown kind %s", kind)

@@ -24,6 +24,9 @@ type write struct {
 	src    *source
 	body   *unstructured.Unstructured // apiVersion, kind, metadata, spec...: no status
 	status *unstructured.Unstructured // apiVersion, kind, name, namespace and status; nil if none
+	// hasStatus: the resource has a status subresource (else a status
+	// stays in body).
+	hasStatus bool
 }
 
 // Apply implements store.Store with server-side apply, forcing ownership
@@ -110,7 +113,7 @@ func (s *Store) ApplyStatus(ctx context.Context, objs ...api.Object) error {
 		if err != nil {
 			return err
 		}
-		if !w.src.hasStatus {
+		if !w.hasStatus {
 			return fmt.Errorf("store/kube: %s has no status subresource on this API server", w.ref)
 		}
 		status := w.status
@@ -223,7 +226,7 @@ func (s *Store) prepare(o api.Object) (write, error) {
 			delete(meta, k)
 		}
 	}
-	w := write{ref: ref, src: src, body: &unstructured.Unstructured{Object: m}}
+	w := write{ref: ref, src: src, body: &unstructured.Unstructured{Object: m}, hasStatus: hasStatus}
 	if st, ok := m["status"].(map[string]any); ok && hasStatus {
 		delete(m, "status")
 		if !isEmpty(st) {
