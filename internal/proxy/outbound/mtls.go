@@ -57,7 +57,11 @@ func (m *meshPools) get(identity string) *meshPool {
 		// dialer does the TLS.
 		AllowHTTP: true,
 		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-			c, err := m.dial(ctx, addr, identity, h2cfg)
+			// The connection is shared by every request waiting for it:
+			// the one that started the dial must not cancel it for all
+			// (net/http's transport behaves so too). The connect and
+			// handshake timeouts still bound it.
+			c, err := m.dial(context.WithoutCancel(ctx), addr, identity, h2cfg)
 			if err != nil {
 				return nil, err
 			}
