@@ -17,9 +17,13 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/weft-mesh/weft/internal/api"
 	"github.com/weft-mesh/weft/internal/local"
+	proxyidentity "github.com/weft-mesh/weft/internal/proxy/identity"
 	localstore "github.com/weft-mesh/weft/internal/store/local"
+	"github.com/weft-mesh/weft/internal/tlsid"
 )
 
 // manifest: two HTTP workloads (web, api) and one gRPC workload (echo), two
@@ -314,6 +318,37 @@ func TestMesh(t *testing.T) {
 				if p.PID == 0 || syscall.Kill(p.PID, 0) != nil {
 					t.Errorf("%s/%s process %s: pid %d is not running", c.Namespace, c.Name, p.Name, p.PID)
 				}
+			}
+		}
+	})
+
+	t.Run("every proxy has its workload's certificate", func(t *testing.T) {
+		store, err := localstore.OpenWithOptions(m.dir, localstore.Options{NoFollow: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer store.Close()
+		for _, c := range st.Components {
+			if c.Kind != "Deployment" || c.Addresses["admin"] == "" {
+				continue
+			}
+			var id proxyidentity.Status
+			resp, err := httpClient.Get("http://" + c.Addresses["admin"] + proxyidentity.AdminPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = json.NewDecoder(resp.Body).Decode(&id)
+			resp.Body.Close()
+			if err != nil {
+				t.Fatalf("%s: %s: %v", c.Name, proxyidentity.AdminPath, err)
+			}
+			o, err := store.Get(context.Background(), api.Ref{Kind: api.KindPod, Namespace: c.Namespace, Name: c.Name})
+			if err != nil {
+				t.Fatalf("%s: %v", c.Name, err)
+			}
+			sa := o.(*corev1.Pod).Spec.ServiceAccountName // the template's, or "default"
+			if want := tlsid.DefaultDomain.Name(c.Namespace, sa); id.Identity != want || id.Certificate == "" {
+				t.Errorf("%s: identity %q (certificate %d bytes), want %q with a certificate", c.Name, id.Identity, len(id.Certificate), want)
 			}
 		}
 	})
