@@ -323,6 +323,16 @@ func testCoreKinds(t *testing.T, e *env) {
 		t.Errorf("API server still has the deleted service: %v", err)
 	}
 
+	// A watch closes when its context ends.
+	wctx, wcancel := context.WithCancel(ctx)
+	closing, err := e.st.Watch(wctx, api.KindPod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wcancel()
+	for range closing { // drains pending notifications until closed
+	}
+
 	// Bad input is refused before anything is sent.
 	noName := service("core", "", 80)
 	noNS := service("", "x", 80)
@@ -331,6 +341,12 @@ func testCoreKinds(t *testing.T, e *env) {
 		if err := e.st.Apply(ctx, o); err == nil {
 			t.Errorf("Apply(%s) succeeded, want an error", api.RefOf(o))
 		}
+	}
+
+	// A closed store says so.
+	e.st.Close()
+	if _, err := e.st.List(ctx, api.KindService, ""); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Errorf("List after Close: err = %v, want the store is closed", err)
 	}
 }
 
