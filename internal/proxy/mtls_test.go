@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -514,6 +515,66 @@ func TestMTLSRefusesBadPeers(t *testing.T) {
 	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "mTLS") {
 		t.Errorf("wrong server identity: %d %q, want 502 naming the mTLS failure", resp.StatusCode, body)
 	}
+
+	// Impostor servers that present the right name: from another anchor,
+	// or expired. Each is the one endpoint of its own meshed service; the
+	// client proxy must refuse both, and reach a genuine one (the control).
+	for _, tc := range []struct {
+		svc  string
+		cert *tls.Certificate
+		want int
+	}{
+		{"genuine", leaf(t, meshCA, "faces", "genuine"), http.StatusOK},
+		{"foreign", leaf(t, otherCA, "faces", "foreign"), http.StatusBadGateway},
+		{"expired", leaf(t, expiredCA, "faces", "expired"), http.StatusBadGateway},
+	} {
+		t.Run("server "+tc.svc, func(t *testing.T) {
+			addr := meshServer(t, anchors, tc.cert)
+			e.register(t, "faces", tc.svc, tc.svc+"-abc-1", tc.svc, 80, addr, true)
+			var resp *http.Response
+			var body string
+			waitFor(t, "an answer", func() error {
+				resp, body = get(t, proxyClient(client), "http://"+tc.svc+"/")
+				if resp.StatusCode == http.StatusServiceUnavailable {
+					return &statusErr{resp.StatusCode, body}
+				}
+				return nil
+			})
+			if resp.StatusCode != tc.want {
+				t.Errorf("%d %q, want %d", resp.StatusCode, body, tc.want)
+			}
+		})
+	}
+}
+
+// meshServer is a bare mesh TLS server presenting cert (HTTP/2 inside,
+// answering 200), to stand in for a peer proxy.
+func meshServer(t *testing.T, anchors *x509.CertPool, cert *tls.Certificate) string {
+	t.Helper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", tlsid.ServerConfig(anchors, tlsid.StaticCertSource{Cert: cert}.GetCertificate))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	h2 := &http2.Server{}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				tc := c.(*tls.Conn)
+				if err := tc.Handshake(); err != nil {
+					tc.Close()
+					return
+				}
+				h2.ServeConn(tc, &http2.ServeConnOpts{Handler: h})
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	return ln.Addr().String()
 }
 
 // exchange runs an mTLS handshake and one HTTP/2-less request (HTTP/1.1
