@@ -30,8 +30,11 @@ import (
 	"github.com/weft-mesh/weft/internal/store/kube"
 )
 
-// waitTimeout bounds every wait for the caches to catch up.
-const waitTimeout = 20 * time.Second
+// waitTimeout bounds every wait for the caches to catch up. Generous:
+// after an API server restart client-go's reflectors back off
+// exponentially (up to tens of seconds on a loaded machine) before
+// relisting.
+const waitTimeout = 45 * time.Second
 
 // env is one cluster with a kube Store and direct clients for checking
 // what the API server holds.
