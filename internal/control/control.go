@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/weft-mesh/weft/internal/control/destination"
+	"github.com/weft-mesh/weft/internal/control/outbound"
 	"github.com/weft-mesh/weft/internal/control/identity"
 	"github.com/weft-mesh/weft/internal/store"
 	"github.com/weft-mesh/weft/internal/tlsid"
@@ -299,6 +300,9 @@ func (p *Plane) Run(ctx context.Context) error {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
 	)
 	p.dest.Register(g)
+	// Failure accrual from Service annotations (routes, retries and
+	// timeouts travel in Destination profiles).
+	outbound.New(p.cfg.Store, p.cfg.Logger).Register(g)
 	if p.identity != nil {
 		p.identity.Register(g)
 		go p.watchIssuer(ctx)

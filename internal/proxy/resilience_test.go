@@ -221,3 +221,75 @@ func TestAnnotationRetriesAndTimeouts(t *testing.T) {
 		t.Fatalf("slow request with timeout.linkerd.io/request 300ms: %d after %v", resp.StatusCode, el)
 	}
 }
+
+// TestFailureAccrual: a Service annotated with consecutive failure accrual
+// has its failing endpoint taken out of the balancer; when every endpoint
+// trips, the proxy answers 503 with l5d-proxy-error.
+func TestFailureAccrual(t *testing.T) {
+	e := newMeshEnv(t, time.Hour)
+	var goodFails atomic.Bool
+	var badCalls, goodCalls atomic.Int64
+	bad := backend(t, "bad", func(w http.ResponseWriter, r *http.Request) {
+		badCalls.Add(1)
+		http.Error(w, "down", http.StatusInternalServerError)
+	})
+	good := backend(t, "good", func(w http.ResponseWriter, r *http.Request) {
+		goodCalls.Add(1)
+		if goodFails.Load() {
+			http.Error(w, "down too", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ok")
+	})
+	pBad := startProxyWith(t, e.addr, "faces", "smiley-bad", "smiley", nil, bad)
+	pGood := startProxyWith(t, e.addr, "faces", "smiley-good", "smiley", nil, good)
+	e.register(t, "faces", "smiley", "smiley-bad", "smiley", 80, pBad.InboundAddrs()[0], true)
+	e.register(t, "faces", "smiley", "smiley-good", "smiley", 80, pGood.InboundAddrs()[0], true)
+	ctx := context.Background()
+	o, err := e.store.Get(ctx, api.Ref{Kind: api.KindService, Namespace: "faces", Name: "smiley"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := o.(*corev1.Service)
+	svc.Annotations = map[string]string{
+		"balancer.linkerd.io/failure-accrual":                          "consecutive",
+		"balancer.linkerd.io/failure-accrual-consecutive-max-failures": "3",
+		"balancer.linkerd.io/failure-accrual-consecutive-min-penalty":  "1m",
+		"balancer.linkerd.io/failure-accrual-consecutive-max-penalty":  "1m",
+	}
+	if err := e.store.Apply(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	client := startProxyWith(t, e.addr, "faces", "gui-1", "gui", nil)
+	c := proxyClient(client)
+	// Both endpoints are reachable; once the bad one has failed 3 times
+	// in a row it leaves the balancer and every request succeeds.
+	waitFor(t, "the bad endpoint tripped", func() error {
+		for range 20 {
+			get(t, c, "http://smiley/")
+		}
+		if badCalls.Load() < 3 || goodCalls.Load() == 0 {
+			return errString("not both endpoints used yet")
+		}
+		before := badCalls.Load()
+		for range 20 {
+			if resp, body := get(t, c, "http://smiley/"); resp.StatusCode != 200 {
+				return errString("a request failed after the trip: " + body)
+			}
+		}
+		if badCalls.Load() != before {
+			return errString("the failing endpoint still gets requests")
+		}
+		return nil
+	})
+	// Now the other one fails too: after 3 failures every endpoint is
+	// tripped and the proxy answers for them.
+	goodFails.Store(true)
+	for range 3 {
+		get(t, c, "http://smiley/")
+	}
+	resp, body := get(t, c, "http://smiley/")
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get(proxyerr.Header) == "" {
+		t.Fatalf("all endpoints tripped: %d %q, want 503 with l5d-proxy-error", resp.StatusCode, body)
+	}
+}

@@ -290,3 +290,31 @@ func (b *P2C) chooseReady(nodes []*Node, now time.Time) *Node {
 	}
 	return nil
 }
+
+// SetAccrual turns failure accrual on with cfg, or off with nil. Every
+// endpoint starts with a fresh breaker (and a fresh in-flight count:
+// requests already in flight finish on the old nodes); load estimates
+// carry over. Changes are rare (a Service's annotations changed).
+func (b *P2C) SetAccrual(cfg *breaker.Config) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if cfg == nil && b.cfg.Accrual == nil {
+		return
+	}
+	b.cfg.Accrual = cfg
+	p := b.nodes.Load()
+	if p == nil {
+		return
+	}
+	nodes := make([]*Node, 0, len(*p))
+	for _, old := range *p {
+		n := &Node{Endpoint: old.Endpoint, cfg: &b.cfg}
+		n.estimate.Store(old.estimate.Load())
+		n.at.Store(old.at.Load())
+		if cfg != nil {
+			n.breaker = breaker.New(*cfg)
+		}
+		nodes = append(nodes, n)
+	}
+	b.nodes.Store(&nodes)
+}

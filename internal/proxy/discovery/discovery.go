@@ -26,6 +26,7 @@ import (
 
 	pb "github.com/linkerd/linkerd2-proxy-api/go/destination"
 	netpb "github.com/linkerd/linkerd2-proxy-api/go/net"
+	outboundpb "github.com/linkerd/linkerd2-proxy-api/go/outbound"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -71,6 +72,9 @@ var ErrUnavailable = errors.New("discovery: control plane unavailable")
 type Config struct {
 	// Client talks to the Destination service.
 	Client pb.DestinationClient
+	// Policies, if not nil, talks to the OutboundPolicies service, for
+	// each service's failure accrual (policy.go).
+	Policies outboundpb.OutboundPoliciesClient
 	// Namespace resolves short names (`web` -> `web.<ns>.svc.cluster.local`)
 	// and goes into the context token.
 	Namespace string
@@ -191,6 +195,9 @@ func (r *Resolver) Watch(authority string) (*Watch, error) {
 			r.byPath[t.Path] = w
 			go r.run(ctx, w)
 			go r.runProfile(ctx, w)
+			if r.cfg.Policies != nil {
+				go r.runPolicy(ctx, w)
+			}
 		}
 	}
 	w.touch()
@@ -213,6 +220,7 @@ type Watch struct {
 	attached atomic.Value
 
 	profile atomic.Pointer[route.Profile] // see profile.go
+	accrual atomic.Pointer[Accrual]       // see policy.go
 }
 
 func (w *Watch) touch() {
@@ -433,6 +441,7 @@ func Dial(addr string, cfg Config) (*Resolver, error) {
 		return nil, fmt.Errorf("discovery: control plane client for %s: %w", addr, err)
 	}
 	cfg.Client = pb.NewDestinationClient(cc)
+	cfg.Policies = outboundpb.NewOutboundPoliciesClient(cc)
 	r := New(cfg)
 	r.conn = cc
 	return r, nil

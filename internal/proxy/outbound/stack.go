@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/weft-mesh/weft/internal/metrics"
+	"github.com/weft-mesh/weft/internal/proxy/breaker"
 	"github.com/weft-mesh/weft/internal/proxy/discovery"
 	"github.com/weft-mesh/weft/internal/proxy/proxyerr"
 	"github.com/weft-mesh/weft/internal/proxy/retry"
@@ -102,3 +103,22 @@ func (e endpointRT) RoundTrip(req *http.Request) (*http.Response, error) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// accrualSetter is a balancer whose failure accrual can be configured.
+type accrualSetter interface{ SetAccrual(*breaker.Config) }
+
+// syncAccrual applies the service's failure accrual (OutboundPolicies) to
+// its balancer when it changed.
+func (s *service) syncAccrual(a *discovery.Accrual) {
+	if s.accrual.Load() == a {
+		return
+	}
+	s.mu.Lock()
+	if s.accrual.Load() != a {
+		if as, ok := s.b.(accrualSetter); ok {
+			as.SetAccrual(a.Config)
+		}
+		s.accrual.Store(a)
+	}
+	s.mu.Unlock()
+}

@@ -118,6 +118,7 @@ type service struct {
 	b       balance.Balancer
 	mu      sync.Mutex
 	applied atomic.Pointer[discovery.State]
+	accrual atomic.Pointer[discovery.Accrual] // applied failure accrual (stack.go)
 }
 
 func (s *service) sync(st *discovery.State) {
@@ -156,6 +157,7 @@ func (t *Transport) Resolve(ctx context.Context, authority string) (*discovery.W
 func (t *Transport) Pick(w *discovery.Watch, st *discovery.State) (*balance.Node, error) {
 	svc := w.Attach(func() any { return &service{b: t.cfg.NewBalancer()} }).(*service)
 	svc.sync(st)
+	svc.syncAccrual(w.Accrual())
 	n, err := svc.b.Pick()
 	if err != nil {
 		return nil, proxyerr.New(http.StatusServiceUnavailable, "proxy: service "+w.Target.Path+" has no ready endpoints", err)
