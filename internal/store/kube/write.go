@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/weft-mesh/weft/internal/api"
 )
@@ -43,9 +46,10 @@ type write struct {
 // (a concurrent change, the API server going away) can still leave the
 // objects before it applied; the error says which one failed.
 //
-// Get and List read the informer caches, which see a write shortly after
-// Apply returns, not necessarily at once (as with every Kubernetes
-// controller); consumers that Watch are notified when they do.
+// Get and List read the informer caches. Apply (like Delete and
+// ApplyStatus) waits, up to SyncTimeout, until the caches of kinds being
+// informed hold what it wrote, so a caller reads its own writes; changes by
+// other clients reach the caches shortly after they happen.
 func (s *Store) Apply(ctx context.Context, objs ...api.Object) error {
 	writes := make([]write, 0, len(objs))
 	creating := map[string]bool{} // namespaces this batch creates
@@ -82,19 +86,25 @@ func (s *Store) Apply(ctx context.Context, objs ...api.Object) error {
 			return fmt.Errorf("store/kube: %s refused, nothing applied: %w", w.ref, err)
 		}
 	}
+	written := make(map[api.Ref]string, len(ordered)) // resourceVersions
 	for i, w := range ordered {
-		if _, err := s.resource(w.src, w.ref).Apply(ctx, w.ref.Name, w.body, opts); err != nil {
+		got, err := s.resource(w.src, w.ref).Apply(ctx, w.ref.Name, w.body, opts)
+		if err != nil {
 			return fmt.Errorf("store/kube: applying %s (%d of %d objects applied before it): %w", w.ref, i, len(ordered), err)
 		}
+		written[w.ref] = got.GetResourceVersion()
 	}
 	for _, w := range ordered {
 		if w.status == nil {
 			continue
 		}
-		if _, err := s.resource(w.src, w.ref).ApplyStatus(ctx, w.ref.Name, w.status, opts); err != nil {
+		got, err := s.resource(w.src, w.ref).ApplyStatus(ctx, w.ref.Name, w.status, opts)
+		if err != nil {
 			return fmt.Errorf("store/kube: applying the status of %s: %w", w.ref, err)
 		}
+		written[w.ref] = got.GetResourceVersion()
 	}
+	s.awaitCache(ctx, written)
 	return nil
 }
 
@@ -120,9 +130,11 @@ func (s *Store) ApplyStatus(ctx context.Context, objs ...api.Object) error {
 		if status == nil {
 			status = statusBody(w.body, map[string]any{})
 		}
-		if _, err := s.resource(w.src, w.ref).ApplyStatus(ctx, w.ref.Name, status, opts); err != nil {
+		got, err := s.resource(w.src, w.ref).ApplyStatus(ctx, w.ref.Name, status, opts)
+		if err != nil {
 			return fmt.Errorf("store/kube: applying the status of %s: %w", w.ref, err)
 		}
+		s.awaitCache(ctx, map[api.Ref]string{w.ref: got.GetResourceVersion()})
 	}
 	return nil
 }
@@ -156,12 +168,15 @@ func (s *Store) Delete(ctx context.Context, refs ...api.Ref) error {
 			return fmt.Errorf("store/kube: deleting %s refused, nothing deleted: %w", t.ref, err)
 		}
 	}
+	deleted := make(map[api.Ref]string, len(targets))
 	for i, t := range targets {
 		err := s.resource(t.src, t.ref).Delete(ctx, t.ref.Name, metav1.DeleteOptions{PropagationPolicy: &bg})
 		if err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("store/kube: deleting %s (%d of %d deleted before it): %w", t.ref, i, len(targets), err)
 		}
+		deleted[t.ref] = ""
 	}
+	s.awaitCache(ctx, deleted)
 	return nil
 }
 
@@ -283,4 +298,69 @@ func isEmpty(m map[string]any) bool {
 		}
 	}
 	return true
+}
+
+// awaitCache waits until the informer caches reflect writes: for each ref,
+// the cached object has at least the written resourceVersion, or (for
+// "", a deletion) is gone or being deleted. Kinds not being informed are skipped. It gives
+// up silently after SyncTimeout: the writes succeeded, and the caches
+// catch up on their own.
+func (s *Store) awaitCache(ctx context.Context, writes map[api.Ref]string) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.SyncTimeout)
+	defer cancel()
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for ref, rv := range writes {
+		s.mu.Lock()
+		var inf cache.SharedIndexInformer
+		if src := s.kinds[ref.Kind]; src != nil {
+			inf = src.inf
+		}
+		s.mu.Unlock()
+		if inf == nil || !inf.HasSynced() {
+			continue
+		}
+		key := ref.Name
+		if ref.Namespace != "" {
+			key = ref.Namespace + "/" + ref.Name
+		}
+		for !cached(inf, key, rv) {
+			select {
+			case <-ctx.Done():
+				s.log.Debug("the cache has not caught up with a write yet", "object", ref.String(), "resourceVersion", rv)
+				return
+			case <-tick.C:
+			}
+		}
+	}
+}
+
+// cached reports whether the informer's object at key is at resourceVersion
+// rv or later ("" = deleted). Resource versions are opaque in the API, but
+// etcd-backed servers issue increasing integers; when either does not
+// parse, only equality counts.
+func cached(inf cache.SharedIndexInformer, key, rv string) bool {
+	obj, ok, err := inf.GetIndexer().GetByKey(key)
+	if err != nil {
+		return false
+	}
+	if !ok {
+		return rv == ""
+	}
+	m, err := metaOf(obj)
+	if err != nil {
+		return false
+	}
+	if rv == "" {
+		// Deleted, or being deleted: a running pod stays until its
+		// kubelet has stopped it, which Delete need not wait for.
+		return m.GetDeletionTimestamp() != nil
+	}
+	have := m.GetResourceVersion()
+	if have == rv {
+		return true
+	}
+	h, err1 := strconv.ParseUint(have, 10, 64)
+	w, err2 := strconv.ParseUint(rv, 10, 64)
+	return err1 == nil && err2 == nil && h >= w
 }
