@@ -2,6 +2,8 @@ package local
 
 import (
 	"bytes"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,7 +19,7 @@ import (
 // The supervisor creates the CA before any proxy, so every proxy is given
 // the anchors; a second start keeps it.
 func TestLoadCAGenerates(t *testing.T) {
-	s := New(Config{StateDir: t.TempDir(), Store: store.NewMemory()})
+	s := New(Config{StateDir: t.TempDir(), Store: store.NewMemory(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	key, err := identity.LoadOrCreateTokenKey(s.cfg.IdentityDir)
 	must(t, err)
 	s.tokenKey = key
