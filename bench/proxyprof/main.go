@@ -1,0 +1,80 @@
+// Command proxyprof runs Weft's sidecar proxy (the same internal/proxy
+// code as 'weft proxy', without identity) with Go's CPU and allocation
+// profilers on, writing the profiles when it gets SIGTERM. The harness
+// (go run ./bench -proxy-profile DIR) puts it on the one-hop paths,
+// because 'weft proxy' itself has no pprof endpoint.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/pprof"
+	"syscall"
+
+	"github.com/weft-mesh/weft/internal/proxy"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var cfg proxy.Config
+	var cpuOut, allocOut string
+	flag.StringVar(&cfg.ControlAddr, "control-addr", "127.0.0.1:8086", "control plane gRPC address")
+	flag.StringVar(&cfg.OutboundAddr, "outbound-addr", "127.0.0.1:0", "outbound listener")
+	flag.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:0", "admin server")
+	flag.StringVar(&cfg.Namespace, "namespace", "default", "namespace")
+	flag.StringVar(&cfg.Pod, "pod", "benchprof", "pod name")
+	flag.StringVar(&cfg.Deployment, "deployment", "benchprof", "deployment name")
+	flag.StringVar(&cfg.ServiceAccount, "service-account", "default", "service account")
+	flag.StringVar(&cpuOut, "cpuprofile", "", "write a CPU profile here on exit")
+	flag.StringVar(&allocOut, "allocprofile", "", "write an allocation profile here on exit")
+	flag.Parse()
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("proxyprof: %w", err)
+	}
+	p, err := proxy.Listen(cfg)
+	if err != nil {
+		return fmt.Errorf("proxyprof: %w", err)
+	}
+	// The harness reads the outbound address from the first line.
+	fmt.Printf("listening %s\n", p.OutboundAddr())
+	if cpuOut != "" {
+		f, err := os.Create(cpuOut)
+		if err != nil {
+			return fmt.Errorf("proxyprof: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("proxyprof: %w", err)
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	runErr := p.Run(ctx)
+	if cpuOut != "" {
+		pprof.StopCPUProfile()
+	}
+	if allocOut != "" {
+		f, err := os.Create(allocOut)
+		if err != nil {
+			return fmt.Errorf("proxyprof: %w", err)
+		}
+		defer f.Close()
+		runtime.GC()
+		if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+			return fmt.Errorf("proxyprof: %w", err)
+		}
+	}
+	return runErr
+}
