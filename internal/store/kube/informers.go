@@ -42,9 +42,9 @@ var typedInformers = map[api.Kind]func(informers.SharedInformerFactory) cache.Sh
 	},
 }
 
-// dynamicInformer informs one custom resource in all namespaces.
-func dynamicInformer(dyn dynamic.Interface, gvr schema.GroupVersionResource) informers.GenericInformer {
-	return dynamicinformer.NewFilteredDynamicInformer(dyn, gvr, metav1.NamespaceAll, 0,
+// dynamicInformer informs one custom resource in namespace ("" = all).
+func dynamicInformer(dyn dynamic.Interface, gvr schema.GroupVersionResource, namespace string) informers.GenericInformer {
+	return dynamicinformer.NewFilteredDynamicInformer(dyn, gvr, namespace, 0,
 		cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}, nil)
 }
 

@@ -67,6 +67,11 @@ type Options struct {
 	// FieldManager names this writer in server-side apply; "" means
 	// DefaultFieldManager.
 	FieldManager string
+	// Namespace, if set, limits the namespaced kinds' informers to one
+	// namespace, for an identity that RBAC lets list and watch only
+	// there (a Role rather than a ClusterRole). Reads of other
+	// namespaces then find nothing. Cluster-scoped kinds are unaffected.
+	Namespace string
 }
 
 // Store is a store.Store over a Kubernetes API server. Create it with New
@@ -145,7 +150,7 @@ func New(cfg *rest.Config, opts Options) (*Store, error) {
 		disc:   client.Discovery(),
 		// Resync 0: the informers' own periodic resync would only replay
 		// the cache; Watch has its own resync timer.
-		factory:  informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(trimTyped)),
+		factory:  informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(trimTyped), informers.WithNamespace(opts.Namespace)),
 		ctx:      ctx,
 		cancel:   cancel,
 		kinds:    map[api.Kind]*source{},
@@ -402,7 +407,11 @@ func (s *Store) startInformer(src *source) cache.SharedIndexInformer {
 	if src.typed {
 		src.inf = typedInformers[kind](s.factory)
 	} else {
-		gi := dynamicInformer(s.dyn, src.gvr)
+		ns := metav1.NamespaceAll
+		if src.ki.Namespaced {
+			ns = s.opts.Namespace
+		}
+		gi := dynamicInformer(s.dyn, src.gvr, ns)
 		src.inf = gi.Informer()
 		if err := src.inf.SetTransform(s.trimCustom(kind)); err != nil {
 			s.log.Error("setting an informer's transform", "kind", kind.String(), "err", err)

@@ -656,4 +656,42 @@ func testRBAC(t *testing.T, c *kubetest.Cluster) {
 		}
 		return nil
 	})
+
+	// An identity allowed into one namespace only (a Role) can run a
+	// store limited to that namespace.
+	if _, err := admin.CoreV1().Namespaces().Create(ctx, namespace("team"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.CoreV1().Services("team").Create(ctx, service("team", "api", 80), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	teamRole := &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "reader"},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"get", "list", "watch"}}},
+	}
+	if _, err := admin.RbacV1().Roles("team").Create(ctx, teamRole, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.RbacV1().RoleBindings("team").Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "reader"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "reader"},
+		Subjects:   []rbacv1.Subject{{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: "team-control"}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	teamStore, err := kube.New(c.UserConfig(t, "team-control"), kube.Options{
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Namespace: "team",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer teamStore.Close()
+	list, err := teamStore.List(ctx, api.KindService, "")
+	if err != nil {
+		t.Fatalf("List with a namespace-limited store: %v", err)
+	}
+	if d := cmp.Diff([]string{"team/api"}, names(list)); d != "" {
+		t.Errorf("List with a namespace-limited store (-want +got):\n%s", d)
+	}
 }
