@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"time"
+
+	"github.com/weft-mesh/weft/internal/proxy/retry"
 )
 
 // Retry conditions of Emissary's retry_policy.retry_on (Envoy's x-envoy-
@@ -84,16 +86,21 @@ func (a attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 		return a.next.RoundTrip(req)
 	}
 	p := st.route.retry
-	// A request body is streamed, not buffered, so only bodiless requests
-	// (or ones that can replay their body) are retried.
-	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+	// A request body is streamed to the first attempt and recorded, up to
+	// retry.MaxBody bytes, so that a retry can replay it (Envoy buffers
+	// bodies for retries likewise); a longer body is not retried.
+	var rb *retry.Replay
+	hasBody := req.Body != nil && req.Body != http.NoBody && req.GetBody == nil
 	switch {
 	case upgradeType(req.Header) != "":
 		// A per-try context would outlive the handshake into the tunnel,
 		// and a tunnel cannot be replayed.
 		return a.next.RoundTrip(req)
-	case !replayable:
+	case hasBody && req.ContentLength > retry.MaxBody:
 		p = &retryPolicy{perTry: p.perTry}
+	case hasBody:
+		rb = retry.NewReplay(req.Body, retry.MaxBody)
+		defer rb.Finish()
 	}
 	for attempt := 0; ; attempt++ {
 		try := req
@@ -103,7 +110,19 @@ func (a attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 			ctx, cancel = context.WithTimeout(req.Context(), p.perTry)
 			try = req.WithContext(ctx)
 		}
-		if attempt > 0 && req.GetBody != nil {
+		if rb != nil {
+			body, ok := rb.Body()
+			if !ok {
+				if cancel != nil {
+					cancel()
+				}
+				return nil, errors.New("ingress: request body cannot be replayed")
+			}
+			if try == req {
+				try = req.Clone(req.Context())
+			}
+			try.Body = body
+		} else if attempt > 0 && req.GetBody != nil {
 			body, err := req.GetBody()
 			if err != nil {
 				if cancel != nil {
@@ -117,7 +136,7 @@ func (a attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 			try.Body = body
 		}
 		resp, err := a.next.RoundTrip(try)
-		if attempt >= p.n || req.Context().Err() != nil || !p.shouldRetry(resp, err) {
+		if attempt >= p.n || req.Context().Err() != nil || !p.shouldRetry(resp, err) || rb != nil && !rb.Replayable() {
 			switch {
 			case cancel == nil:
 			case resp != nil:

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -96,5 +97,46 @@ func TestTimeoutCoversRetries(t *testing.T) {
 	}
 	if n := calls.Load(); n < 2 || n > 3 {
 		t.Fatalf("%d attempts within 250ms of 100ms each, want 2 or 3", n)
+	}
+}
+
+// TestRetryReplaysBodies: a request body up to 64 KiB is recorded and
+// replayed on the retry; a longer one is not retried.
+func TestRetryReplaysBodies(t *testing.T) {
+	var calls atomic.Int64
+	var bad atomic.Int64 // attempts that saw a body other than the one sent
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if string(b) != strings.Repeat("x", len(b)) || int64(len(b)) != r.ContentLength && r.ContentLength >= 0 {
+			bad.Add(1)
+		}
+		w.Header().Set("X-Len", strconv.Itoa(len(b)))
+		if calls.Add(1) == 1 {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	defer up.Close()
+	h := newHarness(t, false, newMapping("ns", "post", api.MappingSpec{Prefix: "/post/", Service: "http://" + backendAuthority(t, up),
+		RetryPolicy: &api.RetryPolicy{RetryOn: "5xx", NumRetries: ptr(int32(1))}}))
+	for _, tc := range []struct {
+		size   int
+		status int
+		calls  int64
+	}{{1 << 10, 200, 2}, {64 << 10, 200, 2}, {65 << 10, 500, 1}} {
+		calls.Store(0)
+		resp, err := http.Post(h.url("/post/"), "text/plain", strings.NewReader(strings.Repeat("x", tc.size)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || calls.Load() != tc.calls || resp.Header.Get("X-Len") != strconv.Itoa(tc.size) {
+			t.Errorf("POST of %d bytes: %d after %d calls (last saw %s bytes), want %d after %d", tc.size, resp.StatusCode, calls.Load(), resp.Header.Get("X-Len"), tc.status, tc.calls)
+		}
+	}
+	if bad.Load() != 0 {
+		t.Errorf("%d attempts saw a corrupted body", bad.Load())
 	}
 }

@@ -12,13 +12,13 @@ const MaxBody = 64 << 10
 
 var errStaleAttempt = errors.New("retry: request body superseded by a retry")
 
-// replay shares one request body between attempts. The first attempt reads
+// Replay shares one request body between attempts. The first attempt reads
 // the source and records what it read, up to max bytes; a later attempt
 // reads the record, then continues from the source where the previous
 // attempt stopped. Only the newest attempt may read: an older attempt's
 // transport still writing when a retry starts gets an error instead of
 // corrupting the stream. Nothing is buffered beyond what was read.
-type replay struct {
+type Replay struct {
 	mu     sync.Mutex
 	src    io.ReadCloser
 	max    int
@@ -32,11 +32,14 @@ type replay struct {
 	newestClosed bool
 }
 
-func newReplay(src io.ReadCloser, max int) *replay { return &replay{src: src, max: max} }
+// NewReplay records src for replay, keeping at most max bytes. Call Body
+// for each attempt's body and Finish when the last attempt is chosen.
+func NewReplay(src io.ReadCloser, max int) *Replay { return &Replay{src: src, max: max} }
 
-// reader returns the body of the next attempt; ok is false when the body
-// cannot be replayed (it outgrew the buffer).
-func (r *replay) reader() (io.ReadCloser, bool) {
+// Body returns the body of the next attempt; ok is false when the body
+// cannot be replayed (it outgrew the record). Older attempts' bodies stop
+// working.
+func (r *Replay) Body() (io.ReadCloser, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.over && r.gen > 0 {
@@ -47,16 +50,16 @@ func (r *replay) reader() (io.ReadCloser, bool) {
 	return &replayReader{r: r, gen: r.gen}, true
 }
 
-// replayable reports whether another attempt could replay the body.
-func (r *replay) replayable() bool {
+// Replayable reports whether another attempt could replay the body.
+func (r *Replay) Replayable() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return !r.over
 }
 
-// finish is called when the layer returns: from then on the newest
-// reader's Close (or, if it was closed already, now) closes the source.
-func (r *replay) finish() {
+// Finish is called when no more attempts will be made: from then on the
+// newest body's Close (or, if it was closed already, now) closes the source.
+func (r *Replay) Finish() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.final = true
@@ -65,7 +68,7 @@ func (r *replay) finish() {
 	}
 }
 
-func (r *replay) closeSrc() {
+func (r *Replay) closeSrc() {
 	if !r.closed {
 		r.closed = true
 		r.src.Close()
@@ -73,7 +76,7 @@ func (r *replay) closeSrc() {
 }
 
 type replayReader struct {
-	r   *replay
+	r   *Replay
 	gen int
 	off int
 }

@@ -55,7 +55,7 @@ func (l *layer) RoundTrip(req *http.Request) (*http.Response, error) {
 	if p.Budget != nil {
 		p.Budget.Deposit()
 	}
-	var rb *replay
+	var rb *Replay
 	hasBody := req.Body != nil && req.Body != http.NoBody
 	switch {
 	case req.Header.Get("Upgrade") != "":
@@ -65,14 +65,14 @@ func (l *layer) RoundTrip(req *http.Request) (*http.Response, error) {
 		// Known too large: never retried, so never buffered.
 		return l.attempt(req, p)
 	case hasBody:
-		rb = newReplay(req.Body, MaxBody)
-		defer rb.finish()
+		rb = NewReplay(req.Body, MaxBody)
+		defer rb.Finish()
 	}
 	ctx := req.Context()
 	for n := 0; ; n++ {
 		try := req
 		if rb != nil {
-			body, ok := rb.reader()
+			body, ok := rb.Body()
 			if !ok {
 				return nil, errors.New("retry: request body cannot be replayed") // not reached: checked before retrying
 			}
@@ -94,7 +94,7 @@ func (l *layer) RoundTrip(req *http.Request) (*http.Response, error) {
 				m.LimitExceeded.Inc()
 			}
 			return resp, err
-		case rb != nil && !rb.replayable():
+		case rb != nil && !rb.Replayable():
 			return resp, err
 		case p.Budget != nil && !p.Budget.Withdraw():
 			if m != nil {
