@@ -177,7 +177,7 @@ func Listen(cfg Config) (*Proxy, error) {
 			if p.idConn != nil {
 				p.idConn.Close()
 			}
-			return nil, fmt.Errorf("proxy: identity: %w", err)
+			return nil, fmt.Errorf("proxy: %w (the supervisor gives each proxy its token and anchors; without them run with --disable-identity)", err)
 		}
 	}
 	return p, nil
