@@ -4,12 +4,18 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/weft-mesh/weft/internal/api"
@@ -291,5 +297,81 @@ func TestFailureAccrual(t *testing.T) {
 	resp, body := get(t, c, "http://smiley/")
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get(proxyerr.Header) == "" {
 		t.Fatalf("all endpoints tripped: %d %q, want 503 with l5d-proxy-error", resp.StatusCode, body)
+	}
+}
+
+// TestGRPCRouteTimeoutAndRetry: a gRPC route's timeout answers
+// DEADLINE_EXCEEDED (HTTP 200, grpc-status 4) and a retryable gRPC route
+// retries failing statuses.
+func TestGRPCRouteTimeoutAndRetry(t *testing.T) {
+	e := newMeshEnv(t, time.Hour)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var flaky atomic.Int64
+	gs := grpc.NewServer(grpc.UnknownServiceHandler(func(_ any, ss grpc.ServerStream) error {
+		method, _ := grpc.MethodFromServerStream(ss)
+		var in emptypb.Empty
+		if err := ss.RecvMsg(&in); err != nil {
+			return err
+		}
+		switch method {
+		case "/slow.Svc/Call":
+			<-ss.Context().Done()
+			return ss.Context().Err()
+		case "/flaky.Svc/Call":
+			if flaky.Add(1)%2 == 1 {
+				return status.Error(codes.Unavailable, "flaky")
+			}
+		}
+		return ss.SendMsg(&emptypb.Empty{})
+	}))
+	go gs.Serve(ln)
+	t.Cleanup(gs.Stop)
+	server := startProxyWith(t, e.addr, "faces", "emoji-1", "emoji", nil, ln.Addr().String())
+	e.register(t, "faces", "emoji", "emoji-1", "emoji", 8080, server.InboundAddrs()[0], true)
+	objs, err := api.Decode(strings.NewReader(`apiVersion: linkerd.io/v1alpha2
+kind: ServiceProfile
+metadata: {name: emoji.faces.svc.cluster.local, namespace: faces}
+spec:
+  routes:
+  - {name: slow, condition: {pathRegex: '/slow\.Svc/.*'}, timeout: 200ms}
+  - {name: flaky, condition: {pathRegex: '/flaky\.Svc/.*'}, isRetryable: true}
+`), "sp.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.Apply(context.Background(), objs...); err != nil {
+		t.Fatal(err)
+	}
+	client := startProxyWith(t, e.addr, "faces", "web-1", "web", nil)
+	cc, err := grpc.NewClient("passthrough:///emoji.faces:8080",
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, target string) (net.Conn, error) {
+			return dialConnect(ctx, client.OutboundAddr(), target)
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	waitFor(t, "the emoji profile", func() error {
+		cc.Invoke(ctx, "/flaky.Svc/Call", &emptypb.Empty{}, &emptypb.Empty{})
+		if !strings.Contains(adminMetrics(t, client), `rt_route="flaky"`) {
+			return errString("no route metrics yet")
+		}
+		return nil
+	})
+	for i := range 10 {
+		if err := cc.Invoke(ctx, "/flaky.Svc/Call", &emptypb.Empty{}, &emptypb.Empty{}); err != nil {
+			t.Fatalf("call %d on a retryable gRPC route: %v", i, err)
+		}
+	}
+	start := time.Now()
+	err = cc.Invoke(ctx, "/slow.Svc/Call", &emptypb.Empty{}, &emptypb.Empty{})
+	if el := time.Since(start); status.Code(err) != codes.DeadlineExceeded || el < 200*time.Millisecond || el > 1500*time.Millisecond {
+		t.Fatalf("slow gRPC call: %v after %v, want DeadlineExceeded after the 200ms route timeout", err, el)
 	}
 }
