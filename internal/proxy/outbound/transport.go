@@ -251,7 +251,16 @@ func (t *Transport) send(req *http.Request, ep discovery.Endpoint, authority str
 	resp, err := rt.RoundTrip(out)
 	if err != nil {
 		if node != nil {
-			node.ObserveRTT(time.Since(start))
+			// A transport error (refused, reset) would otherwise look like a
+			// very fast answer and attract traffic to a broken endpoint;
+			// Linkerd's balancer drops such endpoints until they reconnect.
+			// A request its caller ended (gone, timed out) says only that
+			// the endpoint took at least this long.
+			rtt := time.Since(start)
+			if req.Context().Err() == nil {
+				rtt = max(rtt, errorPenaltyRTT)
+			}
+			node.ObserveRTT(rtt)
 			node.Record(true)
 			node.Done()
 		}
@@ -292,6 +301,10 @@ func (t *Transport) recordFailure(authority string, err error) {
 	tgt.Latency(status, 0)
 	tgt.Response(status, metrics.NoGRPCStatus)
 }
+
+// errorPenaltyRTT is the load sample recorded for a transport error: it
+// makes the peak-EWMA balancer avoid the endpoint while it decays.
+const errorPenaltyRTT = time.Second
 
 func isDialError(err error) bool {
 	var oe *net.OpError
