@@ -32,10 +32,10 @@ type Config struct {
 	HTTP *metrics.HTTP
 	// TCP counts accepted connections; nil counts nothing.
 	TCP *metrics.TCP
-	// TCPFor, when set, gives the connection series of a connection whose
-	// TLS labels are tls (tls, client_id or no_tls_reason); connections
+	// TCPFor, when set, gives the connection series of a connection with
+	// these TLS labels (tls, client_id or no_tls_reason); connections
 	// are then counted once those are known. nil counts all in TCP.
-	TCPFor func(tls metrics.Labels) *metrics.TCP
+	TCPFor func(tlsLabels metrics.Labels) *metrics.TCP
 	// DetectTimeout bounds protocol detection; zero means 10s. On timeout
 	// the connection is relayed as opaque TCP.
 	DetectTimeout time.Duration
@@ -322,9 +322,9 @@ func (s *Server) peer(id string) *peer {
 	return actual.(*peer)
 }
 
-func (s *Server) tcpFor(tls metrics.Labels) *metrics.TCP {
+func (s *Server) tcpFor(tlsLabels metrics.Labels) *metrics.TCP {
 	if s.cfg.TCPFor == nil {
 		return s.cfg.TCP
 	}
-	return s.cfg.TCPFor(tls)
+	return s.cfg.TCPFor(tlsLabels)
 }
