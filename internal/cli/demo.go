@@ -13,6 +13,7 @@ import (
 
 	"github.com/weft-mesh/weft/internal/demo/faces"
 	"github.com/weft-mesh/weft/internal/ingress"
+	"github.com/weft-mesh/weft/internal/ratelimit"
 )
 
 // demoListenerPort is the Emissary Listener port of the Faces manifests; the
@@ -52,6 +53,11 @@ and run 'weft up -f' instead. Every 'weft up' flag works here too.`
 		if err != nil {
 			return err
 		}
+		if addr, _ := cmd.Flags().GetString("ratelimit-addr"); addr != "" {
+			if err := writeWorkshopRateLimit(dir); err != nil {
+				return err
+			}
+		}
 		if err := cmd.Flags().Set("filename", path); err != nil {
 			return err
 		}
@@ -59,17 +65,21 @@ and run 'weft up -f' instead. Every 'weft up' flag works here too.`
 		if err != nil {
 			return &ExitError{Code: 2, Err: err}
 		}
+		dashboard := ""
+		if addr, _ := cmd.Flags().GetString("dashboard-addr"); addr != "" {
+			dashboard = "http://" + addr + "/"
+		}
 		detached, _ := cmd.Flags().GetBool("detach")
 		if detached {
 			if err := up(cmd, args); err != nil {
 				return err
 			}
-			fmt.Fprintf(g.Out, "Faces is running: open %s\nStop it with 'weft down'.\n", url)
+			fmt.Fprintf(g.Out, "Faces is running: open %s%s\nStop it with 'weft down'.\n", url, dashboardLine(dashboard))
 			return nil
 		}
 		ctx, cancel := context.WithCancel(cmd.Context())
 		defer cancel()
-		go announceWhenReady(ctx, g, url, time.Now())
+		go announceWhenReady(ctx, g, url, dashboard, time.Now())
 		return up(cmd, args)
 	}
 	cmd.Flags().BoolVar(&print, "print", false, "print the demo's manifests to stdout and exit")
@@ -89,6 +99,31 @@ func writeDemoManifests(dir string) (string, error) {
 		return "", fmt.Errorf("demo: writing %s: %w", path, err)
 	}
 	return path, nil
+}
+
+// writeWorkshopRateLimit puts the workshop's rate limit rule (domain
+// emissary, mykey=myvalue, 8 requests per second) in the rate limit
+// service's configuration directory, so that the workshop's last step
+// (applying the rate-limited face Mapping and its RateLimitService) works
+// on the demo as it is.
+func writeWorkshopRateLimit(dir string) error {
+	rlDir := RateLimitConfigDir(dir)
+	if err := os.MkdirAll(rlDir, 0o755); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	path := filepath.Join(rlDir, "workshop.yaml")
+	if err := os.WriteFile(path, ratelimit.WorkshopConfig(), 0o644); err != nil {
+		return fmt.Errorf("demo: writing %s: %w", path, err)
+	}
+	return nil
+}
+
+// dashboardLine is the sentence naming the dashboard, if one is served.
+func dashboardLine(url string) string {
+	if url == "" {
+		return ""
+	}
+	return "\nDashboard (golden metrics, topology, tap): " + url
 }
 
 // demoURL is where the GUI will be: the Listener's port, or where
@@ -113,7 +148,7 @@ func demoURL(cmd *cobra.Command) (string, error) {
 
 // announceWhenReady prints the GUI's URL once the page answers through the
 // ingress, so the user opens it when there is something to see.
-func announceWhenReady(ctx context.Context, g *Globals, url string, start time.Time) {
+func announceWhenReady(ctx context.Context, g *Globals, url, dashboard string, start time.Time) {
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil}}
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
@@ -130,8 +165,8 @@ func announceWhenReady(ctx context.Context, g *Globals, url string, start time.T
 		resp.Body.Close()
 		if resp.StatusCode == http.StatusOK {
 			took := time.Since(start).Round(100 * time.Millisecond)
-			fmt.Fprintf(g.Out, "\nFaces is ready after %s: open %s\n%s\nStop it with Ctrl-C or 'weft down'.\n\n",
-				took, url, strings.Repeat("-", 60))
+			fmt.Fprintf(g.Out, "\nFaces is ready after %s: open %s%s\n%s\nStop it with Ctrl-C or 'weft down'.\n\n",
+				took, url, dashboardLine(dashboard), strings.Repeat("-", 60))
 			return
 		}
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/weft-mesh/weft/internal/api"
 	"github.com/weft-mesh/weft/internal/ingress"
 	"github.com/weft-mesh/weft/internal/local"
+	"github.com/weft-mesh/weft/internal/ratelimit"
 	"github.com/weft-mesh/weft/internal/store"
 	localstore "github.com/weft-mesh/weft/internal/store/local"
 	"github.com/weft-mesh/weft/internal/tlsid"
@@ -49,6 +50,7 @@ func newCmdUp(g *Globals) *cobra.Command {
 		ingressArgs []string
 		portMaps    []string
 		identity    local.IdentityConfig
+		sys         systemOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "up [-f FILE|DIR]...",
@@ -69,7 +71,13 @@ without a command runs only if its image is a demo image weft has built in
 (ghcr.io/buoyantio/faces-gui and faces-workload run 'weft faces'). The app
 gets PORT (its first containerPort's local port), HTTP_PROXY/HTTPS_PROXY (its
 sidecar), NO_PROXY, POD_NAME and POD_NAMESPACE; an env value equal to a
-declared containerPort is rewritten to that port's local port.`,
+declared containerPort is rewritten to that port's local port.
+
+Beside the workloads run the rate limit service ('weft ratelimit' at
+--ratelimit-addr, configured by the envoyproxy/ratelimit YAML files in
+STATE_DIR/ratelimit/, which it watches; the ingress sends its rate limit
+checks there whatever a RateLimitService's spec.service says) and the viz
+dashboard at --dashboard-addr.`,
 		Example: `  weft up -f k8s/
   weft up --state-dir /tmp/mesh2 --control-addr 127.0.0.1:9086 -f app.yaml
   weft up -d -f app.yaml && weft status`,
@@ -85,7 +93,7 @@ declared containerPort is rewritten to that port's local port.`,
 			if err := absIdentityFiles(&identity.Files); err != nil {
 				return &ExitError{Code: 2, Err: err}
 			}
-			return runUp(cmd.Context(), g, dir, files, controlAddr, drain, portMaps, ingressArgs, identity)
+			return runUp(cmd.Context(), g, dir, files, controlAddr, drain, portMaps, ingressArgs, identity, sys)
 		},
 	}
 	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "manifest file or directory (*.yaml, *.yml, *.json) to apply before starting; repeatable")
@@ -94,12 +102,24 @@ declared containerPort is rewritten to that port's local port.`,
 	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "run in the background; return once the mesh is ready")
 	cmd.Flags().StringArrayVar(&portMaps, "ingress-port-map", nil, "serve the Emissary Listener with spec.port LISTENER on local port LOCAL, as LISTENER=LOCAL (repeatable; LOCAL 0 picks a free port)")
 	cmd.Flags().StringArrayVar(&ingressArgs, "ingress-arg", nil, "extra argument for 'weft ingress' (repeatable)")
+	cmd.Flags().StringVar(&sys.ratelimitAddr, "ratelimit-addr", ratelimit.DefaultAddr, `gRPC address of the rate limit service ("" runs none)`)
+	cmd.Flags().StringVar(&sys.ratelimitRedis, "ratelimit-redis", "", "keep the rate limit counters in Redis at HOST:PORT (default: in memory)")
+	cmd.Flags().StringVar(&sys.dashboardAddr, "dashboard-addr", DefaultDashboardAddr, `address of the viz dashboard and API ("" serves none)`)
 	cmd.Flags().StringVar(&identity.Files.TrustAnchors, "identity-trust-anchors-file", "", "PEM trust anchors of the mesh (with the two other --identity-*-file flags; default: generated in STATE_DIR/identity)")
 	cmd.Flags().StringVar(&identity.Files.IssuerCertificate, "identity-issuer-certificate-file", "", "PEM issuer certificate, chaining to the trust anchors")
 	cmd.Flags().StringVar(&identity.Files.IssuerKey, "identity-issuer-key-file", "", "PEM issuer private key")
 	cmd.Flags().DurationVar(&identity.IssuanceLifetime, "identity-issuance-lifetime", 0, "lifetime of the proxies' certificates (default 24h)")
 	return cmd
 }
+
+// systemOptions are the 'weft up' flags of the system components.
+type systemOptions struct {
+	ratelimitAddr, ratelimitRedis, dashboardAddr string
+}
+
+// RateLimitConfigDir is the directory of envoyproxy/ratelimit YAML files
+// the local rate limit service reads.
+func RateLimitConfigDir(stateDir string) string { return filepath.Join(stateDir, "ratelimit") }
 
 // absIdentityFiles makes the --identity-*-file paths absolute (the control
 // plane runs as a child process) and insists on all three or none.
@@ -120,7 +140,7 @@ func absIdentityFiles(f *tlsid.Files) error {
 	return nil
 }
 
-func runUp(ctx context.Context, g *Globals, dir string, files []string, controlAddr string, drain time.Duration, portMaps, ingressArgs []string, identity local.IdentityConfig) error {
+func runUp(ctx context.Context, g *Globals, dir string, files []string, controlAddr string, drain time.Duration, portMaps, ingressArgs []string, identity local.IdentityConfig, sys systemOptions) error {
 	for _, pm := range portMaps {
 		if _, _, err := ingress.ParsePortMap(pm); err != nil {
 			return &ExitError{Code: 2, Err: fmt.Errorf("up: --ingress-port-map: %w", err)}
@@ -133,6 +153,14 @@ func runUp(ctx context.Context, g *Globals, dir string, files []string, controlA
 	defer lock.Release()
 	if err := local.CheckFree(controlAddr, "--control-addr"); err != nil {
 		return &ExitError{Code: 2, Err: err}
+	}
+	for _, a := range []struct{ addr, flag string }{{sys.ratelimitAddr, "--ratelimit-addr"}, {sys.dashboardAddr, "--dashboard-addr"}} {
+		if a.addr == "" {
+			continue
+		}
+		if err := local.CheckFree(a.addr, a.flag+` (or "" for none)`); err != nil {
+			return &ExitError{Code: 2, Err: err}
+		}
 	}
 	objs, err := readManifests(files)
 	if err != nil {
@@ -169,7 +197,9 @@ func runUp(ctx context.Context, g *Globals, dir string, files []string, controlA
 		ControlAddr:  controlAddr,
 		ProxyVersion: VersionString(),
 		DrainDelay:   drain,
-		Ingress:      ingressConfig(portMaps, ingressArgs),
+		Ingress:      ingressConfig(portMaps, ingressArgs, sys.ratelimitAddr),
+		RateLimit:    &local.RateLimitConfig{Addr: sys.ratelimitAddr, ConfigDir: RateLimitConfigDir(dir), Redis: sys.ratelimitRedis},
+		Dashboard:    &local.DashboardConfig{Addr: sys.dashboardAddr},
 		Identity:     identity,
 		Logger:       logger,
 		OnReady: func(m *local.Mesh) {
@@ -183,10 +213,15 @@ func runUp(ctx context.Context, g *Globals, dir string, files []string, controlA
 
 // ingressConfig returns the settings of the ingress system workload: it runs
 // while the store holds Emissary Listeners.
-func ingressConfig(portMaps, extra []string) *local.IngressConfig {
+func ingressConfig(portMaps, extra []string, ratelimitAddr string) *local.IngressConfig {
 	var args []string
 	for _, pm := range portMaps {
 		args = append(args, "--port-map", pm)
+	}
+	if ratelimitAddr != "" {
+		// RateLimitServices name a cluster service (ratelimit.emissary:8081)
+		// that does not resolve here: the local one answers for all.
+		args = append(args, "--ratelimit-addr", ratelimitAddr)
 	}
 	return &local.IngressConfig{
 		Args:       append(args, extra...),
@@ -431,7 +466,16 @@ func newCmdStatus(g *Globals) *cobra.Command {
 }
 
 func printStatus(w io.Writer, m *local.Mesh) error {
-	fmt.Fprintf(w, "mesh pid %d, state dir %s, control plane %s, up %s\n\n", m.PID, m.StateDir, m.ControlAddr, time.Since(m.Started).Round(time.Second))
+	fmt.Fprintf(w, "mesh pid %d, state dir %s, control plane %s, up %s\n", m.PID, m.StateDir, m.ControlAddr, time.Since(m.Started).Round(time.Second))
+	for _, c := range m.Components {
+		switch c.Kind {
+		case local.KindDashboard:
+			fmt.Fprintf(w, "dashboard %s\n", c.Addresses["url"])
+		case local.KindRateLimit:
+			fmt.Fprintf(w, "rate limit service %s (configuration: %s)\n", c.Addresses["grpc"], c.Addresses["config"])
+		}
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAMESPACE\tCOMPONENT\tREPLICA\tREADY\tRESTARTS\tPIDS\tADDRESSES")
 	for _, c := range m.Components {
@@ -514,8 +558,8 @@ func newCmdLogs(g *Globals) *cobra.Command {
 		follow    bool
 	)
 	cmd := &cobra.Command{
-		Use:   "logs (deploy/NAME | POD | control | ingress)",
-		Short: "Print the logs of a Deployment's replicas, a pod, the control plane or the ingress",
+		Use:   "logs (deploy/NAME | POD | control | ingress | ratelimit | dashboard)",
+		Short: "Print the logs of a Deployment's replicas, a pod, or a system component",
 		Long: `Print logs from STATE_DIR/logs. -c picks the container: "app" (the default:
 the pod's containers), "proxy" (the sidecar), or a container name.`,
 		Example: `  weft logs deploy/smiley -n faces
@@ -545,8 +589,8 @@ type logFile struct{ label, path string }
 
 func logFiles(dir, ns, target, container string) ([]logFile, error) {
 	switch target {
-	case "control":
-		return []logFile{{"control", filepath.Join(dir, local.LogDir, "weft", "control", "control.log")}}, nil
+	case "control", local.KindRateLimit, local.KindDashboard:
+		return []logFile{{target, filepath.Join(dir, local.LogDir, "weft", target, target+".log")}}, nil
 	case "ingress":
 		target, ns = "deploy/"+local.IngressName, local.IngressNamespace
 	}

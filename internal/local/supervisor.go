@@ -56,6 +56,10 @@ type Config struct {
 	Identity IdentityConfig
 	// Ingress, when set, runs 'weft ingress' as a system workload.
 	Ingress *IngressConfig
+	// RateLimit, when set with an address, runs 'weft ratelimit'.
+	RateLimit *RateLimitConfig
+	// Dashboard, when set with an address, runs 'weft viz dashboard'.
+	Dashboard *DashboardConfig
 	Logger  *slog.Logger
 }
 
@@ -108,6 +112,7 @@ type Supervisor struct {
 	control      *Process
 	controlAdmin string
 	controlReady bool
+	system       []*systemComponent // rate limit service, dashboard
 
 	tokenKey     []byte
 	ingressAddrs map[string]string
@@ -223,6 +228,10 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		return err
 	}
 	if err := s.startControl(ctx); err != nil {
+		s.shutdown()
+		return err
+	}
+	if err := s.startSystem(ctx); err != nil {
 		s.shutdown()
 		return err
 	}
@@ -683,6 +692,7 @@ func (s *Supervisor) shutdown() {
 		defer s.mu.Unlock()
 		return len(s.replicas) == 0
 	})
+	s.stopSystem()
 	if s.control != nil {
 		s.control.Stop()
 	}
@@ -714,6 +724,7 @@ func (s *Supervisor) Snapshot() *Mesh {
 			Processes: []ProcessInfo{{Name: "control", PID: st.PID, Restarts: st.Restarts, Log: s.control.LogPath, LastExit: st.LastExit}},
 		})
 	}
+	m.Components = append(m.Components, s.systemSnapshot()...)
 	rs := make([]*replica, 0, len(s.replicas))
 	for _, r := range s.replicas {
 		rs = append(rs, r)
