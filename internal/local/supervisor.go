@@ -60,7 +60,7 @@ type Config struct {
 	RateLimit *RateLimitConfig
 	// Dashboard, when set with an address, runs 'weft viz dashboard'.
 	Dashboard *DashboardConfig
-	Logger  *slog.Logger
+	Logger    *slog.Logger
 }
 
 // IdentityConfig configures the mesh's certificate authority.
