@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -259,6 +260,8 @@ func TestDecodeInvalid(t *testing.T) {
 		{"route negative weight", routeHead + routeBody + "    - {name: web2, port: 80, weight: -1}\n", "spec.rules[0].backendRefs[1].weight", "out of range"},
 		{"route backend without port", routeHead + routeBody + "    - {name: web2}\n", "spec.rules[0].backendRefs[1].port", "required when referring to a Service"},
 		{"route filter type", routeHead + routeBody + "    filters: [{type: Rewrite}]\n", "spec.rules[0].filters[0].type", `unknown filter "Rewrite"`},
+		{"route redirect code 304", routeHead + routeBody + "    filters: [{type: RequestRedirect, requestRedirect: {statusCode: 304}}]\n", "spec.rules[0].filters[0].requestRedirect.statusCode", "use 301, 302, 303, 307 or 308"},
+		{"route redirect code 300", routeHead + routeBody + "    filters: [{type: RequestRedirect, requestRedirect: {statusCode: 300}}]\n", "spec.rules[0].filters[0].requestRedirect.statusCode", "300 is not a redirect code"},
 		{"route filter config missing", routeHead + routeBody + "    filters: [{type: RequestHeaderModifier}]\n", "spec.rules[0].filters[0].requestHeaderModifier", "required for filter type"},
 		{"route retry annotation", routeHead + "  annotations: {retry.linkerd.io/http: \"5xx,4xx\"}\n" + routeBody, "metadata.annotations[retry.linkerd.io/http]", "want 5xx, gateway-error"},
 		{"route timeout annotation", routeHead + "  annotations: {timeout.linkerd.io/request: 10}\n" + routeBody, "metadata.annotations[timeout.linkerd.io/request]", `want string, got number 10 (quote it in YAML: "10")`},
@@ -574,6 +577,23 @@ func TestParseGatewayDuration(t *testing.T) {
 	for _, in := range []string{"", "10", "1.5s", "100000s", "1d", "-1s", "1h1m1s1ms1s", "10 s"} {
 		if _, err := ParseGatewayDuration(in); err == nil {
 			t.Errorf("ParseGatewayDuration(%q) succeeded, want an error", in)
+		}
+	}
+}
+
+// TestDecodeRedirectStatusCodes: every redirect code Gateway API allows is
+// accepted and kept.
+func TestDecodeRedirectStatusCodes(t *testing.T) {
+	for _, code := range []int{301, 302, 303, 307, 308} {
+		doc := fmt.Sprintf("%s%s    filters: [{type: RequestRedirect, requestRedirect: {statusCode: %d}}]\n", routeHead, routeBody, code)
+		objs, err := Decode(strings.NewReader(doc), "redirect.yaml")
+		if err != nil {
+			t.Errorf("statusCode %d refused: %v", code, err)
+			continue
+		}
+		r := objs[0].(*gatewayv1.HTTPRoute)
+		if got := r.Spec.Rules[0].Filters[0].RequestRedirect.StatusCode; got == nil || *got != code {
+			t.Errorf("statusCode %d decoded as %v", code, got)
 		}
 	}
 }

@@ -549,8 +549,14 @@ func validateHTTPFilter(path string, f gatewayv1.HTTPRouteFilter, errs *FieldErr
 		}
 	}
 	if r := f.RequestRedirect; r != nil {
-		if r.StatusCode != nil && *r.StatusCode != 301 && *r.StatusCode != 302 {
-			errs.Add(path+".requestRedirect.statusCode", "%d is not 301 or 302", *r.StatusCode)
+		// The redirect codes Gateway API allows (v1.1 added 303, 307 and
+		// 308; 307 and 308 keep the method and body).
+		if c := r.StatusCode; c != nil {
+			switch *c {
+			case 301, 302, 303, 307, 308:
+			default:
+				errs.Add(path+".requestRedirect.statusCode", "%d is not a redirect code; use 301, 302, 303, 307 or 308", *c)
+			}
 		}
 		if r.Port != nil && (*r.Port < 1 || *r.Port > 65535) {
 			errs.Add(path+".requestRedirect.port", "%d is not a port number (1-65535)", *r.Port)
