@@ -19,6 +19,7 @@ import (
 	"github.com/weft-mesh/weft/internal/proxy/detect"
 	"github.com/weft-mesh/weft/internal/proxy/forward"
 	"github.com/weft-mesh/weft/internal/proxy/proxyerr"
+	"github.com/weft-mesh/weft/internal/proxy/tap"
 	"github.com/weft-mesh/weft/internal/proxy/tcp"
 	"github.com/weft-mesh/weft/internal/proxy/telemetry"
 	"github.com/weft-mesh/weft/internal/tlsid"
@@ -51,6 +52,8 @@ type Config struct {
 	TLS *tlsid.Mesh
 	// Identity is this workload's identity (the SNI mesh clients send).
 	Identity string
+	// Tap reports requests to live taps; nil taps nothing.
+	Tap *tap.Tapper
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -122,6 +125,7 @@ func NewServer(cfg Config) *Server {
 		h1:      forward.NewHTTP1Transport(cfg.ConnectTimeout),
 		h2c:     forward.NewH2CTransport(cfg.ConnectTimeout),
 		metrics: cfg.HTTP,
+		tap:     cfg.Tap,
 	}
 	app := cfg.App
 	s.proxy = forward.NewReverseProxy(s.app, func(*http.Request) string { return app }, s.log)
@@ -147,6 +151,7 @@ func NewServer(cfg Config) *Server {
 type appTransport struct {
 	h1, h2c *http.Transport
 	metrics *metrics.HTTP
+	tap     *tap.Tapper
 }
 
 func (t *appTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -154,20 +159,31 @@ func (t *appTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.ProtoMajor == 2 && req.Header.Get("Upgrade") == "" {
 		rt = t.h2c
 	}
-	if t.metrics == nil {
+	tls := peerOf(req).labels
+	x := t.tap.Request(req, tap.Meta{Direction: tap.Inbound, TLS: tls})
+	if t.metrics == nil && x == nil {
 		return rt.RoundTrip(req)
 	}
-	tgt := t.metrics.TargetTLS(req.Host, metrics.Labels{}, peerOf(req).labels)
-	tgt.Request()
+	var tgt *metrics.Target
+	if t.metrics != nil {
+		tgt = t.metrics.TargetTLS(req.Host, metrics.Labels{}, tls)
+		tgt.Request()
+	}
 	start := time.Now()
 	resp, err := rt.RoundTrip(req)
 	if err != nil {
 		status, _ := proxyerr.Classify(err)
-		tgt.Latency(status, time.Since(start))
-		tgt.Response(status, metrics.NoGRPCStatus)
+		x.Fail(status)
+		if tgt != nil {
+			tgt.Latency(status, time.Since(start))
+			tgt.Response(status, metrics.NoGRPCStatus)
+		}
 		return nil, err
 	}
-	telemetry.Observe(tgt, start, resp, nil)
+	x.Response(resp)
+	if tgt != nil {
+		telemetry.Observe(tgt, start, resp, nil)
+	}
 	return resp, nil
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/weft-mesh/weft/internal/proxy/discovery"
 	"github.com/weft-mesh/weft/internal/proxy/forward"
 	"github.com/weft-mesh/weft/internal/proxy/proxyerr"
+	"github.com/weft-mesh/weft/internal/proxy/tap"
 	"github.com/weft-mesh/weft/internal/proxy/telemetry"
 	"github.com/weft-mesh/weft/internal/tlsid"
 )
@@ -46,6 +47,8 @@ type TransportConfig struct {
 	// Routes records per-route metrics (route_*, retries) for services with
 	// profile routes; nil records none.
 	Routes *metrics.Routes
+	// Tap reports each attempt to live taps; nil taps nothing.
+	Tap *tap.Tapper
 }
 
 // Transport is an http.RoundTripper that sends each request to the mesh:
@@ -247,9 +250,14 @@ func (t *Transport) send(req *http.Request, ep discovery.Endpoint, authority str
 		tgt = t.cfg.Metrics.TargetTLS(authority, ep.Labels, tlsLabels)
 		tgt.Request()
 	}
+	x := t.cfg.Tap.Request(req, tap.Meta{Direction: tap.Outbound, Dst: addr, DstLabels: ep.Labels, TLS: tlsLabels})
 	start := time.Now()
 	resp, err := rt.RoundTrip(out)
 	if err != nil {
+		defer func() {
+			status, _ := proxyerr.Classify(err)
+			x.Fail(status)
+		}()
 		if node != nil {
 			// A transport error (refused, reset) would otherwise look like a
 			// very fast answer and attract traffic to a broken endpoint;
@@ -287,6 +295,7 @@ func (t *Transport) send(req *http.Request, ep discovery.Endpoint, authority str
 		}
 		telemetry.Observe(tgt, start, resp, d)
 	}
+	x.Response(resp)
 	return resp, nil
 }
 
