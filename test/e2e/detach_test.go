@@ -26,7 +26,8 @@ spec:
         ports: [{containerPort: 8080}]
 `, "WORKLOAD", workloadBin)), 0o644)
 	t.Cleanup(func() { runWeft(t, dir, "down") })
-	out, code := runWeft(t, dir, "up", "-d", "-f", f, "--control-addr", freeAddr(t))
+	dashboard := freeAddr(t)
+	out, code := runWeft(t, dir, "up", "-d", "-f", f, "--control-addr", freeAddr(t), "--ratelimit-addr", freeAddr(t), "--dashboard-addr", dashboard)
 	if code != 0 || !strings.Contains(out, "running in the background") {
 		t.Fatalf("weft up -d: exit %d:\n%s", code, out)
 	}
@@ -36,11 +37,25 @@ spec:
 		t.Fatal(err)
 	}
 	web := replicas(st, "default", "web")
-	if len(st.Components) != 2 || len(web) != 1 || !web[0].Ready || !st.Components[0].Ready {
-		t.Fatalf("weft up -d returned before the mesh was ready: %+v", st.Components)
+	// control, ratelimit, dashboard and web, all ready.
+	if len(st.Components) != 4 || len(web) != 1 {
+		t.Fatalf("weft up -d: want control, ratelimit, dashboard and one web replica: %+v", st.Components)
+	}
+	for _, c := range st.Components {
+		if !c.Ready {
+			t.Fatalf("weft up -d returned before %s was ready: %+v", c.Name, st.Components)
+		}
+	}
+	if resp, err := httpClient.Get("http://" + dashboard + "/api/v1/info"); err != nil {
+		t.Errorf("the dashboard does not answer at %s: %v", dashboard, err)
+	} else {
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("the dashboard's /api/v1/info at %s: %s", dashboard, resp.Status)
+		}
 	}
 	log, _ := os.ReadFile(filepath.Join(dir, "logs", "weft-up.log"))
-	if !strings.Contains(string(log), "mesh ready: 2 component(s) running") {
+	if !strings.Contains(string(log), "mesh ready: 4 component(s) running") {
 		t.Errorf("weft up did not announce the ready mesh:\n%s", log)
 	}
 	if _, err := get("http://" + web[0].Addresses["app:8080"] + "/"); err != nil {

@@ -72,9 +72,13 @@ type mesh struct {
 	t           *testing.T
 	dir         string
 	controlAddr string
-	cmd         *exec.Cmd
-	out         *bytes.Buffer
-	exited      chan struct{}
+	// ratelimitAddr and dashboardAddr are the system components' free
+	// ports (the defaults would collide with other meshes).
+	ratelimitAddr string
+	dashboardAddr string
+	cmd           *exec.Cmd
+	out           *bytes.Buffer
+	exited        chan struct{}
 }
 
 // weft runs a weft CLI command against the mesh's state directory.
@@ -103,12 +107,13 @@ func runWeft(t *testing.T, dir string, args ...string) (string, int) {
 // startMesh runs 'weft up -f manifest [extra...]' in the background.
 func startMesh(t *testing.T, manifest string, extra ...string) *mesh {
 	t.Helper()
-	m := &mesh{t: t, dir: t.TempDir(), controlAddr: freeAddr(t), out: &bytes.Buffer{}, exited: make(chan struct{})}
+	m := &mesh{t: t, dir: t.TempDir(), controlAddr: freeAddr(t), ratelimitAddr: freeAddr(t), dashboardAddr: freeAddr(t), out: &bytes.Buffer{}, exited: make(chan struct{})}
 	f := filepath.Join(t.TempDir(), "app.yaml")
 	if err := os.WriteFile(f, []byte(manifest), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	args := append([]string{"--state-dir", m.dir, "up", "-f", f, "--control-addr", m.controlAddr}, extra...)
+	args := append([]string{"--state-dir", m.dir, "up", "-f", f, "--control-addr", m.controlAddr,
+		"--ratelimit-addr", m.ratelimitAddr, "--dashboard-addr", m.dashboardAddr}, extra...)
 	m.cmd = exec.Command(weftBin, args...)
 	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
 	if err := m.cmd.Start(); err != nil {

@@ -669,11 +669,11 @@ spec:
 	})
 
 	t.Run("a second weft up on the state dir or the port is refused", func(t *testing.T) {
-		out, code := m.weft("up", "--control-addr", freeAddr(t))
+		out, code := m.weft("up", "--control-addr", freeAddr(t), "--ratelimit-addr", freeAddr(t), "--dashboard-addr", freeAddr(t))
 		if code != 2 || !strings.Contains(out, "another 'weft up'") {
 			t.Errorf("second weft up: exit %d, want 2:\n%s", code, out)
 		}
-		out, code = runWeft(t, t.TempDir(), "up", "--control-addr", m.controlAddr)
+		out, code = runWeft(t, t.TempDir(), "up", "--control-addr", m.controlAddr, "--ratelimit-addr", freeAddr(t), "--dashboard-addr", freeAddr(t))
 		if code != 2 || !strings.Contains(out, m.controlAddr) || !strings.Contains(out, "--control-addr") {
 			t.Errorf("weft up on a taken port: exit %d, want 2 and a message naming the port and flag:\n%s", code, out)
 		}
@@ -780,7 +780,7 @@ spec:
   selector: {app: db}
   ports: [{port: 5432, bogus: true}]
 `), 0o644)
-	out, code := runWeft(t, dir, "up", "-f", deploy, "-f", svc, "--control-addr", freeAddr(t))
+	out, code := runWeft(t, dir, "up", "-f", deploy, "-f", svc, "--control-addr", freeAddr(t), "--ratelimit-addr", freeAddr(t), "--dashboard-addr", freeAddr(t))
 	if code != 1 {
 		t.Fatalf("weft up with a bad manifest: exit %d, want 1:\n%s", code, out)
 	}
