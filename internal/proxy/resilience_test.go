@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -62,6 +63,9 @@ func newProfileEnv(t testing.TB, profile string) *profileEnv {
 				http.Error(w, "flaky", http.StatusInternalServerError)
 				return
 			}
+		case r.URL.Path == "/fail":
+			http.Error(w, "always", http.StatusInternalServerError)
+			return
 		case r.URL.Path == "/slow":
 			select {
 			case <-time.After(2 * time.Second):
@@ -205,7 +209,7 @@ func TestAnnotationRetriesAndTimeouts(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc := o.(*corev1.Service)
-	svc.Annotations = map[string]string{"retry.linkerd.io/http": "5xx", "timeout.linkerd.io/request": "300ms"}
+	svc.Annotations = map[string]string{"retry.linkerd.io/http": "5xx", "retry.linkerd.io/limit": "2", "timeout.linkerd.io/request": "300ms"}
 	if err := pe.e.store.Apply(ctx, svc); err != nil {
 		t.Fatal(err)
 	}
@@ -220,6 +224,19 @@ func TestAnnotationRetriesAndTimeouts(t *testing.T) {
 		if resp, body := get(t, pe.c, "http://smiley/flaky"); resp.StatusCode != 200 {
 			t.Fatalf("request %d with retry annotations: %d %s", i, resp.StatusCode, body)
 		}
+	}
+	// The limit holds exactly (OutboundPolicies), not the budget: a
+	// request that always fails is tried 1 + 2 times.
+	waitFor(t, "exactly 3 attempts for an always-failing request", func() error {
+		before := pe.calls.Load()
+		resp, _ := get(t, pe.c, "http://smiley/fail")
+		if n := pe.calls.Load() - before; resp.StatusCode != 500 || n != 3 {
+			return errString("attempts: " + strconv.FormatInt(n, 10))
+		}
+		return nil
+	})
+	if m := adminMetrics(t, pe.client); !strings.Contains(m, "outbound_http_route_retry_limit_exceeded_total{") {
+		t.Error("no outbound_http_route_retry_limit_exceeded_total")
 	}
 	start := time.Now()
 	resp, _ := get(t, pe.c, "http://smiley/slow")

@@ -4,7 +4,9 @@
 // and the retry/timeout annotations translated there); this service carries
 // what a profile cannot: the Service's failure accrual
 // (balancer.linkerd.io/failure-accrual* annotations), as Linkerd's policy
-// controller sends it.
+// controller sends it, and the exact retry policy (limit, conditions,
+// per-try timeout) of routes configured by retry.linkerd.io annotations
+// (retries.go).
 package outbound
 
 import (
@@ -66,7 +68,7 @@ func (s *Server) Watch(spec *pb.TrafficSpec, stream grpc.ServerStreamingServer[p
 		return err
 	}
 	ctx := stream.Context()
-	ch, err := s.store.Watch(ctx, api.KindService)
+	ch, err := s.store.Watch(ctx, api.KindService, api.KindServiceProfile, api.KindHTTPRoute, api.KindPolicyHTTPRoute)
 	if err != nil {
 		return status.Errorf(codes.Unavailable, "outbound policy: watching services: %v", err)
 	}
@@ -130,7 +132,12 @@ func (s *Server) policy(ctx context.Context, ns, name string, port uint32) (*pb.
 		s.log.Warn("ignoring failure accrual annotations", "service", ns+"/"+name, "err", err)
 		fa = nil
 	}
-	return Policy(svc, port, fa), nil
+	p := Policy(svc, port, fa)
+	if routes := s.annotationRetries(ctx, svc, port); len(routes) > 0 {
+		d := p.GetProtocol().GetDetect()
+		d.Http1.Routes, d.Http2.Routes = routes, routes
+	}
+	return p, nil
 }
 
 // Policy builds the OutboundPolicy of a Service port: protocol detection

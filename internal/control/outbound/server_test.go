@@ -131,3 +131,60 @@ func TestWatchFollowsAnnotations(t *testing.T) {
 		t.Fatalf("failure accrual still on after the annotations went: %v", p)
 	}
 }
+
+func TestAnnotationRetryRoutes(t *testing.T) {
+	st := store.NewMemory()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	objs, err := api.Decode(strings.NewReader(`apiVersion: v1
+kind: Service
+metadata:
+  name: smiley
+  namespace: faces
+  annotations: {retry.linkerd.io/http: "502-504", retry.linkerd.io/limit: "3", retry.linkerd.io/timeout: 250ms}
+spec:
+  selector: {app: smiley}
+  ports: [{name: http, port: 80, targetPort: 8000}]
+`), "svc.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Apply(ctx, objs...); err != nil {
+		t.Fatal(err)
+	}
+	s := New(st, nil)
+	p, err := s.Get(ctx, authority("smiley.faces.svc.cluster.local:80"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes := p.GetProtocol().GetDetect().GetHttp1().GetRoutes()
+	if len(routes) != 1 || routes[0].GetMetadata().GetResource().GetName() != "default" {
+		t.Fatalf("routes %v, want the default route", routes)
+	}
+	r := routes[0].GetRules()[0].GetRetry()
+	sr := r.GetConditions().GetStatusRanges()
+	if r.GetMaxRetries() != 3 || r.GetMaxRequestBytes() != 64<<10 || r.GetTimeout().AsDuration() != 250*time.Millisecond ||
+		len(sr) != 1 || sr[0].GetStart() != 502 || sr[0].GetEnd() != 504 {
+		t.Fatalf("retry %v", r)
+	}
+	// Any ServiceProfile disables the annotations.
+	sp, err := api.Decode(strings.NewReader(`apiVersion: linkerd.io/v1alpha2
+kind: ServiceProfile
+metadata: {name: smiley.faces.svc.cluster.local, namespace: faces}
+spec:
+  routes: [{name: all, condition: {pathRegex: '.*'}}]
+`), "sp.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Apply(ctx, sp...); err != nil {
+		t.Fatal(err)
+	}
+	p, err = s.Get(ctx, authority("smiley.faces.svc.cluster.local:80"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs := p.GetProtocol().GetDetect().GetHttp1().GetRoutes(); len(rs) != 0 {
+		t.Fatalf("with a ServiceProfile: routes %v, want none", rs)
+	}
+}

@@ -220,7 +220,7 @@ type Watch struct {
 	attached atomic.Value
 
 	profile atomic.Pointer[route.Profile] // see profile.go
-	accrual atomic.Pointer[Accrual]       // see policy.go
+	policy  atomic.Pointer[Policy]        // see policy.go
 }
 
 func (w *Watch) touch() {

@@ -10,22 +10,30 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/weft-mesh/weft/internal/proxy/breaker"
+	"github.com/weft-mesh/weft/internal/proxy/retry"
 )
 
-// Accrual is a service's failure accrual from OutboundPolicies; Config nil
-// means off. A new pointer is published on every change.
-type Accrual struct{ Config *breaker.Config }
+// Policy is what OutboundPolicies says about a service that profiles
+// cannot. A new pointer is published on every change; it is immutable.
+type Policy struct {
+	// Accrual is the failure accrual; nil means off.
+	Accrual *breaker.Config
+	// Retries are exact retry policies (limit, conditions, per-try
+	// timeout) by route name, laid over the profile's routes of the same
+	// name (routes configured by retry annotations).
+	Retries map[string]*retry.Policy
+}
 
-var accrualOff = &Accrual{}
+var policyNone = &Policy{}
 
-// Accrual returns the service's failure accrual as the control plane last
-// described it (off until it answers, or when it does not serve
+// Policy returns the service's outbound policy as the control plane last
+// described it (empty until it answers, or when it does not serve
 // OutboundPolicies).
-func (w *Watch) Accrual() *Accrual {
-	if a := w.accrual.Load(); a != nil {
-		return a
+func (w *Watch) Policy() *Policy {
+	if p := w.policy.Load(); p != nil {
+		return p
 	}
-	return accrualOff
+	return policyNone
 }
 
 // runPolicy follows the OutboundPolicies Watch stream of w until ctx ends.
@@ -66,7 +74,7 @@ func (r *Resolver) policyStream(ctx context.Context, w *Watch, onMsg func()) err
 			return err
 		}
 		onMsg()
-		w.accrual.Store(&Accrual{Config: accrualOf(p)})
+		w.policy.Store(&Policy{Accrual: accrualOf(p), Retries: retriesOf(p)})
 	}
 }
 
@@ -94,4 +102,57 @@ func accrualOf(p *outboundpb.OutboundPolicy) *breaker.Config {
 		MaxPenalty:  cf.GetBackoff().GetMaxBackoff().AsDuration(),
 		JitterRatio: float64(cf.GetBackoff().GetJitterRatio()),
 	}
+}
+
+// retriesOf reads the HTTP routes' retry policies by route name.
+func retriesOf(p *outboundpb.OutboundPolicy) map[string]*retry.Policy {
+	var routes []*outboundpb.HttpRoute
+	switch k := p.GetProtocol().GetKind().(type) {
+	case *outboundpb.ProxyProtocol_Detect_:
+		routes = k.Detect.GetHttp1().GetRoutes()
+	case *outboundpb.ProxyProtocol_Http1_:
+		routes = k.Http1.GetRoutes()
+	case *outboundpb.ProxyProtocol_Http2_:
+		routes = k.Http2.GetRoutes()
+	}
+	var out map[string]*retry.Policy
+	for _, r := range routes {
+		name := r.GetMetadata().GetResource().GetName()
+		if name == "" && r.GetMetadata().GetDefault() != "" {
+			name = r.GetMetadata().GetDefault()
+		}
+		for _, rule := range r.GetRules() {
+			rt := rule.GetRetry()
+			if rt == nil || name == "" {
+				continue
+			}
+			var ranges [][2]int
+			for _, sr := range rt.GetConditions().GetStatusRanges() {
+				lo, hi := int(sr.GetStart()), int(sr.GetEnd())
+				if hi == 0 {
+					hi = lo
+				}
+				ranges = append(ranges, [2]int{lo, hi})
+			}
+			if out == nil {
+				out = map[string]*retry.Policy{}
+			}
+			out[name] = &retry.Policy{
+				Limit: int(rt.GetMaxRetries()),
+				Retryable: func(status, _ int) bool {
+					for _, r := range ranges {
+						if status >= r[0] && status <= r[1] {
+							return true
+						}
+					}
+					return false
+				},
+				Timeout:    rt.GetTimeout().AsDuration(),
+				Backoff:    rt.GetBackoff().GetMinBackoff().AsDuration(),
+				MaxBackoff: rt.GetBackoff().GetMaxBackoff().AsDuration(),
+			}
+			break // one retry policy per route (annotations give one)
+		}
+	}
+	return out
 }

@@ -31,7 +31,7 @@ func (t *Transport) buildStack() http.RoundTripper {
 	rt = attemptLayer(rt)
 	rt = retry.Layer(func(r *http.Request) (*retry.Policy, *metrics.Route) {
 		c := callOf(r)
-		return c.route.Retry, c.series
+		return c.retry, c.series
 	})(rt)
 	rt = timeout.Layer(func(r *http.Request) timeout.Policy { return callOf(r).route.Timeout })(rt)
 	return rt
@@ -43,6 +43,7 @@ type call struct {
 	w      *discovery.Watch
 	st     *discovery.State
 	route  *route.Route
+	retry  *retry.Policy  // the route's, or OutboundPolicies' exact one
 	series *metrics.Route // nil without route metrics
 }
 
@@ -54,6 +55,14 @@ func callOf(r *http.Request) *call { return r.Context().Value(callKey{}).(*call)
 // stack below.
 func (t *Transport) routed(req *http.Request, w *discovery.Watch, st *discovery.State, p *route.Profile) (*http.Response, error) {
 	c := &call{w: w, st: st, route: p.Match(req)}
+	c.retry = c.route.Retry
+	if rs := w.Policy().Retries; rs != nil {
+		if rp := rs[c.route.Name]; rp != nil && c.route.Retry != nil {
+			// Annotation routes: GetProfile only says "retryable";
+			// OutboundPolicies has the limit, conditions, per-try timeout.
+			c.retry = rp
+		}
+	}
 	if t.cfg.Routes != nil {
 		c.series = c.route.Metrics(t.cfg.Routes, w.Target.Path)
 		c.series.Requests.Inc()
@@ -108,17 +117,17 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 type accrualSetter interface{ SetAccrual(*breaker.Config) }
 
 // syncAccrual applies the service's failure accrual (OutboundPolicies) to
-// its balancer when it changed.
-func (s *service) syncAccrual(a *discovery.Accrual) {
-	if s.accrual.Load() == a {
+// its balancer when the policy changed.
+func (s *service) syncAccrual(p *discovery.Policy) {
+	if s.policy.Load() == p {
 		return
 	}
 	s.mu.Lock()
-	if s.accrual.Load() != a {
+	if s.policy.Load() != p {
 		if as, ok := s.b.(accrualSetter); ok {
-			as.SetAccrual(a.Config)
+			as.SetAccrual(p.Accrual)
 		}
-		s.accrual.Store(a)
+		s.policy.Store(p)
 	}
 	s.mu.Unlock()
 }

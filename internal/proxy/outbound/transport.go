@@ -121,7 +121,7 @@ type service struct {
 	b       balance.Balancer
 	mu      sync.Mutex
 	applied atomic.Pointer[discovery.State]
-	accrual atomic.Pointer[discovery.Accrual] // applied failure accrual (stack.go)
+	policy  atomic.Pointer[discovery.Policy] // policy whose failure accrual is applied (stack.go)
 }
 
 func (s *service) sync(st *discovery.State) {
@@ -160,7 +160,7 @@ func (t *Transport) Resolve(ctx context.Context, authority string) (*discovery.W
 func (t *Transport) Pick(w *discovery.Watch, st *discovery.State) (*balance.Node, error) {
 	svc := w.Attach(func() any { return &service{b: t.cfg.NewBalancer()} }).(*service)
 	svc.sync(st)
-	svc.syncAccrual(w.Accrual())
+	svc.syncAccrual(w.Policy())
 	n, err := svc.b.Pick()
 	if err != nil {
 		return nil, proxyerr.New(http.StatusServiceUnavailable, "proxy: service "+w.Target.Path+" has no ready endpoints", err)
