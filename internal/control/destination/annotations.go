@@ -30,10 +30,10 @@ import (
 //   - without HTTPRoutes, one catch-all route "default" carries the
 //     Service's annotations.
 //
-// What DestinationProfile cannot say: retries are budget-bound
-// (isRetryable) rather than limited by retry.linkerd.io/limit, there is no
-// per-try timeout (retry.linkerd.io/timeout), the statuses retried are the
-// route's failure classes, and gRPC conditions are not expressible.
+// What DestinationProfile cannot say (the retry limit, the statuses to
+// retry, the per-try timeout) the control plane's OutboundPolicies service
+// sends for the same route names (internal/control/outbound/retries.go);
+// the proxy lays it over these routes. gRPC conditions are not supported.
 // timeout.linkerd.io/request and /response both bound the response
 // headers (the route timeout); /idle is not applied.
 
