@@ -16,6 +16,7 @@ type proxyOptions struct {
 	outboundAddr   string
 	inbound        []string
 	adminAddr      string
+	tapAddr        string
 	namespace      string
 	pod            string
 	deployment     string
@@ -49,7 +50,8 @@ The app sends its outbound traffic through --outbound-addr (HTTP_PROXY and
 HTTPS_PROXY point there); the proxy resolves authorities through the control
 plane at --control-addr, balances requests over endpoints and speaks HTTP/2 to
 peer proxies. Each --inbound LISTEN=APP accepts traffic for one app port.
-The admin server at --admin-addr serves /metrics, /ready and /live.
+The admin server at --admin-addr serves /metrics, /ready and /live; --tap-addr
+serves live request taps (io.linkerd.proxy.tap.Tap) to 'weft viz tap'.
 
 The proxy gets a short-lived certificate for its service account's identity
 from the control plane's Identity service, proving who it is with the token
@@ -71,6 +73,7 @@ meshed peer. --disable-identity runs it without (plaintext between proxies).`,
 				ControlAddr:    o.controlAddr,
 				OutboundAddr:   o.outboundAddr,
 				AdminAddr:      o.adminAddr,
+				TapAddr:        o.tapAddr,
 				Namespace:      o.namespace,
 				Pod:            o.pod,
 				Deployment:     o.deployment,
@@ -107,6 +110,7 @@ meshed peer. --disable-identity runs it without (plaintext between proxies).`,
 	f.StringVar(&o.outboundAddr, "outbound-addr", o.outboundAddr, "outbound listener address (the app's HTTP_PROXY/HTTPS_PROXY)")
 	f.StringArrayVar(&o.inbound, "inbound", nil, "inbound listener and the app address behind it, LISTEN=APP (repeatable, one per container port)")
 	f.StringVar(&o.adminAddr, "admin-addr", o.adminAddr, "admin server address (/metrics, /ready, /live)")
+	f.StringVar(&o.tapAddr, "tap-addr", "", "tap server address (io.linkerd.proxy.tap.Tap gRPC, for 'weft viz tap'); empty serves none")
 	f.StringVar(&o.namespace, "namespace", o.namespace, "the workload's namespace (short service names resolve in it)")
 	f.StringVar(&o.pod, "pod", "", "the workload's pod name")
 	f.StringVar(&o.deployment, "deployment", "", "the workload's deployment name (metric label)")

@@ -26,6 +26,7 @@ import (
 	proxyidentity "github.com/weft-mesh/weft/internal/proxy/identity"
 	"github.com/weft-mesh/weft/internal/proxy/inbound"
 	"github.com/weft-mesh/weft/internal/proxy/outbound"
+	"github.com/weft-mesh/weft/internal/proxy/tap"
 	"github.com/weft-mesh/weft/internal/tlsid"
 )
 
@@ -58,6 +59,7 @@ type Config struct {
 	OutboundAddr   string        // outbound listener, host:port (port 0 picks one)
 	Inbound        []InboundPort // inbound listeners
 	AdminAddr      string        // admin server, host:port
+	TapAddr        string        // tap server (io.linkerd.proxy.tap.Tap), host:port; "" serves none
 	Namespace      string        // the workload's namespace
 	Pod            string        // the workload's pod name
 	Deployment     string        // the workload's deployment, for metric labels
@@ -118,6 +120,7 @@ type Proxy struct {
 	outLn    net.Listener
 	inLns    []net.Listener
 	adminLn  net.Listener
+	tapLn    net.Listener // nil without TapAddr
 	registry *metrics.Registry
 	ready    atomic.Bool
 	idConn   *grpc.ClientConn      // to the Identity service; nil without identity
@@ -161,6 +164,11 @@ func Listen(cfg Config) (*Proxy, error) {
 	if p.adminLn, err = listen("admin", cfg.AdminAddr); err != nil {
 		return nil, err
 	}
+	if cfg.TapAddr != "" {
+		if p.tapLn, err = listen("tap", cfg.TapAddr); err != nil {
+			return nil, err
+		}
+	}
 	if id := cfg.Identity; id != nil {
 		// Its own connection: Certify must not queue behind discovery.
 		if p.idConn, err = grpc.NewClient(cfg.ControlAddr, grpc.WithTransportCredentials(insecure.NewCredentials())); err == nil {
@@ -197,6 +205,14 @@ func (p *Proxy) InboundAddrs() []string {
 
 // AdminAddr returns the bound admin address.
 func (p *Proxy) AdminAddr() string { return p.adminLn.Addr().String() }
+
+// TapAddr returns the bound tap address, "" without a tap server.
+func (p *Proxy) TapAddr() string {
+	if p.tapLn == nil {
+		return ""
+	}
+	return p.tapLn.Addr().String()
+}
 
 // Registry returns the proxy's metrics.
 func (p *Proxy) Registry() *metrics.Registry { return p.registry }
@@ -248,6 +264,11 @@ func (p *Proxy) Run(ctx context.Context) error {
 	outLabels := metrics.L("direction", "outbound").Merge(common)
 	inLabels := metrics.L("direction", "inbound").Merge(common)
 
+	var tapper *tap.Tapper // nil without a tap server: the data path taps nothing
+	if p.tapLn != nil {
+		tapper = tap.New(tap.Config{Logger: cfg.Logger, Labels: map[string]string{
+			"namespace": cfg.Namespace, "pod": cfg.Pod, "deployment": cfg.Deployment, "serviceaccount": cfg.ServiceAccount}})
+	}
 	tr := outbound.NewTransport(outbound.TransportConfig{
 		Resolver:         res,
 		Metrics:          pm.HTTP(outLabels),
@@ -255,6 +276,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		DiscoveryTimeout: cfg.DiscoveryTimeout,
 		TLS:              p.mesh,
 		Logger:           cfg.Logger,
+		Tap:              tapper,
 	})
 	defer tr.CloseIdleConnections()
 	out := outbound.NewServer(outbound.Config{
@@ -299,6 +321,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 			ShutdownGrace: cfg.ShutdownGrace,
 			TLS:           p.mesh,
 			Identity:      p.Identity(),
+			Tap:           tapper,
 			Logger:        cfg.Logger,
 		})
 		run(func() error { return in.Serve(ctx, ln) })
@@ -317,8 +340,11 @@ func (p *Proxy) Run(ctx context.Context) error {
 		adminHandler = mux
 	}
 	run(func() error { return admin.Serve(ctx, p.adminLn, adminHandler) })
+	if tapper != nil {
+		run(func() error { return tapper.Serve(ctx, p.tapLn) })
+	}
 	p.ready.Store(true)
-	p.log.Info("proxy started", "outbound", p.OutboundAddr(), "inbound", p.InboundAddrs(), "admin", p.AdminAddr(),
+	p.log.Info("proxy started", "outbound", p.OutboundAddr(), "inbound", p.InboundAddrs(), "admin", p.AdminAddr(), "tap", p.TapAddr(),
 		"control", cfg.ControlAddr, "namespace", cfg.Namespace, "pod", cfg.Pod, "identity", p.Identity())
 	<-ctx.Done()
 	p.ready.Store(false)
