@@ -121,6 +121,7 @@ type Proxy struct {
 	inLns    []net.Listener
 	adminLn  net.Listener
 	tapLn    net.Listener // nil without TapAddr
+	tap      *tap.Tapper  // nil without TapAddr
 	registry *metrics.Registry
 	ready    atomic.Bool
 	idConn   *grpc.ClientConn      // to the Identity service; nil without identity
@@ -168,6 +169,8 @@ func Listen(cfg Config) (*Proxy, error) {
 		if p.tapLn, err = listen("tap", cfg.TapAddr); err != nil {
 			return nil, err
 		}
+		p.tap = tap.New(tap.Config{Logger: cfg.Logger, Labels: map[string]string{
+			"namespace": cfg.Namespace, "pod": cfg.Pod, "deployment": cfg.Deployment, "serviceaccount": cfg.ServiceAccount}})
 	}
 	if id := cfg.Identity; id != nil {
 		// Its own connection: Certify must not queue behind discovery.
@@ -213,6 +216,9 @@ func (p *Proxy) TapAddr() string {
 	}
 	return p.tapLn.Addr().String()
 }
+
+// Tap returns the proxy's tap, nil without a tap server.
+func (p *Proxy) Tap() *tap.Tapper { return p.tap }
 
 // Registry returns the proxy's metrics.
 func (p *Proxy) Registry() *metrics.Registry { return p.registry }
@@ -264,11 +270,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	outLabels := metrics.L("direction", "outbound").Merge(common)
 	inLabels := metrics.L("direction", "inbound").Merge(common)
 
-	var tapper *tap.Tapper // nil without a tap server: the data path taps nothing
-	if p.tapLn != nil {
-		tapper = tap.New(tap.Config{Logger: cfg.Logger, Labels: map[string]string{
-			"namespace": cfg.Namespace, "pod": cfg.Pod, "deployment": cfg.Deployment, "serviceaccount": cfg.ServiceAccount}})
-	}
+	tapper := p.tap // nil without a tap server: the data path taps nothing
 	tr := outbound.NewTransport(outbound.TransportConfig{
 		Resolver:         res,
 		Metrics:          pm.HTTP(outLabels),
