@@ -258,7 +258,9 @@ func TestFacesWorkshopResilience(t *testing.T) {
 	})
 	retried := drive(t, port, rate, 6*time.Second)
 	t.Logf("with retries: %v", retried)
-	if f := pct(retried.face500, retried.n); f > 10 || f >= pct(base.face500, base.n)/2 {
+	// 0.21^2 = 4.4% ± 1.3% over ~240 requests; 10% is well beyond noise
+	// and well below the 21% without retries.
+	if f := pct(retried.face500, retried.n); f > 10 {
 		t.Errorf("with retries the face 500 rate is %.1f%%, want about 4.5%% (0.21^2)", f)
 	}
 	if c, g := pct(retried.cursing, retried.ok), pct(retried.grey, retried.ok); c > 6 || g > 6 {
