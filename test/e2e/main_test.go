@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -77,8 +78,26 @@ type mesh struct {
 	ratelimitAddr string
 	dashboardAddr string
 	cmd           *exec.Cmd
-	out           *bytes.Buffer
+	out           *syncBuffer
 	exited        chan struct{}
+}
+
+// syncBuffer collects a process's output while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 // weft runs a weft CLI command against the mesh's state directory.
@@ -107,13 +126,31 @@ func runWeft(t *testing.T, dir string, args ...string) (string, int) {
 // startMesh runs 'weft up -f manifest [extra...]' in the background.
 func startMesh(t *testing.T, manifest string, extra ...string) *mesh {
 	t.Helper()
-	m := &mesh{t: t, dir: t.TempDir(), controlAddr: freeAddr(t), ratelimitAddr: freeAddr(t), dashboardAddr: freeAddr(t), out: &bytes.Buffer{}, exited: make(chan struct{})}
+	m := &mesh{t: t, dir: t.TempDir(), controlAddr: freeAddr(t), ratelimitAddr: freeAddr(t), dashboardAddr: freeAddr(t), out: &syncBuffer{}, exited: make(chan struct{})}
 	f := filepath.Join(t.TempDir(), "app.yaml")
 	if err := os.WriteFile(f, []byte(manifest), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	args := append([]string{"--state-dir", m.dir, "up", "-f", f, "--control-addr", m.controlAddr,
-		"--ratelimit-addr", m.ratelimitAddr, "--dashboard-addr", m.dashboardAddr}, extra...)
+	m.start(append([]string{"up", "-f", f}, extra...)...)
+	return m
+}
+
+// startDemo runs 'weft demo [extra...]' in the background.
+func startDemo(t *testing.T, extra ...string) *mesh {
+	t.Helper()
+	m := &mesh{t: t, dir: t.TempDir(), controlAddr: freeAddr(t), ratelimitAddr: freeAddr(t), dashboardAddr: freeAddr(t), out: &syncBuffer{}, exited: make(chan struct{})}
+	m.start(append([]string{"demo"}, extra...)...)
+	return m
+}
+
+// start runs 'weft --state-dir DIR COMMAND... --control-addr ...' with the
+// mesh's addresses, and stops it when the test ends.
+func (m *mesh) start(command ...string) {
+	t := m.t
+	t.Helper()
+	args := append([]string{"--state-dir", m.dir}, command[0])
+	args = append(args, "--control-addr", m.controlAddr, "--ratelimit-addr", m.ratelimitAddr, "--dashboard-addr", m.dashboardAddr)
+	args = append(args, command[1:]...)
 	m.cmd = exec.Command(weftBin, args...)
 	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
 	if err := m.cmd.Start(); err != nil {
@@ -149,7 +186,6 @@ func startMesh(t *testing.T, manifest string, extra ...string) *mesh {
 			dumpLogs(t, m.dir)
 		}
 	})
-	return m
 }
 
 func dumpLogs(t *testing.T, dir string) {
