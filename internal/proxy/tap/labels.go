@@ -43,7 +43,7 @@ func parseLabels(s string, m map[string]string, stripDst bool) error {
 		if !closed {
 			return errors.New("tap: unterminated label value in " + name)
 		}
-		if stripDst {
+		if stripDst && len(name) > len("dst_") {
 			name = strings.TrimPrefix(name, "dst_")
 		}
 		m[name] = b.String()
