@@ -190,11 +190,18 @@ spec:
     ttl: 10s
 `
 
-// TestCRDsOnAPIServer applies 'weft install --crds' to a real API server,
-// then the Faces workshop manifests and a ServiceProfile, and checks that
-// structurally invalid objects are refused by the schemas.
-func TestCRDsOnAPIServer(t *testing.T) {
+// TestOnAPIServer applies 'weft install --crds' and 'weft install' to one
+// real API server (each cluster costs seconds).
+func TestOnAPIServer(t *testing.T) {
 	c := kubetest.Start(t)
+	t.Run("crds", func(t *testing.T) { testCRDsOnAPIServer(t, c) })
+	t.Run("control plane", func(t *testing.T) { testControlPlaneOnAPIServer(t, c) })
+}
+
+// testCRDsOnAPIServer applies 'weft install --crds', then the Faces
+// workshop manifests and a ServiceProfile, and checks that structurally
+// invalid objects are refused by the schemas.
+func testCRDsOnAPIServer(t *testing.T, c *kubetest.Cluster) {
 	var crds bytes.Buffer
 	if err := WriteCRDs(&crds); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,397 @@
+package install
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/yaml"
+
+	"github.com/weft-mesh/weft/internal/api"
+)
+
+// Names and ports of the control plane objects. The Services' names and
+// ports are what injected proxies and 'weft check' look for.
+const (
+	DefaultNamespace = "weft"
+	DefaultImageRepo = "ghcr.io/weft-mesh/weft"
+
+	ControlName   = "weft-control"
+	IngressName   = "weft-ingress"
+	RatelimitName = "weft-ratelimit"
+
+	// DestinationService and IdentityService both front the control
+	// plane's one gRPC port, as proxies address them separately.
+	DestinationService = "weft-dst"
+	IdentityService    = "weft-identity"
+
+	IssuerSecret    = "weft-identity-issuer"
+	TrustRootsMap   = "weft-identity-trust-roots"
+	TrustRootsKey   = "ca-bundle.crt"
+	ControlPort     = 8086
+	AdminPort       = 9990
+	RatelimitPort   = 8081
+	IngressHTTP     = 8080
+	IngressHTTPS    = 8443
+	ControlUID      = 65532 // distroless "nonroot"
+	identityMount   = "/var/run/weft/identity"
+	stateMount      = "/var/run/weft/state"
+	partOfLabel     = "app.kubernetes.io/part-of"
+	componentLabel  = "app.kubernetes.io/name"
+	controlPlaneLbl = "linkerd.io/control-plane-ns"
+)
+
+// Identity is the mesh's trust anchors and issuer, PEM encoded, as
+// Linkerd's --identity-trust-anchors-file, --identity-issuer-certificate-file
+// and --identity-issuer-key-file take them.
+type Identity struct {
+	TrustAnchors      []byte
+	IssuerCertificate []byte
+	IssuerKey         []byte
+}
+
+// Options are the inputs of the control plane manifests. The same Options
+// always render the same bytes.
+type Options struct {
+	// Image is the weft image every Deployment runs.
+	Image string
+	// Namespace is the control plane's namespace; "" means DefaultNamespace.
+	Namespace string
+	// Identity is stored in the issuer Secret and trust roots ConfigMap.
+	Identity Identity
+}
+
+func (o Options) namespace() string {
+	if o.Namespace == "" {
+		return DefaultNamespace
+	}
+	return o.Namespace
+}
+
+// readKinds are the resources the control plane and ingress list and
+// watch: everything store/kube has an informer for (every registered kind).
+func readRules() []rbacv1.PolicyRule {
+	byGroup := map[string][]string{}
+	for _, ki := range api.Kinds() {
+		byGroup[ki.Group] = append(byGroup[ki.Group], ki.Plural)
+	}
+	groups := make([]string, 0, len(byGroup))
+	for g := range byGroup {
+		groups = append(groups, g)
+	}
+	sort.Strings(groups)
+	var rules []rbacv1.PolicyRule
+	for _, g := range groups {
+		res := byGroup[g]
+		sort.Strings(res)
+		res = compactStrings(res)
+		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{g}, Resources: res, Verbs: []string{"get", "list", "watch"}})
+	}
+	return rules
+}
+
+func compactStrings(s []string) []string {
+	out := s[:0]
+	for i, v := range s {
+		if i == 0 || v != s[i-1] {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// statusRules let the ingress write route and gateway conditions
+// (store/kube applies status server-side: patch on the status subresource).
+func statusRules() []rbacv1.PolicyRule {
+	return []rbacv1.PolicyRule{
+		{APIGroups: []string{GatewayGroup}, Resources: []string{"gateways/status", "grpcroutes/status", "httproutes/status"}, Verbs: []string{"get", "patch", "update"}},
+		{APIGroups: []string{"policy.linkerd.io"}, Resources: []string{"httproutes/status"}, Verbs: []string{"get", "patch", "update"}},
+	}
+}
+
+// Objects returns the control plane, ingress and rate limit service
+// objects in apply order.
+func Objects(o Options) []any {
+	ns := o.namespace()
+	meta := func(name string, component string) metav1.ObjectMeta {
+		return metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{
+			partOfLabel: "weft", componentLabel: component, controlPlaneLbl: ns,
+		}}
+	}
+	clusterMeta := func(name string) metav1.ObjectMeta {
+		return metav1.ObjectMeta{Name: name, Labels: map[string]string{partOfLabel: "weft", controlPlaneLbl: ns}}
+	}
+	objs := []any{
+		&corev1.Namespace{
+			TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
+			ObjectMeta: metav1.ObjectMeta{Name: ns,
+				Labels: map[string]string{partOfLabel: "weft", "linkerd.io/is-control-plane": "true", controlPlaneLbl: ns},
+				// The control plane is not injected: it is what injects.
+				Annotations: map[string]string{"linkerd.io/inject": "disabled"}},
+		},
+	}
+	for _, c := range []string{ControlName, IngressName, RatelimitName} {
+		objs = append(objs, &corev1.ServiceAccount{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"}, ObjectMeta: meta(c, c)})
+	}
+	rbacType := func(kind string) metav1.TypeMeta {
+		return metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: kind}
+	}
+	binding := func(name, role, sa string) *rbacv1.ClusterRoleBinding {
+		return &rbacv1.ClusterRoleBinding{
+			TypeMeta:   rbacType("ClusterRoleBinding"),
+			ObjectMeta: clusterMeta(name),
+			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: role},
+			Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa, Namespace: ns}},
+		}
+	}
+	objs = append(objs,
+		&rbacv1.ClusterRole{TypeMeta: rbacType("ClusterRole"), ObjectMeta: clusterMeta(ControlName), Rules: readRules()},
+		binding(ControlName, ControlName, ControlName),
+		// TokenReview, to check proxies' service account tokens.
+		binding(ControlName+"-auth-delegator", "system:auth-delegator", ControlName),
+		&rbacv1.ClusterRole{TypeMeta: rbacType("ClusterRole"), ObjectMeta: clusterMeta(IngressName), Rules: append(readRules(), statusRules()...)},
+		binding(IngressName, IngressName, IngressName),
+		&corev1.ConfigMap{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
+			ObjectMeta: meta(TrustRootsMap, ControlName),
+			Data:       map[string]string{TrustRootsKey: string(o.Identity.TrustAnchors)},
+		},
+		&corev1.Secret{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+			ObjectMeta: meta(IssuerSecret, ControlName),
+			Type:       corev1.SecretTypeTLS,
+			// Stored as stringData so the output stays readable and
+			// diffable; the API server encodes it.
+			StringData: map[string]string{
+				"ca.crt":  string(o.Identity.TrustAnchors),
+				"tls.crt": string(o.Identity.IssuerCertificate),
+				"tls.key": string(o.Identity.IssuerKey),
+			},
+		},
+	)
+
+	controlArgs := []string{"control", "--store=kube",
+		fmt.Sprintf("--addr=0.0.0.0:%d", ControlPort),
+		fmt.Sprintf("--admin-addr=0.0.0.0:%d", AdminPort),
+		"--state-dir=" + stateMount,
+		"--identity-trust-anchors-file=" + identityMount + "/ca.crt",
+		"--identity-issuer-certificate-file=" + identityMount + "/tls.crt",
+		"--identity-issuer-key-file=" + identityMount + "/tls.key",
+	}
+	objs = append(objs,
+		deployment(o, ns, ControlName, controlArgs,
+			[]corev1.ContainerPort{{Name: "grpc", ContainerPort: ControlPort}},
+			[]corev1.Volume{
+				{Name: "identity", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: IssuerSecret}}},
+				{Name: "state", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+			},
+			[]corev1.VolumeMount{{Name: "identity", MountPath: identityMount, ReadOnly: true}, {Name: "state", MountPath: stateMount}},
+			nil),
+		deployment(o, ns, IngressName, []string{"ingress", "--address=0.0.0.0",
+			fmt.Sprintf("--admin-addr=0.0.0.0:%d", AdminPort),
+			"--namespace=" + ns,
+			"--state-dir=" + stateMount,
+			fmt.Sprintf("--ratelimit-addr=%s.%s.svc.cluster.local:%d", RatelimitName, ns, RatelimitPort),
+		},
+			[]corev1.ContainerPort{{Name: "http", ContainerPort: IngressHTTP}, {Name: "https", ContainerPort: IngressHTTPS}},
+			[]corev1.Volume{{Name: "state", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
+			[]corev1.VolumeMount{{Name: "state", MountPath: stateMount}},
+			// The ingress reaches services through its own sidecar, as
+			// Emissary does in Linkerd's workshops.
+			map[string]string{"linkerd.io/inject": "enabled"}),
+		deployment(o, ns, RatelimitName, []string{"ratelimit",
+			fmt.Sprintf("--addr=0.0.0.0:%d", RatelimitPort),
+			fmt.Sprintf("--admin-addr=0.0.0.0:%d", AdminPort),
+		},
+			[]corev1.ContainerPort{{Name: "grpc", ContainerPort: RatelimitPort}}, nil, nil, nil),
+		service(ns, DestinationService, ControlName, corev1.ServiceTypeClusterIP, []corev1.ServicePort{{Name: "grpc", Port: ControlPort, TargetPort: intstr.FromString("grpc")}}),
+		service(ns, IdentityService, ControlName, corev1.ServiceTypeClusterIP, []corev1.ServicePort{{Name: "grpc", Port: ControlPort, TargetPort: intstr.FromString("grpc")}}),
+		service(ns, IngressName, IngressName, corev1.ServiceTypeLoadBalancer, []corev1.ServicePort{
+			{Name: "http", Port: 80, TargetPort: intstr.FromInt32(IngressHTTP)},
+			{Name: "https", Port: 443, TargetPort: intstr.FromInt32(IngressHTTPS)},
+		}),
+		service(ns, RatelimitName, RatelimitName, corev1.ServiceTypeClusterIP, []corev1.ServicePort{{Name: "grpc", Port: RatelimitPort, TargetPort: intstr.FromString("grpc")}}),
+	)
+	return objs
+}
+
+func service(ns, name, component string, typ corev1.ServiceType, ports []corev1.ServicePort) *corev1.Service {
+	return &corev1.Service{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{
+			partOfLabel: "weft", componentLabel: component, controlPlaneLbl: ns,
+		}},
+		Spec: corev1.ServiceSpec{Type: typ, Selector: map[string]string{componentLabel: component}, Ports: ports},
+	}
+}
+
+func deployment(o Options, ns, name string, args []string, ports []corev1.ContainerPort, vols []corev1.Volume, mounts []corev1.VolumeMount, podAnnotations map[string]string) *appsv1.Deployment {
+	labels := map[string]string{partOfLabel: "weft", componentLabel: name, controlPlaneLbl: ns}
+	replicas := int32(1)
+	nonRoot, noEscalation, readOnly := true, false, true
+	uid := int64(ControlUID)
+	probe := func(path string) *corev1.Probe {
+		return &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromString("admin")}}}
+	}
+	ports = append(ports, corev1.ContainerPort{Name: "admin", ContainerPort: AdminPort})
+	return &appsv1.Deployment{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{componentLabel: name}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: podAnnotations},
+				Spec: corev1.PodSpec{
+					ServiceAccountName: name,
+					Containers: []corev1.Container{{
+						Name:  name,
+						Image: o.Image,
+						Args:  args,
+						Ports: ports,
+						SecurityContext: &corev1.SecurityContext{
+							RunAsNonRoot: &nonRoot, RunAsUser: &uid,
+							AllowPrivilegeEscalation: &noEscalation, ReadOnlyRootFilesystem: &readOnly,
+							Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+						},
+						ReadinessProbe: probe("/ready"),
+						LivenessProbe:  probe("/live"),
+						VolumeMounts:   mounts,
+					}},
+					Volumes: vols,
+				},
+			},
+		},
+	}
+}
+
+// WriteObjects writes objects as multi-document YAML, leaving out the
+// empty fields the Go types always print (creationTimestamp, status).
+func WriteObjects(w io.Writer, objs []any) error {
+	var buf bytes.Buffer
+	for _, obj := range objs {
+		b, err := json.Marshal(obj)
+		if err != nil {
+			return fmt.Errorf("install: encoding: %w", err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			return fmt.Errorf("install: encoding: %w", err)
+		}
+		clean(m)
+		y, err := yaml.Marshal(m)
+		if err != nil {
+			return fmt.Errorf("install: encoding: %w", err)
+		}
+		buf.WriteString("---\n")
+		buf.Write(y)
+	}
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+// clean drops null creationTimestamps and empty status objects everywhere.
+func clean(m map[string]any) {
+	if m["creationTimestamp"] == nil {
+		delete(m, "creationTimestamp")
+	}
+	if s, ok := m["status"].(map[string]any); ok && len(s) == 0 {
+		delete(m, "status")
+	}
+	for _, v := range m {
+		switch v := v.(type) {
+		case map[string]any:
+			clean(v)
+		case []any:
+			for _, e := range v {
+				if em, ok := e.(map[string]any); ok {
+					clean(em)
+				}
+			}
+		}
+	}
+}
+
+// WriteControlPlane writes 'weft install' output.
+func WriteControlPlane(w io.Writer, o Options) error {
+	if o.Image == "" {
+		return fmt.Errorf("install: no image: pass --image")
+	}
+	return WriteObjects(w, Objects(o))
+}
+
+// gatewayCRDNames are the names of the vendored Gateway API CRDs, from their
+// file names (GROUP_PLURAL.yaml).
+func gatewayCRDNames() ([]string, error) {
+	entries, err := gatewayCRDs.ReadDir("crds/gateway")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		group, plural, ok := strings.Cut(strings.TrimSuffix(e.Name(), ".yaml"), "_")
+		if !ok || group != GatewayGroup {
+			return nil, fmt.Errorf("install: unexpected vendored CRD file %s", e.Name())
+		}
+		out = append(out, plural+"."+group)
+	}
+	return out, nil
+}
+
+// WriteUninstall writes the objects of 'weft install' (and, with crds, of
+// 'weft install --crds'), kind and name only, in reverse order, as a List
+// 'kubectl delete -f -' accepts.
+func WriteUninstall(w io.Writer, o Options, crds bool) error {
+	var items []any
+	for _, obj := range Objects(o) {
+		b, err := json.Marshal(obj)
+		if err != nil {
+			return fmt.Errorf("install: encoding: %w", err)
+		}
+		var full struct {
+			metav1.TypeMeta `json:",inline"`
+			Metadata        struct {
+				Name      string `json:"name"`
+				Namespace string `json:"namespace,omitempty"`
+			} `json:"metadata"`
+		}
+		if err := json.Unmarshal(b, &full); err != nil {
+			return fmt.Errorf("install: encoding: %w", err)
+		}
+		items = append(items, full)
+	}
+	if crds {
+		var names []string
+		for _, ki := range CRDKinds() {
+			names = append(names, ki.Plural+"."+ki.Group)
+		}
+		gw, err := gatewayCRDNames()
+		if err != nil {
+			return err
+		}
+		names = append(names, gw...)
+		for _, n := range names {
+			items = append(items, map[string]any{
+				"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+				"metadata": map[string]any{"name": n},
+			})
+		}
+	}
+	for i, j := 0, len(items)-1; i < j; i, j = i+1, j-1 {
+		items[i], items[j] = items[j], items[i]
+	}
+	b, err := yaml.Marshal(map[string]any{"apiVersion": "v1", "kind": "List", "items": items})
+	if err != nil {
+		return fmt.Errorf("install: encoding: %w", err)
+	}
+	_, err = w.Write(b)
+	return err
+}

@@ -1,0 +1,171 @@
+package install
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"sigs.k8s.io/yaml"
+
+	"github.com/weft-mesh/weft/internal/kubetest"
+)
+
+func testOptions(t *testing.T) Options {
+	t.Helper()
+	read := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join("testdata", "identity", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	return Options{
+		Image:    "ghcr.io/weft-mesh/weft:v0.0.0-test",
+		Identity: Identity{TrustAnchors: read("ca.crt"), IssuerCertificate: read("issuer.crt"), IssuerKey: read("issuer.key")},
+	}
+}
+
+func TestControlPlaneGolden(t *testing.T) {
+	o := testOptions(t)
+	var a, b bytes.Buffer
+	if err := WriteControlPlane(&a, o); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteControlPlane(&b, o); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a.Bytes(), b.Bytes()) {
+		t.Fatal("two renderings with the same inputs differ")
+	}
+	golden(t, "install.golden", a.Bytes())
+	if keyLine := strings.Split(string(o.Identity.IssuerKey), "\n")[1]; !strings.Contains(a.String(), keyLine) {
+		t.Error("the issuer key is not in the output")
+	}
+	if err := WriteControlPlane(&bytes.Buffer{}, Options{}); err == nil {
+		t.Error("no error without an image")
+	}
+}
+
+func TestUninstallGolden(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		crds bool
+	}{{"uninstall.golden", false}, {"uninstall-crds.golden", true}} {
+		var out bytes.Buffer
+		if err := WriteUninstall(&out, Options{}, tt.crds); err != nil {
+			t.Fatal(err)
+		}
+		golden(t, tt.name, out.Bytes())
+		if bytes.Contains(out.Bytes(), []byte("BEGIN")) || bytes.Contains(out.Bytes(), []byte("spec:")) {
+			t.Errorf("%s: uninstall lists more than kinds and names", tt.name)
+		}
+	}
+}
+
+// testControlPlaneOnAPIServer applies 'weft install' (after the CRDs) and
+// reads every object back; then checks that the control plane's
+// ServiceAccount may do what store/kube and TokenReview need.
+func testControlPlaneOnAPIServer(t *testing.T, c *kubetest.Cluster) {
+	var out bytes.Buffer
+	if err := WriteControlPlane(&out, testOptions(t)); err != nil {
+		t.Fatal(err)
+	}
+	applied := c.ApplyYAML(t, out.Bytes())
+	if len(applied) != len(Objects(testOptions(t))) {
+		t.Fatalf("applied %d objects, rendered %d", len(applied), len(Objects(testOptions(t))))
+	}
+	dyn, err := dynamic.NewForConfig(c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+
+	// Every object the uninstall list names exists: the two lists agree.
+	var list struct {
+		Items []unstructured.Unstructured `json:"items"`
+	}
+	var un bytes.Buffer
+	if err := WriteUninstall(&un, Options{}, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(un.Bytes(), &list); err != nil {
+		t.Fatal(err)
+	}
+	resources := map[string]schema.GroupVersionResource{
+		"Namespace": {Version: "v1", Resource: "namespaces"}, "ServiceAccount": {Version: "v1", Resource: "serviceaccounts"},
+		"ConfigMap": {Version: "v1", Resource: "configmaps"}, "Secret": {Version: "v1", Resource: "secrets"},
+		"Service": {Version: "v1", Resource: "services"}, "Deployment": {Group: "apps", Version: "v1", Resource: "deployments"},
+		"ClusterRole":        {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"},
+		"ClusterRoleBinding": {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"},
+	}
+	if len(list.Items) != len(applied) {
+		t.Errorf("uninstall lists %d objects, install applied %d", len(list.Items), len(applied))
+	}
+	for _, it := range list.Items {
+		gvr, ok := resources[it.GetKind()]
+		if !ok {
+			t.Errorf("uninstall lists unexpected kind %s", it.GetKind())
+			continue
+		}
+		var r dynamic.ResourceInterface = dyn.Resource(gvr)
+		if it.GetNamespace() != "" {
+			r = dyn.Resource(gvr).Namespace(it.GetNamespace())
+		}
+		if _, err := r.Get(ctx, it.GetName(), metav1.GetOptions{}); err != nil {
+			t.Errorf("%s %s/%s: %v", it.GetKind(), it.GetNamespace(), it.GetName(), err)
+		}
+	}
+
+	// The issuer Secret holds the files as given.
+	sec, err := dyn.Resource(resources["Secret"]).Namespace(DefaultNamespace).Get(ctx, IssuerSecret, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sec.Object["type"] != "kubernetes.io/tls" {
+		t.Errorf("issuer secret type %v", sec.Object["type"])
+	}
+
+	// RBAC: the control plane's identity can list what store/kube reads
+	// and create TokenReviews; it cannot write Secrets.
+	sa := "system:serviceaccount:" + DefaultNamespace + ":" + ControlName
+	for _, tt := range []struct {
+		verb, group, resource string
+		want                  bool
+	}{
+		{"list", "", "pods", true},
+		{"watch", "discovery.k8s.io", "endpointslices", true},
+		{"list", "linkerd.io", "serviceprofiles", true},
+		{"list", "getambassador.io", "mappings", true},
+		{"watch", "gateway.networking.k8s.io", "httproutes", true},
+		{"create", "authentication.k8s.io", "tokenreviews", true},
+		{"create", "", "secrets", false},
+	} {
+		review := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+			"spec": map[string]any{
+				"user":               sa,
+				"groups":             []any{"system:serviceaccounts", "system:serviceaccounts:" + DefaultNamespace},
+				"resourceAttributes": map[string]any{"verb": tt.verb, "group": tt.group, "resource": tt.resource},
+			},
+		}}
+		got, err := dyn.Resource(schema.GroupVersionResource{Group: "authorization.k8s.io", Version: "v1", Resource: "subjectaccessreviews"}).
+			Create(ctx, review, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		allowed, _, _ := unstructured.NestedBool(got.Object, "status", "allowed")
+		if allowed != tt.want {
+			t.Errorf("%s may %s %s.%s: %v, want %v", sa, tt.verb, tt.resource, tt.group, allowed, tt.want)
+		}
+	}
+	if !strings.Contains(out.String(), "--store=kube") {
+		t.Error("the control plane does not run with --store=kube")
+	}
+}
