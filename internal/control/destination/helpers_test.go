@@ -2,6 +2,7 @@ package destination
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
@@ -97,6 +98,73 @@ func (h *harness) apply(t *testing.T, objs ...api.Object) {
 	if err := h.store.Apply(context.Background(), objs...); err != nil {
 		t.Fatalf("apply: %v", err)
 	}
+	h.waitPublished(t, objs, true)
+}
+
+// waitPublished waits until the server's published snapshot holds (or, with
+// present false, no longer holds) each object the snapshot indexes, exactly
+// as stored. The store notifies the server asynchronously, so without this a
+// stream opened right after an apply could be answered from the snapshot
+// before it, which is correct behaviour but not what a test step means.
+func (h *harness) waitPublished(t *testing.T, objs []api.Object, present bool) {
+	t.Helper()
+	waitFor(t, "the server to publish the applied objects", func() bool {
+		h.srv.pub.mu.Lock()
+		snap := h.srv.pub.current
+		h.srv.pub.mu.Unlock()
+		if snap == nil {
+			return false
+		}
+		for _, o := range objs {
+			got, tracked := snapshotObject(snap, o)
+			if !tracked {
+				continue
+			}
+			if !present {
+				if got != nil {
+					return false
+				}
+				continue
+			}
+			if got == nil || !sameJSON(got, o) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// snapshotObject returns the snapshot's copy of o and whether the snapshot
+// indexes o's kind at all.
+func snapshotObject(snap *snapshot, o api.Object) (any, bool) {
+	key := nsName{o.GetNamespace(), o.GetName()}
+	switch o := o.(type) {
+	case *corev1.Service:
+		if s, ok := snap.services[key]; ok {
+			return s, true
+		}
+		return nil, true
+	case *corev1.Pod:
+		if p, ok := snap.pods[key]; ok {
+			return p, true
+		}
+		return nil, true
+	case *discoveryv1.EndpointSlice:
+		svc := nsName{o.Namespace, o.Labels["kubernetes.io/service-name"]}
+		for _, es := range snap.slices[svc] {
+			if es.Name == o.Name {
+				return es, true
+			}
+		}
+		return nil, true
+	}
+	return nil, false
+}
+
+func sameJSON(a, b any) bool {
+	ja, err1 := json.Marshal(a)
+	jb, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && string(ja) == string(jb)
 }
 
 func (h *harness) delete(t *testing.T, objs ...api.Object) {
@@ -108,6 +176,7 @@ func (h *harness) delete(t *testing.T, objs ...api.Object) {
 	if err := h.store.Delete(context.Background(), refs...); err != nil {
 		t.Fatalf("delete: %v", err)
 	}
+	h.waitPublished(t, objs, false)
 }
 
 // get opens a Get stream that the test's deadline bounds.

@@ -118,7 +118,11 @@ func TestSurvivesStoreErrors(t *testing.T) {
 		t.Fatal("Ready() = true before the store was read")
 	}
 	waitFor(t, "a failed read", func() bool { _, failed := h.srv.Metrics().Snapshots(); return failed > 0 })
-	h.apply(t, smileyFixture()...)
+	// The server cannot publish while the store fails, so apply without
+	// waiting for it.
+	if err := fs.Apply(context.Background(), smileyFixture()...); err != nil {
+		t.Fatal(err)
+	}
 	s := h.get(t, "smiley.faces", "")
 	fs.failing.Store(false)
 	// The stream answers once the store can be read, without a new change.
@@ -131,7 +135,9 @@ func TestSurvivesStoreErrors(t *testing.T) {
 	// arrive once it recovers.
 	fs.failing.Store(true)
 	_, failedBefore := h.srv.Metrics().Snapshots()
-	h.apply(t, endpointSlice("faces", "smiley", smileyPodName, "127.0.0.1", false, named("http", 41001)))
+	if err := fs.Apply(context.Background(), endpointSlice("faces", "smiley", smileyPodName, "127.0.0.1", false, named("http", 41001))); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, "another failed read", func() bool { _, failed := h.srv.Metrics().Snapshots(); return failed > failedBefore })
 	fs.failing.Store(false)
 	expect(t, s, wantRemove("127.0.0.1:41001"))
