@@ -25,6 +25,7 @@ const (
 	LabelPodTemplateHash   = "pod-template-hash"
 	AnnotationManagedBy    = "weft.io/managed-by"
 	AnnotationAdminAddr    = "weft.io/admin-addr"
+	AnnotationTapAddr      = "weft.io/tap-addr" // the sidecar's io.linkerd.proxy.tap.Tap server
 	AnnotationInboundPorts = "weft.io/inbound-ports"
 	AnnotationProxyVersion = "linkerd.io/proxy-version"
 )

@@ -28,6 +28,7 @@ type replica struct {
 	labels, annotations    map[string]string
 
 	outbound, admin int
+	tap             int           // the sidecar's tap server (weft viz tap)
 	inbound         map[int32]int // containerPort -> inbound proxy port
 	appPorts        map[int32]int // containerPort -> local app port
 
@@ -53,7 +54,7 @@ func (r *replica) key() string { return r.ns + "/" + r.name }
 func (r *replica) ports() []int {
 	var ps []int
 	if r.meshed {
-		ps = append(ps, r.outbound, r.admin)
+		ps = append(ps, r.outbound, r.admin, r.tap)
 	}
 	for _, p := range r.inbound {
 		ps = append(ps, p)
@@ -99,7 +100,7 @@ func (s *Supervisor) newReplica(ctx context.Context, d *appsv1.Deployment, hash,
 		return p
 	}
 	if meshed {
-		r.outbound, r.admin = alloc(), alloc()
+		r.outbound, r.admin, r.tap = alloc(), alloc(), alloc()
 	}
 	for _, c := range r.spec.Containers {
 		for _, p := range c.Ports {
@@ -128,6 +129,7 @@ func (s *Supervisor) newReplica(ctx context.Context, d *appsv1.Deployment, hash,
 	if meshed {
 		r.annotations[AnnotationProxyVersion] = s.cfg.ProxyVersion
 		r.annotations[AnnotationAdminAddr] = loopback(r.admin)
+		r.annotations[AnnotationTapAddr] = loopback(r.tap)
 		if err := s.newProxy(r, logDir); err != nil {
 			s.ports.Release(r.ports()...)
 			return nil, err
@@ -177,6 +179,7 @@ func (s *Supervisor) newProxy(r *replica, logDir string) error {
 		"--control-addr", s.cfg.ControlAddr,
 		"--outbound-addr", loopback(r.outbound),
 		"--admin-addr", loopback(r.admin),
+		"--tap-addr", loopback(r.tap),
 		"--namespace", r.ns,
 		"--pod", r.name,
 		"--deployment", r.deploy,
