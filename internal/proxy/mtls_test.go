@@ -625,13 +625,13 @@ func leaf(t testing.TB, a *tlsid.Authority, ns, sa string) *tls.Certificate {
 	return tlsid.TLSCertificate(l.Cert, l.Chain, key)
 }
 
-// TestMTLSRenewalUnderLoad: with certificates living two seconds, both
+// TestMTLSRenewalUnderLoad: with certificates living three seconds, both
 // proxies renew several times while requests (over the pooled mTLS
 // connection) and opaque TCP tunnels (each a new mTLS handshake) run
 // continuously: not one fails, and connections made after the first
 // certificates expired still handshake (with the renewed ones).
 func TestMTLSRenewalUnderLoad(t *testing.T) {
-	const lifetime = 2 * time.Second
+	const lifetime = 3 * time.Second
 	e := newMeshEnv(t, lifetime)
 	app := backend(t, "app", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
 	echo := echoServer(t)
@@ -701,11 +701,11 @@ func TestMTLSRenewalUnderLoad(t *testing.T) {
 			}
 		}()
 	}
-	// Run until both proxies have renewed at least three times and the
-	// first certificates are well past their expiry.
+	// Run until both proxies have renewed at least twice and the first
+	// certificates are well past their expiry.
 	waitFor(t, "renewals under load", func() error {
 		for _, p := range []*running{client, server} {
-			if st := identityStatus(t, p); st.Refreshes < 4 {
+			if st := identityStatus(t, p); st.Refreshes < 3 {
 				return fmt.Errorf("%s: %d certificates so far", p.Identity(), st.Refreshes)
 			}
 		}
