@@ -96,6 +96,9 @@ Start with 'weft demo' to run the Faces demo application on a local mesh.`,
 		newCmdRatelimit(g),
 		// Demo applications.
 		newCmdFaces(g),
+		// Kubernetes.
+		newCmdInstall(g),
+		newCmdUninstall(g),
 	)
 	return root
 }
