@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -160,5 +161,57 @@ func TestPrintStatus(t *testing.T) {
 	}
 	if !strings.Contains(b.String(), "shop/web-x-y web: restarted 3 times, last exit: exit status 2; log: /s/logs/shop/web-x-y/web.log") {
 		t.Errorf("status does not explain the restarts:\n%s", b.String())
+	}
+}
+
+func TestPrintStatusSystemComponents(t *testing.T) {
+	m := &local.Mesh{PID: 7, StateDir: "/s", ControlAddr: "127.0.0.1:8086", Started: time.Now(), Components: []local.Component{
+		{Name: "control", Namespace: "weft", Kind: local.KindControl, Ready: true, Addresses: map[string]string{"grpc": "127.0.0.1:8086"}},
+		{Name: "ratelimit", Namespace: "weft", Kind: local.KindRateLimit, Ready: true,
+			Addresses: map[string]string{"grpc": "127.0.0.1:8081", "admin": "127.0.0.1:9", "config": "/s/ratelimit"},
+			Processes: []local.ProcessInfo{{Name: "ratelimit", PID: 13}}},
+		{Name: "dashboard", Namespace: "weft", Kind: local.KindDashboard, Ready: false,
+			Addresses: map[string]string{"url": "http://127.0.0.1:50750/"},
+			Processes: []local.ProcessInfo{{Name: "dashboard", PID: 14}}},
+	}}
+	var b bytes.Buffer
+	if err := printStatus(&b, m); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"rate limit service 127.0.0.1:8081 (configuration: /s/ratelimit)",
+		"dashboard http://127.0.0.1:50750/",
+		"ratelimit=13", "dashboard=14", "url=http://127.0.0.1:50750/",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+func TestLogFilesSystemComponents(t *testing.T) {
+	for _, name := range []string{"control", "ratelimit", "dashboard"} {
+		files, err := logFiles("/s", "default", name, "app")
+		if err != nil {
+			t.Fatalf("logs %s: %v", name, err)
+		}
+		if want := filepath.Join("/s", local.LogDir, "weft", name, name+".log"); len(files) != 1 || files[0].path != want {
+			t.Errorf("logs %s: %+v, want %s", name, files, want)
+		}
+	}
+}
+
+func TestUpRefusesTakenSystemPorts(t *testing.T) {
+	for _, flag := range []string{"--ratelimit-addr", "--dashboard-addr"} {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		args := []string{"--control-addr", freeAddr(t), "--ratelimit-addr", freeAddr(t), "--dashboard-addr", freeAddr(t), flag, l.Addr().String()}
+		code, _, out := runCLI(t, append([]string{"up", "--state-dir", t.TempDir()}, args...)...)
+		if code != 2 || !strings.Contains(out, l.Addr().String()) || !strings.Contains(out, flag) {
+			t.Errorf("weft up with %s taken: exit %d, want 2 and a message naming the address and flag:\n%s", flag, code, out)
+		}
 	}
 }
