@@ -149,6 +149,9 @@ func TestMetricsText(t *testing.T) {
 	h.apply(t, smileyFixture()...)
 	s := h.get(t, "smiley.faces", "")
 	expect(t, s, wantAdd(smileySet, wantAddr("127.0.0.1:41001", smileyLabels, true)))
+	// The counter moves once Send returns, which may be just after the
+	// client has the message.
+	waitFor(t, "the sent update to be counted", func() bool { get, _ := h.srv.Metrics().UpdatesSent(); return get == 1 })
 	var b strings.Builder
 	if err := h.srv.Metrics().WritePrometheus(&b); err != nil {
 		t.Fatal(err)
