@@ -1,6 +1,7 @@
 package tap
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -283,8 +284,12 @@ func (x *Exchange) end(resp *http.Response, n uint64, err error, closed bool) {
 	case err != nil && !errors.Is(err, io.EOF):
 		code := resetInternal
 		var se http2.StreamError
-		if errors.As(err, &se) {
+		switch {
+		case errors.As(err, &se):
 			code = uint32(se.Code)
+		case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+			// The client went away or a timeout cut the stream.
+			code = resetCancel
 		}
 		eos = &tappb.Eos{End: &tappb.Eos_ResetErrorCode{ResetErrorCode: code}}
 	case closed:

@@ -243,3 +243,56 @@ func TestLimitEndsStream(t *testing.T) {
 		t.Errorf("the tap is still active after its limit")
 	}
 }
+
+// TestEndOfStream: ResponseEnd carries the gRPC status from the trailers,
+// or a reset code when the body breaks off.
+func TestEndOfStream(t *testing.T) {
+	tp := New(Config{})
+	client := serve(t, tp)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	stream, err := client.Observe(ctx, &tappb.ObserveRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitActive(t, tp, 1)
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/grpc":
+			w.Header().Set("Trailer", "Grpc-Status")
+			io.WriteString(w, "msg")
+			w.Header().Set("Grpc-Status", "14")
+		case "/abort":
+			w.Header().Set("Content-Length", "100")
+			io.WriteString(w, "partial")
+			w.(http.Flusher).Flush()
+			panic(http.ErrAbortHandler)
+		}
+	}))
+	defer s.Close()
+	hc := &http.Client{Transport: tappedRT{tp, http.DefaultTransport}, Timeout: testTimeout}
+	for _, path := range []string{"/grpc", "/abort"} {
+		resp, err := hc.Get(s.URL + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	var ends []*tappb.TapEvent_Http_ResponseEnd
+	for len(ends) < 2 {
+		ev, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("Recv: %v", err)
+		}
+		if e := ev.GetHttp().GetResponseEnd(); e != nil {
+			ends = append(ends, e)
+		}
+	}
+	if g, ok := ends[0].GetEos().GetEnd().(*tappb.Eos_GrpcStatusCode); !ok || g.GrpcStatusCode != 14 || ends[0].GetResponseBytes() != 3 {
+		t.Errorf("gRPC end = %v, want grpc status 14 after 3 bytes", ends[0])
+	}
+	if _, ok := ends[1].GetEos().GetEnd().(*tappb.Eos_ResetErrorCode); !ok || ends[1].GetResponseBytes() != uint64(len("partial")) {
+		t.Errorf("aborted end = %v, want a reset after %d bytes", ends[1], len("partial"))
+	}
+}
