@@ -26,7 +26,12 @@ func TestProcessRestartsWithBackoff(t *testing.T) {
 	p := &Process{Name: "t/crash", Argv: []string{"/bin/sh", "-c", "echo started; exit 3"}, LogPath: filepath.Join(dir, "crash.log"),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	must(t, p.Start(context.Background()))
-	eventually(t, 5*time.Second, "two restarts", func() bool { return p.State().Restarts >= 2 })
+	// Wait for the third run's output, not just the restart count: the count
+	// moves when a restart is scheduled, before the process runs again.
+	eventually(t, 10*time.Second, "two restarts", func() bool {
+		b, _ := os.ReadFile(p.LogPath)
+		return p.State().Restarts >= 2 && strings.Count(string(b), "started") >= 3
+	})
 	p.Stop()
 	st := p.State()
 	if st.PID != 0 || !strings.Contains(st.LastExit, "exit status 3") {
