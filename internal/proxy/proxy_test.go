@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -478,6 +479,14 @@ func TestMetricsExposition(t *testing.T) {
 	for range 3 {
 		get(t, proxyClient(p), "http://smiley/")
 	}
+	// response_total is counted when the proxy sees the end of the response
+	// stream, which can be just after the client has read it.
+	waitFor(t, "three responses to be counted", func() error {
+		if !strings.Contains(metricsText(t, p), `,status_code="200",classification="success"} 3`) {
+			return errors.New("not yet")
+		}
+		return nil
+	})
 	resp, err := http.Get("http://" + p.AdminAddr() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
