@@ -147,6 +147,49 @@ func TestOpenLoopChargesStalls(t *testing.T) {
 	}
 }
 
+func TestAddedOver(t *testing.T) {
+	round := func(v float64) map[string]float64 {
+		m := map[string]float64{}
+		for _, q := range quantiles {
+			m[q.name] = v
+		}
+		return m
+	}
+	tests := []struct {
+		name       string
+		path, base []float64
+		want       float64
+	}{
+		// Drift moves both alike: the difference stays 10.
+		{"drift cancels", []float64{110, 510, 1010}, []float64{100, 500, 1000}, 10},
+		// One round hit by a stall on the path only: the median ignores it.
+		{"one stall ignored", []float64{110, 9000, 110}, []float64{100, 100, 100}, 10},
+		{"even count averages the middle two", []float64{110, 120, 130, 140}, []float64{100, 100, 100, 100}, 25},
+		{"a faster path is negative", []float64{90}, []float64{100}, -10},
+		{"extra path rounds are ignored", []float64{110, 500}, []float64{100}, 10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var p, b []map[string]float64
+			for _, v := range tt.path {
+				p = append(p, round(v))
+			}
+			for _, v := range tt.base {
+				b = append(b, round(v))
+			}
+			got := addedOver(p, b)
+			for _, q := range quantiles {
+				if got[q.name] != tt.want {
+					t.Errorf("%s = %v, want %v", q.name, got[q.name], tt.want)
+				}
+			}
+		})
+	}
+	if addedOver(nil, []map[string]float64{round(1)}) != nil {
+		t.Error("no path rounds: want nil")
+	}
+}
+
 func TestParseStatCPU(t *testing.T) {
 	tests := []struct {
 		line string

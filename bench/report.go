@@ -50,6 +50,10 @@ type procReport struct {
 	PID       int    `json:"pid"`
 	IdleRSSKB int    `json:"idleRSSKB"`
 	PeakRSSKB int    `json:"peakRSSKB"`
+	// Anonymous (heap, stacks) part of RSS, idle and after the run; the
+	// rest is mapped binary and libraries.
+	IdleAnonKB int `json:"idleAnonKB"`
+	EndAnonKB  int `json:"endAnonKB"`
 }
 
 // result is one path at one rate (or at maximum throughput), all rounds
@@ -84,6 +88,10 @@ func (r *report) addProc(pathName string, p proc, field string, kb int) {
 		pr.Procs[j].IdleRSSKB = kb
 	case "peakRSSKB":
 		pr.Procs[j].PeakRSSKB = kb
+	case "idleAnonKB":
+		pr.Procs[j].IdleAnonKB = kb
+	case "endAnonKB":
+		pr.Procs[j].EndAnonKB = kb
 	}
 }
 
@@ -93,6 +101,7 @@ type accumulator struct {
 }
 
 type accEntry struct {
+	rounds   []map[string]float64 // each round's percentiles, in round order
 	lat      []time.Duration
 	errors   int
 	firstErr string
@@ -113,6 +122,7 @@ func (a *accumulator) add(kind string, rate float64, path string, s sample, cpu 
 		e = &accEntry{}
 		a.m[k] = e
 	}
+	e.rounds = append(e.rounds, summarize(s.lat))
 	e.lat = append(e.lat, s.lat...)
 	e.errors += s.errors
 	if e.firstErr == "" {
@@ -120,6 +130,37 @@ func (a *accumulator) add(kind string, rate float64, path string, s sample, cpu 
 	}
 	e.elapsed += s.elapsed
 	e.cpu += cpu
+}
+
+// addedOver is the latency a path adds over its baseline: for each
+// percentile, the median over rounds of (path - baseline) within the same
+// round. Pairing by round cancels drift that lasts longer than a round
+// (another process's build); the median drops rounds that one stall hit.
+func addedOver(path, base []map[string]float64) map[string]float64 {
+	n := min(len(path), len(base))
+	if n == 0 {
+		return nil
+	}
+	out := make(map[string]float64, len(quantiles))
+	d := make([]float64, n)
+	for _, q := range quantiles {
+		for i := range n {
+			d[i] = path[i][q.name] - base[i][q.name]
+		}
+		out[q.name] = median(d)
+	}
+	return out
+}
+
+// median of v (reordered in place); the mean of the middle two for an
+// even count.
+func median(v []float64) float64 {
+	slices.Sort(v)
+	n := len(v)
+	if n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[n/2-1] + v[n/2]) / 2
 }
 
 // baselineOf is the path a path's added latency is measured against.
@@ -146,11 +187,7 @@ func (a *accumulator) result(kind string, rate float64, p *path) (result, bool) 
 	if !strings.HasPrefix(p.name, "direct") {
 		if b := a.m[accKey(kind, rate, baselineOf(p.name))]; b != nil {
 			r.Baseline = baselineOf(p.name)
-			base := summarize(b.lat)
-			r.AddedUS = map[string]float64{}
-			for _, q := range quantiles {
-				r.AddedUS[q.name] = r.LatencyUS[q.name] - base[q.name]
-			}
+			r.AddedUS = addedOver(e.rounds, b.rounds)
 		}
 	}
 	return r, true
@@ -267,7 +304,8 @@ func us(v float64) string {
 func writeMarkdown(w io.Writer, r *report) {
 	fmt.Fprintf(w, "Machine: %d x %s, %s RAM, Linux %s, %s. Load average at start %s, at end %s.\n\n",
 		r.Machine.NProc, r.Machine.CPU, r.Machine.MemTotal, r.Machine.Kernel, r.Machine.Go, r.LoadAvgStart, r.LoadAvgEnd)
-	fmt.Fprintf(w, "%d connections, 1 KiB responses, %d rounds of %.1fs per path and rate, paths interleaved.\n\n", r.Conns, r.Rounds, r.RoundSeconds)
+	fmt.Fprintf(w, "%d connections, 1 KiB responses, %d rounds of %.1fs per path and rate, paths interleaved. "+
+		"Latency columns pool every round; \"added\" columns are the median over rounds of (path - direct) in the same round.\n\n", r.Conns, r.Rounds, r.RoundSeconds)
 	rates := []float64{}
 	for _, x := range r.Fixed {
 		if !slices.Contains(rates, x.Rate) {
@@ -319,11 +357,12 @@ func writeMarkdown(w io.Writer, r *report) {
 	}
 	fmt.Fprintln(w, "#### Proxy processes (RSS: idle before load, peak = VmHWM after the run)")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| path | process | idle RSS MB | peak RSS MB |")
-	fmt.Fprintln(w, "|---|---|---:|---:|")
+	fmt.Fprintln(w, "| path | process | idle RSS MB | peak RSS MB | anonymous RSS MB, idle / after |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|")
 	for _, p := range r.Paths {
 		for _, pr := range p.Procs {
-			fmt.Fprintf(w, "| %s | %s | %.1f | %.1f |\n", p.Name, pr.Name, float64(pr.IdleRSSKB)/1024, float64(pr.PeakRSSKB)/1024)
+			fmt.Fprintf(w, "| %s | %s | %.1f | %.1f | %.1f / %.1f |\n", p.Name, pr.Name, float64(pr.IdleRSSKB)/1024, float64(pr.PeakRSSKB)/1024,
+				float64(pr.IdleAnonKB)/1024, float64(pr.EndAnonKB)/1024)
 		}
 	}
 	fmt.Fprintln(w)
