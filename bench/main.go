@@ -281,6 +281,9 @@ func run(ctx context.Context, o options, logw io.Writer) (*report, error) {
 			if kb, err := procStatusKB(pr.PID, "VmRSS"); err == nil {
 				rep.addProc(p.name, pr, "idleRSSKB", kb)
 			}
+			if kb, err := procStatusKB(pr.PID, "RssAnon"); err == nil {
+				rep.addProc(p.name, pr, "idleAnonKB", kb)
+			}
 		}
 	}
 	logf("warming up")
@@ -327,6 +330,9 @@ func run(ctx context.Context, o options, logw io.Writer) (*report, error) {
 		for _, pr := range p.procs {
 			if kb, err := procStatusKB(pr.PID, "VmHWM"); err == nil {
 				rep.addProc(p.name, pr, "peakRSSKB", kb)
+			}
+			if kb, err := procStatusKB(pr.PID, "RssAnon"); err == nil {
+				rep.addProc(p.name, pr, "endAnonKB", kb)
 			}
 		}
 	}
