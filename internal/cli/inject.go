@@ -1,0 +1,94 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/weft-mesh/weft/internal/inject"
+)
+
+// manifestInput opens the manifests argument: "-" is stdin.
+func manifestInput(g *Globals, arg string) (io.Reader, func(), error) {
+	if arg == "-" {
+		return g.In, func() {}, nil
+	}
+	f, err := os.Open(arg)
+	if err != nil {
+		return nil, nil, &ExitError{Code: 2, Err: fmt.Errorf("inject: %w", err)}
+	}
+	return f, func() { f.Close() }, nil
+}
+
+func newCmdInject(g *Globals) *cobra.Command {
+	var (
+		manual      bool
+		cfg         inject.Config
+		anchorsFile string
+	)
+	cmd := &cobra.Command{
+		Use:   "inject FILE|-",
+		Short: "Mesh the workloads in Kubernetes manifests (add the inject annotation, or with --manual the proxy itself)",
+		Long: `Read Kubernetes manifests (a file, or - for stdin) and print them with
+every workload's pod template (Deployments, StatefulSets, DaemonSets,
+ReplicaSets, Jobs, CronJobs, Pods, and those in Lists) meshed, as
+'linkerd inject' does. Other documents pass through unchanged.
+
+By default the 'linkerd.io/inject: enabled' annotation is added, and the
+control plane's admission webhook adds the proxy when the pods are created.
+With --manual the proxy container ('weft proxy' in transparent mode) and the
+'weft proxy-init' init container (iptables redirection honouring
+config.linkerd.io/skip-inbound-ports and skip-outbound-ports) are added
+here instead.`,
+		Example: `  kubectl get deploy -n faces -o yaml | weft inject - | kubectl apply -f -
+  weft inject --manual --identity-trust-anchors-file ca.crt app.yaml`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			mode := inject.ModeAnnotate
+			if manual {
+				mode = inject.ModeManual
+				if anchorsFile != "" {
+					b, err := os.ReadFile(anchorsFile)
+					if err != nil {
+						return &ExitError{Code: 2, Err: fmt.Errorf("inject: --identity-trust-anchors-file: %w", err)}
+					}
+					cfg.TrustAnchors = b
+				} else {
+					fmt.Fprintln(g.Err, "warning: no --identity-trust-anchors-file: the injected proxies will not start until WEFT_PROXY_IDENTITY_TRUST_ANCHORS is set")
+				}
+			}
+			in, done, err := manifestInput(g, args[0])
+			if err != nil {
+				return err
+			}
+			defer done()
+			cfg.Version = VersionString()
+			return inject.Transform(in, g.Out, g.Err, mode, cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&manual, "manual", false, "add the proxy and init containers instead of the annotation")
+	f.StringVar(&cfg.Image, "image", defaultImage(), "the weft image of the injected containers (--manual)")
+	f.StringVar(&cfg.ControlAddr, "control-addr", inject.DefaultControlAddr, "the control plane's gRPC address the proxies use (--manual)")
+	f.StringVar(&anchorsFile, "identity-trust-anchors-file", "", "PEM trust anchors given to the proxies (--manual; 'kubectl get cm -n weft weft-identity-trust-roots')")
+	return cmd
+}
+
+func newCmdUninject(g *Globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "uninject FILE|-",
+		Short:   "Remove what 'weft inject' (with or without --manual) added to Kubernetes manifests",
+		Example: `  kubectl get deploy -n faces -o yaml | weft uninject - | kubectl apply -f -`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			in, done, err := manifestInput(g, args[0])
+			if err != nil {
+				return err
+			}
+			defer done()
+			return inject.Transform(in, g.Out, g.Err, inject.ModeUninject, inject.Config{})
+		},
+	}
+}
