@@ -99,6 +99,8 @@ Start with 'weft demo' to run the Faces demo application on a local mesh.`,
 		// Kubernetes.
 		newCmdInstall(g),
 		newCmdUninstall(g),
+		newCmdInject(g),
+		newCmdUninject(g),
 	)
 	return root
 }
