@@ -747,6 +747,7 @@ func (s *Supervisor) Snapshot() *Mesh {
 		if r.meshed {
 			c.Addresses["outbound"] = loopback(r.outbound)
 			c.Addresses["admin"] = loopback(r.admin)
+			c.Addresses["tap"] = loopback(r.tap)
 			for cp, ip := range r.inbound {
 				c.Addresses[fmt.Sprintf("inbound:%d", cp)] = loopback(ip)
 			}
