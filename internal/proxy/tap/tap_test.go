@@ -296,3 +296,28 @@ func TestEndOfStream(t *testing.T) {
 		t.Errorf("aborted end = %v, want a reset after %d bytes", ends[1], len("partial"))
 	}
 }
+
+// BenchmarkRequest measures the hook on the data path: with nobody tapping
+// (the common case) and with a stream tapping every request whose client
+// never reads (the worst case: events built, then dropped).
+func BenchmarkRequest(b *testing.B) {
+	req := httptest.NewRequest("GET", "http://smiley/x", nil)
+	req.RemoteAddr = "127.0.0.1:40000"
+	m := Meta{Direction: Outbound, Dst: "127.0.0.1:4143", DstLabels: metrics.L("dst_deployment", "smiley", "dst_pod", "smiley-1"),
+		TLS: metrics.TLSLabels("server_id", "smiley.faces.serviceaccount.identity.weft.cluster.local")}
+	resp := &http.Response{StatusCode: 200, Body: http.NoBody} // no body: Response leaves it as is
+	run := func(b *testing.B, tp *Tapper) {
+		b.ReportAllocs()
+		for b.Loop() {
+			x := tp.Request(req, m)
+			x.Response(resp)
+		}
+	}
+	b.Run("no-tap", func(b *testing.B) { run(b, New(Config{})) })
+	b.Run("tapped-dropping", func(b *testing.B) {
+		tp := New(Config{Buffer: 1, MaxRPS: 1e12})
+		w := newWatcher(tp, matchAll, false, 0)
+		tp.add(w)
+		run(b, tp)
+	})
+}
