@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -320,12 +321,14 @@ func (t *TopFromTap) Add(l TapLine) {
 	k := l.Pod + "/" + l.ID
 	switch l.Type {
 	case "req":
+		// Peers without a name are shown by IP, as Linkerd's top does: the
+		// port changes with every connection and would split the rows.
 		src, dst := l.SrcName, l.DstName
 		if src == "" {
-			src = l.Src
+			src = hostOnly(l.Src)
 		}
 		if dst == "" {
-			dst = l.Dst
+			dst = hostOnly(l.Dst)
 		}
 		if l.Proxy == "in" && l.DstName == "" {
 			dst = l.Pod
@@ -348,4 +351,12 @@ func (t *TopFromTap) Add(l TapLine) {
 		ok := p.status != 0 && p.status < 500 && (l.GRPCStatus == "" || l.GRPCStatus == "OK") && l.ResetError == nil
 		t.Top.Add(TapEvent{Source: p.src, Destination: p.dst, Method: p.method, Path: p.path, Latency: p.latency, Success: ok})
 	}
+}
+
+// hostOnly returns the IP of an ip:port address (a as is otherwise).
+func hostOnly(a string) string {
+	if h, _, err := net.SplitHostPort(a); err == nil {
+		return h
+	}
+	return a
 }

@@ -3,6 +3,7 @@ package viz
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -270,5 +271,21 @@ func TestServeEndsTapStreams(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Serve = %v, want a clean shutdown", err)
+	}
+}
+
+// TestTopUnnamedPeersByIP: sources without a pod name are grouped by IP,
+// not by connection (the port).
+func TestTopUnnamedPeersByIP(t *testing.T) {
+	var top TopFromTap
+	for i, port := range []string{"40001", "40002"} {
+		id := fmt.Sprintf("0:%d", i+1)
+		top.Add(TapLine{Pod: "face-1", Type: "req", ID: id, Proxy: "in", Src: "127.0.0.1:" + port, Dst: "127.0.0.1:4143", Method: "GET", Path: "/"})
+		top.Add(TapLine{Pod: "face-1", Type: "rsp", ID: id, Proxy: "in", Status: 200, LatencyUs: 1000})
+		top.Add(TapLine{Pod: "face-1", Type: "end", ID: id, Proxy: "in"})
+	}
+	rows := top.Rows()
+	if len(rows) != 1 || rows[0].Source != "127.0.0.1" || rows[0].Destination != "face-1" || rows[0].Count != 2 {
+		t.Errorf("rows = %+v, want one row 127.0.0.1 -> face-1 with 2 requests", rows)
 	}
 }
