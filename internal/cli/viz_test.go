@@ -280,7 +280,7 @@ func TestVizTap(t *testing.T) {
 	r = weft(t, dir, "", "viz", "top", "deploy/smiley", "-n", "faces", "--limit", "2")
 	checkTable(t, "top", r.out, [][]string{
 		{"Source", "Destination", "Method", "Path", "Count", "Best", "Worst", "Last", "Success", "Rate"},
-		{"127.0.0.1:40000", "smiley-aaa11-zzzzz", "GET", "/smiley", "2", "3ms", "7ms", "7ms", "50.00%"},
+		{"127.0.0.1", "smiley-aaa11-zzzzz", "GET", "/smiley", "2", "3ms", "7ms", "7ms", "50.00%"},
 	})
 }
 
