@@ -336,6 +336,9 @@ func run(ctx context.Context, o options, logw io.Writer) (*report, error) {
 			}
 		}
 	}
+	if want["weft-mesh"] {
+		rep.MeshTLS = e.meshTLS(ctx)
+	}
 	acc.fill(rep, order, o)
 	rep.LoadAvgEnd = loadAvg()
 	logf("load average at end: %s", rep.LoadAvgEnd)

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,6 +42,7 @@ type env struct {
 	cmds     []*exec.Cmd
 	meshUp   bool
 	control  string // the mesh's control plane address
+	cliAdmin string // the client sidecar's admin address (/metrics)
 	log      func(string, ...any)
 }
 
@@ -305,6 +308,7 @@ func (e *env) startMesh(ctx context.Context, want map[string]bool) error {
 		return err
 	}
 	out := "http://" + cliAddrs["outbound"]
+	e.cliAdmin = cliAddrs["admin"]
 	e.paths["weft-1hop"] = &path{name: "weft-1hop", note: "client -> weft outbound proxy (HTTP/1.1 absolute-form) -> server",
 		target: target{url: "http://" + directAuthority + "/", proxy: out}, procs: []proc{cli}}
 	e.paths["weft-1hop-h2c"] = &path{name: "weft-1hop-h2c", note: "client -> weft outbound proxy (h2c prior knowledge, 1 connection) -> server (h2c)",
@@ -500,4 +504,36 @@ func (e *env) startProfiledProxy(ctx context.Context, outDir string) error {
 		}
 	}
 	return nil
+}
+
+// meshTLS reads the client sidecar's metrics and reports whether its
+// requests to the meshed server went over mTLS (tls="true"), so that the
+// report says what the mesh path measured.
+func (e *env) meshTLS(ctx context.Context) string {
+	if e.cliAdmin == "" {
+		return ""
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+e.cliAdmin+"/metrics", nil)
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
+	for line := range strings.SplitSeq(string(raw), "\n") {
+		if !strings.HasPrefix(line, "request_total{") || !strings.Contains(line, `authority="`+meshAuthority) {
+			continue
+		}
+		if strings.Contains(line, `tls="true"`) {
+			return "mTLS"
+		}
+		return "plaintext"
+	}
+	return "unknown: no request_total for " + meshAuthority
 }

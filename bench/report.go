@@ -25,6 +25,7 @@ type report struct {
 	Rounds       int                `json:"rounds"`
 	ServerPID    int                `json:"serverPID"`
 	Skipped      map[string]string  `json:"skipped,omitempty"`
+	MeshTLS      string             `json:"meshTLS,omitempty"` // how the mesh path's proxies talked, from the client sidecar's metrics
 	Paths        []pathReport       `json:"paths"`
 	Fixed        []result           `json:"fixedRate"`
 	Max          []result           `json:"maxThroughput,omitempty"`
@@ -381,6 +382,9 @@ func writeMarkdown(w io.Writer, r *report) {
 	}
 	for _, p := range r.Paths {
 		fmt.Fprintf(w, "- `%s`: %s\n", p.Name, p.Note)
+	}
+	if r.MeshTLS != "" {
+		fmt.Fprintf(w, "- between the mesh path's proxies (client sidecar's request_total): %s\n", r.MeshTLS)
 	}
 	for k, v := range r.Skipped {
 		fmt.Fprintf(w, "- skipped `%s`: %s\n", k, v)

@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"syscall"
+	"time"
 
 	"github.com/weft-mesh/weft/internal/proxy"
 )
@@ -39,6 +40,7 @@ func run() error {
 	flag.StringVar(&cpuOut, "cpuprofile", "", "write a CPU profile here on exit")
 	flag.StringVar(&allocOut, "allocprofile", "", "write an allocation profile here on exit")
 	flag.Parse()
+	cfg.ShutdownGrace = 2 * time.Second
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("proxyprof: %w", err)
@@ -59,22 +61,40 @@ func run() error {
 			return fmt.Errorf("proxyprof: %w", err)
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
+	// Write the profiles as soon as the signal comes, before the drain:
+	// the harness does not wait out a long shutdown.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var profErr error
+	go func() {
+		<-sig
+		profErr = writeProfiles(cpuOut, allocOut)
+		cancel()
+	}()
 	runErr := p.Run(ctx)
+	if profErr != nil {
+		return profErr
+	}
+	return runErr
+}
+
+func writeProfiles(cpuOut, allocOut string) error {
 	if cpuOut != "" {
 		pprof.StopCPUProfile()
 	}
-	if allocOut != "" {
-		f, err := os.Create(allocOut)
-		if err != nil {
-			return fmt.Errorf("proxyprof: %w", err)
-		}
-		defer f.Close()
-		runtime.GC()
-		if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
-			return fmt.Errorf("proxyprof: %w", err)
-		}
+	if allocOut == "" {
+		return nil
 	}
-	return runErr
+	f, err := os.Create(allocOut)
+	if err != nil {
+		return fmt.Errorf("proxyprof: %w", err)
+	}
+	defer f.Close()
+	runtime.GC()
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		return fmt.Errorf("proxyprof: %w", err)
+	}
+	return nil
 }
