@@ -16,7 +16,8 @@ import (
 
 // TestVizTap: 'weft viz tap' against a running mesh prints Linkerd's req,
 // rsp and end lines for a request sent through the ingress, read from the
-// sidecar's tap server that the supervisor announced on the Pod.
+// sidecar's tap server that the supervisor announced on the Pod. smiley
+// calls nothing, so every request its proxy sees is inbound (from face).
 func TestVizTap(t *testing.T) {
 	_, port, _ := net.SplitHostPort(freeAddr(t))
 	m := startMesh(t, string(faces.Manifests()), "--ingress-port-map", "8080="+port, "--ingress-port-map", "8443=0")
@@ -24,7 +25,7 @@ func TestVizTap(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, weftBin, "--state-dir", m.dir, "viz", "tap", "deploy/face", "-n", "faces", "--limit", "1")
+	cmd := exec.CommandContext(ctx, weftBin, "--state-dir", m.dir, "viz", "tap", "deploy/smiley", "-n", "faces", "--limit", "1")
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -66,5 +67,10 @@ wait:
 		if !re.MatchString(lines[i]) {
 			t.Errorf("line %d = %q, want %s", i, lines[i], re)
 		}
+	}
+	// One request: the three lines share its id and addresses.
+	key := func(l string) string { f := strings.Fields(l); return strings.Join(f[1:5], " ") }
+	if len(strings.Fields(lines[0])) > 5 && (key(lines[1]) != key(lines[0]) || key(lines[2]) != key(lines[0])) {
+		t.Errorf("lines are not of one request:\n%s", out.String())
 	}
 }
