@@ -27,6 +27,7 @@ type controlOptions struct {
 	shutdownGrace time.Duration
 	logLevel      string
 	identity      control.IdentityConfig
+	webhook       webhookFlags
 }
 
 func newCmdControl(g *Globals) *cobra.Command {
@@ -119,6 +120,10 @@ reconnect, and the process exits.`,
 			if o.identity.ClockSkewAllowance == 0 {
 				o.identity.ClockSkewAllowance = -1 // an explicit 0: no backdating (0 in the config means the default)
 			}
+			webhook, err := o.webhook.config(st, o.identity.Files.TrustAnchors, logger)
+			if err != nil {
+				return err
+			}
 			p, err := control.Listen(control.Config{
 				Addr:          o.addr,
 				AdminAddr:     o.adminAddr,
@@ -126,6 +131,7 @@ reconnect, and the process exits.`,
 				Logger:        logger,
 				ShutdownGrace: o.shutdownGrace,
 				Identity:      o.identity,
+				Webhook:       webhook,
 			})
 			if err != nil {
 				return err
@@ -147,5 +153,6 @@ reconnect, and the process exits.`,
 	f.StringVar(&o.identity.TrustDomain, "identity-trust-domain", o.identity.TrustDomain, "trust domain of the identities")
 	f.DurationVar(&o.identity.IssuanceLifetime, "identity-issuance-lifetime", o.identity.IssuanceLifetime, "lifetime of the certificates issued to proxies")
 	f.DurationVar(&o.identity.ClockSkewAllowance, "identity-clock-skew-allowance", o.identity.ClockSkewAllowance, "how far back certificates' NotBefore is set, for peers whose clocks lag")
+	addWebhookFlags(f, &o.webhook)
 	return cmd
 }

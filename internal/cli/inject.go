@@ -1,13 +1,21 @@
 package cli
 
 import (
+	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
+	"github.com/weft-mesh/weft/internal/api"
+	"github.com/weft-mesh/weft/internal/control"
 	"github.com/weft-mesh/weft/internal/inject"
+	"github.com/weft-mesh/weft/internal/store"
 )
 
 // manifestInput opens the manifests argument: "-" is stdin.
@@ -91,4 +99,53 @@ func newCmdUninject(g *Globals) *cobra.Command {
 			return inject.Transform(in, g.Out, g.Err, inject.ModeUninject, inject.Config{})
 		},
 	}
+}
+
+// webhookFlags are 'weft control's flags for the proxy injector webhook.
+type webhookFlags struct {
+	addr, certFile, keyFile string
+	proxyImage              string
+}
+
+func addWebhookFlags(f *pflag.FlagSet, o *webhookFlags) {
+	f.StringVar(&o.addr, "webhook-addr", "", "serve the proxy injector (mutating admission webhook) over HTTPS here; empty serves none")
+	f.StringVar(&o.certFile, "webhook-tls-cert-file", "", "PEM serving certificate of the webhook (the API server must trust its CA)")
+	f.StringVar(&o.keyFile, "webhook-tls-key-file", "", "PEM key of the webhook's serving certificate")
+	f.StringVar(&o.proxyImage, "proxy-image", defaultImage(), "the weft image the webhook injects")
+}
+
+// config builds the webhook from the flags, reading namespaces' inject
+// annotations from st and giving proxies the trust anchors in anchorsFile.
+func (o webhookFlags) config(st store.Store, anchorsFile string, logger *slog.Logger) (*control.WebhookConfig, error) {
+	if o.addr == "" {
+		return nil, nil
+	}
+	if o.certFile == "" || o.keyFile == "" {
+		return nil, &ExitError{Code: 2, Err: fmt.Errorf("control: --webhook-addr needs --webhook-tls-cert-file and --webhook-tls-key-file")}
+	}
+	cert, err := tls.LoadX509KeyPair(o.certFile, o.keyFile)
+	if err != nil {
+		return nil, &ExitError{Code: 2, Err: fmt.Errorf("control: webhook certificate: %w", err)}
+	}
+	var anchors []byte
+	if anchorsFile != "" {
+		if anchors, err = os.ReadFile(anchorsFile); err != nil {
+			return nil, &ExitError{Code: 2, Err: fmt.Errorf("control: %w", err)}
+		}
+	}
+	h := &inject.Webhook{
+		Config: inject.Config{Image: o.proxyImage, Version: VersionString(), TrustAnchors: anchors},
+		Logger: logger,
+		Namespaces: func(ctx context.Context, ns string) (map[string]string, error) {
+			obj, err := st.Get(ctx, api.Ref{Kind: api.KindNamespace, Name: ns})
+			if errors.Is(err, store.ErrNotFound) {
+				return nil, nil
+			}
+			if err != nil {
+				return nil, err
+			}
+			return obj.GetAnnotations(), nil
+		},
+	}
+	return &control.WebhookConfig{Addr: o.addr, Handler: h, TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}}, nil
 }

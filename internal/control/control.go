@@ -5,6 +5,7 @@ package control
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,8 +23,8 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/weft-mesh/weft/internal/control/destination"
-	"github.com/weft-mesh/weft/internal/control/outbound"
 	"github.com/weft-mesh/weft/internal/control/identity"
+	"github.com/weft-mesh/weft/internal/control/outbound"
 	"github.com/weft-mesh/weft/internal/store"
 	"github.com/weft-mesh/weft/internal/tlsid"
 )
@@ -54,6 +55,20 @@ type Config struct {
 	// Identity configures the Identity service (the CA); its zero value
 	// leaves the service off.
 	Identity IdentityConfig
+	// Webhook, if set, is served over TLS for the Kubernetes API server
+	// (the proxy injector, see internal/inject).
+	Webhook *WebhookConfig
+}
+
+// WebhookConfig is an admission webhook the control plane serves.
+type WebhookConfig struct {
+	// Addr is the HTTPS listen address (--webhook-addr).
+	Addr string
+	// TLS holds the serving certificate the API server is told to trust
+	// (caBundle of the MutatingWebhookConfiguration).
+	TLS *tls.Config
+	// Handler answers AdmissionReviews.
+	Handler http.Handler
 }
 
 // IdentityConfig configures the control plane's certificate authority.
@@ -202,8 +217,10 @@ type Plane struct {
 	log      *slog.Logger
 	lis      net.Listener
 	adminLis net.Listener
-	dest     *destination.Server
-	identity *identity.Server // nil when identity is off
+	// webhookLis is nil without a webhook.
+	webhookLis net.Listener
+	dest       *destination.Server
+	identity   *identity.Server // nil when identity is off
 	// reloadErrors counts changes of the identity files that could not be
 	// used.
 	reloadErrors atomic.Uint64
@@ -253,7 +270,15 @@ func Listen(cfg Config) (*Plane, error) {
 		lis.Close()
 		return nil, err
 	}
-	return &Plane{cfg: cfg, log: cfg.Logger.With("component", "control"), lis: lis, adminLis: adminLis, dest: dest, identity: id}, nil
+	var webhookLis net.Listener
+	if cfg.Webhook != nil {
+		if webhookLis, err = listen("--webhook-addr", "webhook", cfg.Webhook.Addr); err != nil {
+			lis.Close()
+			adminLis.Close()
+			return nil, err
+		}
+	}
+	return &Plane{cfg: cfg, log: cfg.Logger.With("component", "control"), lis: lis, adminLis: adminLis, webhookLis: webhookLis, dest: dest, identity: id}, nil
 }
 
 func listen(flag, what, addr string) (net.Listener, error) {
@@ -269,7 +294,19 @@ func listen(flag, what, addr string) (net.Listener, error) {
 
 // Close releases the listeners of a Plane that will not Run.
 func (p *Plane) Close() error {
-	return errors.Join(p.lis.Close(), p.adminLis.Close())
+	err := errors.Join(p.lis.Close(), p.adminLis.Close())
+	if p.webhookLis != nil {
+		err = errors.Join(err, p.webhookLis.Close())
+	}
+	return err
+}
+
+// WebhookAddr returns the webhook listener's address, or nil without one.
+func (p *Plane) WebhookAddr() net.Addr {
+	if p.webhookLis == nil {
+		return nil
+	}
+	return p.webhookLis.Addr()
 }
 
 // Addr returns the gRPC listener's address.
@@ -313,7 +350,7 @@ func (p *Plane) Run(ctx context.Context) error {
 	healthpb.RegisterHealthServer(g, hs)
 	admin := &http.Server{Handler: p.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
 
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	destDone := make(chan struct{})
 	go func() {
 		defer close(destDone)
@@ -329,6 +366,16 @@ func (p *Plane) Run(ctx context.Context) error {
 			errc <- fmt.Errorf("control: admin server: %w", err)
 		}
 	}()
+	var webhook *http.Server
+	if p.webhookLis != nil {
+		webhook = &http.Server{Handler: p.cfg.Webhook.Handler, TLSConfig: p.cfg.Webhook.TLS, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := webhook.ServeTLS(p.webhookLis, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("control: webhook server: %w", err)
+			}
+		}()
+		p.log.Info("admission webhook serving", "addr", p.webhookLis.Addr().String())
+	}
 	p.log.Info("control plane serving", "grpc", p.lis.Addr().String(), "admin", p.adminLis.Addr().String())
 
 	var runErr error
@@ -357,6 +404,11 @@ func (p *Plane) Run(ctx context.Context) error {
 	defer cancelShutdown()
 	if err := admin.Shutdown(shutdownCtx); err != nil {
 		admin.Close()
+	}
+	if webhook != nil {
+		if err := webhook.Shutdown(shutdownCtx); err != nil {
+			webhook.Close()
+		}
 	}
 	return runErr
 }
