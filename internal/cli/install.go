@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"crypto/tls"
 	"fmt"
 	"os"
 	"time"
@@ -19,9 +20,10 @@ func defaultImage() string { return install.DefaultImageRepo + ":" + VersionStri
 
 func newCmdInstall(g *Globals) *cobra.Command {
 	var (
-		crds  bool
-		image string
-		files tlsid.Files
+		crds                    bool
+		image                   string
+		files                   tlsid.Files
+		webhookCert, webhookKey string
 	)
 	cmd := &cobra.Command{
 		Use:   "install",
@@ -52,7 +54,11 @@ in git.`,
 			if err != nil {
 				return err
 			}
-			return install.WriteControlPlane(g.Out, install.Options{Image: image, Identity: id})
+			wh, err := installWebhookTLS(webhookCert, webhookKey)
+			if err != nil {
+				return err
+			}
+			return install.WriteControlPlane(g.Out, install.Options{Image: image, Identity: id, Webhook: wh})
 		},
 	}
 	f := cmd.Flags()
@@ -61,7 +67,37 @@ in git.`,
 	f.StringVar(&files.TrustAnchors, "identity-trust-anchors-file", "", "PEM trust anchors (with the two other --identity-*-file flags; default: generate)")
 	f.StringVar(&files.IssuerCertificate, "identity-issuer-certificate-file", "", "PEM issuer certificate, chaining to the trust anchors")
 	f.StringVar(&files.IssuerKey, "identity-issuer-key-file", "", "PEM issuer private key")
+	f.StringVar(&webhookCert, "webhook-tls-cert-file", "", "PEM self-signed serving certificate of the proxy injector, for weft-proxy-injector.weft.svc (with --webhook-tls-key-file; default: generate)")
+	f.StringVar(&webhookKey, "webhook-tls-key-file", "", "PEM key of the proxy injector's certificate")
 	return cmd
+}
+
+// installWebhookTLS reads the injector's certificate and key, or generates
+// them. A given certificate is also the CA bundle, so it must be
+// self-signed (or a bundle ending in its CA).
+func installWebhookTLS(certFile, keyFile string) (install.WebhookTLS, error) {
+	if certFile == "" && keyFile == "" {
+		w, err := install.GenerateWebhookTLS("", time.Now(), generatedIdentityValidity)
+		if err != nil {
+			return install.WebhookTLS{}, err
+		}
+		return w, nil
+	}
+	if certFile == "" || keyFile == "" {
+		return install.WebhookTLS{}, &ExitError{Code: 2, Err: fmt.Errorf("install: give both --webhook-tls-cert-file and --webhook-tls-key-file, or neither to generate them")}
+	}
+	cert, err := os.ReadFile(certFile)
+	if err != nil {
+		return install.WebhookTLS{}, &ExitError{Code: 2, Err: fmt.Errorf("install: %w", err)}
+	}
+	key, err := os.ReadFile(keyFile)
+	if err != nil {
+		return install.WebhookTLS{}, &ExitError{Code: 2, Err: fmt.Errorf("install: %w", err)}
+	}
+	if _, err := tls.X509KeyPair(cert, key); err != nil {
+		return install.WebhookTLS{}, &ExitError{Code: 2, Err: fmt.Errorf("install: --webhook-tls-cert-file and --webhook-tls-key-file: %w", err)}
+	}
+	return install.WebhookTLS{CABundle: cert, Certificate: cert, Key: key}, nil
 }
 
 // installIdentity reads and checks the identity files, or generates a trust

@@ -14,13 +14,15 @@ func TestInstallCommands(t *testing.T) {
 		"--identity-issuer-certificate-file", filepath.Join(id, "issuer.crt"),
 		"--identity-issuer-key-file", filepath.Join(id, "issuer.key"),
 	}
+	wh := filepath.Join("..", "install", "testdata", "webhook")
+	webhookFiles := []string{"--webhook-tls-cert-file", filepath.Join(wh, "tls.crt"), "--webhook-tls-key-file", filepath.Join(wh, "tls.key")}
 	golden, err := os.ReadFile(filepath.Join("..", "install", "testdata", "install.golden"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The CLI with the test files prints exactly the install package's
 	// golden output.
-	code, out, errOut := runCLI(t, append([]string{"install", "--image", "ghcr.io/weft-mesh/weft:v0.0.0-test"}, files...)...)
+	code, out, errOut := runCLI(t, append(append([]string{"install", "--image", "ghcr.io/weft-mesh/weft:v0.0.0-test"}, files...), webhookFiles...)...)
 	if code != 0 || out != string(golden) {
 		t.Errorf("install with files: code %d, stderr %q, output equal to golden: %v", code, errOut, out == string(golden))
 	}
@@ -51,6 +53,8 @@ func TestInstallCommands(t *testing.T) {
 		want string
 	}{
 		{[]string{"install", "--identity-trust-anchors-file", files[1]}, "give all three"},
+		{[]string{"install", "--webhook-tls-cert-file", webhookFiles[1]}, "give both"},
+		{[]string{"install", "--webhook-tls-cert-file", webhookFiles[1], "--webhook-tls-key-file", files[5]}, "private key does not match"},
 		{[]string{"install", "--identity-trust-anchors-file", files[1], "--identity-issuer-certificate-file", files[1], "--identity-issuer-key-file", files[5]}, "identity"},
 		{[]string{"install", "--identity-trust-anchors-file", "/nonexistent", "--identity-issuer-certificate-file", files[3], "--identity-issuer-key-file", files[5]}, "/nonexistent"},
 	} {

@@ -33,6 +33,10 @@ const (
 	DestinationService = "weft-dst"
 	IdentityService    = "weft-identity"
 
+	// InjectorName names the webhook's Service, Secret and configuration.
+	InjectorName = "weft-proxy-injector"
+	WebhookPort  = 8443
+
 	IssuerSecret    = "weft-identity-issuer"
 	TrustRootsMap   = "weft-identity-trust-roots"
 	TrustRootsKey   = "ca-bundle.crt"
@@ -43,6 +47,7 @@ const (
 	IngressHTTPS    = 8443
 	ControlUID      = 65532 // distroless "nonroot"
 	identityMount   = "/var/run/weft/identity"
+	webhookMount    = "/var/run/weft/webhook"
 	stateMount      = "/var/run/weft/state"
 	partOfLabel     = "app.kubernetes.io/part-of"
 	componentLabel  = "app.kubernetes.io/name"
@@ -67,6 +72,17 @@ type Options struct {
 	Namespace string
 	// Identity is stored in the issuer Secret and trust roots ConfigMap.
 	Identity Identity
+	// Webhook is the proxy injector's serving certificate.
+	Webhook WebhookTLS
+}
+
+// WebhookTLS is the injector webhook's serving certificate and key, and the
+// CA bundle the API server trusts it with (the certificate itself when it
+// is self-signed, as GenerateWebhookTLS makes it).
+type WebhookTLS struct {
+	CABundle    []byte
+	Certificate []byte
+	Key         []byte
 }
 
 func (o Options) namespace() string {
@@ -185,15 +201,20 @@ func Objects(o Options) []any {
 		"--identity-trust-anchors-file=" + identityMount + "/ca.crt",
 		"--identity-issuer-certificate-file=" + identityMount + "/tls.crt",
 		"--identity-issuer-key-file=" + identityMount + "/tls.key",
+		fmt.Sprintf("--webhook-addr=0.0.0.0:%d", WebhookPort),
+		"--webhook-tls-cert-file=" + webhookMount + "/tls.crt",
+		"--webhook-tls-key-file=" + webhookMount + "/tls.key",
+		"--proxy-image=" + o.Image,
 	}
 	objs = append(objs,
 		deployment(o, ns, ControlName, controlArgs,
-			[]corev1.ContainerPort{{Name: "grpc", ContainerPort: ControlPort}},
+			[]corev1.ContainerPort{{Name: "grpc", ContainerPort: ControlPort}, {Name: "webhook", ContainerPort: WebhookPort}},
 			[]corev1.Volume{
 				{Name: "identity", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: IssuerSecret}}},
+				{Name: "webhook", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: InjectorName + "-tls"}}},
 				{Name: "state", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 			},
-			[]corev1.VolumeMount{{Name: "identity", MountPath: identityMount, ReadOnly: true}, {Name: "state", MountPath: stateMount}},
+			[]corev1.VolumeMount{{Name: "identity", MountPath: identityMount, ReadOnly: true}, {Name: "webhook", MountPath: webhookMount, ReadOnly: true}, {Name: "state", MountPath: stateMount}},
 			nil),
 		deployment(o, ns, IngressName, []string{"ingress", "--address=0.0.0.0",
 			fmt.Sprintf("--admin-addr=0.0.0.0:%d", AdminPort),
@@ -219,7 +240,16 @@ func Objects(o Options) []any {
 			{Name: "https", Port: 443, TargetPort: intstr.FromInt32(IngressHTTPS)},
 		}),
 		service(ns, RatelimitName, RatelimitName, corev1.ServiceTypeClusterIP, []corev1.ServicePort{{Name: "grpc", Port: RatelimitPort, TargetPort: intstr.FromString("grpc")}}),
+		service(ns, InjectorName, ControlName, corev1.ServiceTypeClusterIP, []corev1.ServicePort{{Name: "webhook", Port: 443, TargetPort: intstr.FromString("webhook")}}),
 	)
+	// The injector's certificate, then its configuration last, so that the
+	// API server calls it only once everything it needs was applied.
+	objs = append(objs, &corev1.Secret{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+		ObjectMeta: meta(InjectorName+"-tls", ControlName),
+		Type:       corev1.SecretTypeTLS,
+		StringData: map[string]string{"tls.crt": string(o.Webhook.Certificate), "tls.key": string(o.Webhook.Key)},
+	}, injectorConfig(o, ns, clusterMeta(InjectorName)))
 	return objs
 }
 

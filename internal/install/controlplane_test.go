@@ -3,10 +3,13 @@ package install
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -26,9 +29,18 @@ func testOptions(t *testing.T) Options {
 		}
 		return b
 	}
+	wcert, err := os.ReadFile(filepath.Join("testdata", "webhook", "tls.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wkey, err := os.ReadFile(filepath.Join("testdata", "webhook", "tls.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	return Options{
 		Image:    "ghcr.io/weft-mesh/weft:v0.0.0-test",
 		Identity: Identity{TrustAnchors: read("ca.crt"), IssuerCertificate: read("issuer.crt"), IssuerKey: read("issuer.key")},
+		Webhook:  WebhookTLS{CABundle: wcert, Certificate: wcert, Key: wkey},
 	}
 }
 
@@ -102,8 +114,9 @@ func testControlPlaneOnAPIServer(t *testing.T, c *kubetest.Cluster) {
 		"Namespace": {Version: "v1", Resource: "namespaces"}, "ServiceAccount": {Version: "v1", Resource: "serviceaccounts"},
 		"ConfigMap": {Version: "v1", Resource: "configmaps"}, "Secret": {Version: "v1", Resource: "secrets"},
 		"Service": {Version: "v1", Resource: "services"}, "Deployment": {Group: "apps", Version: "v1", Resource: "deployments"},
-		"ClusterRole":        {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"},
-		"ClusterRoleBinding": {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"},
+		"ClusterRole":                  {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"},
+		"ClusterRoleBinding":           {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"},
+		"MutatingWebhookConfiguration": {Group: "admissionregistration.k8s.io", Version: "v1", Resource: "mutatingwebhookconfigurations"},
 	}
 	if len(list.Items) != len(applied) {
 		t.Errorf("uninstall lists %d objects, install applied %d", len(list.Items), len(applied))
@@ -167,5 +180,28 @@ func testControlPlaneOnAPIServer(t *testing.T, c *kubetest.Cluster) {
 	}
 	if !strings.Contains(out.String(), "--store=kube") {
 		t.Error("the control plane does not run with --store=kube")
+	}
+}
+
+func TestGenerateWebhookTLS(t *testing.T) {
+	w, err := GenerateWebhookTLS("", time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.X509KeyPair(w.Certificate, w.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(w.CABundle) {
+		t.Fatal("CA bundle holds no certificate")
+	}
+	// The API server dials the Service by its DNS name.
+	if _, err := leaf.Verify(x509.VerifyOptions{DNSName: "weft-proxy-injector.weft.svc", Roots: pool}); err != nil {
+		t.Fatal(err)
 	}
 }
