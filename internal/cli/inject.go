@@ -15,6 +15,7 @@ import (
 	"github.com/weft-mesh/weft/internal/api"
 	"github.com/weft-mesh/weft/internal/control"
 	"github.com/weft-mesh/weft/internal/inject"
+	"github.com/weft-mesh/weft/internal/proxyinit"
 	"github.com/weft-mesh/weft/internal/store"
 )
 
@@ -148,4 +149,52 @@ func (o webhookFlags) config(st store.Store, anchorsFile string, logger *slog.Lo
 		},
 	}
 	return &control.WebhookConfig{Addr: o.addr, Handler: h, TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}}, nil
+}
+
+func newCmdProxyInit(g *Globals) *cobra.Command {
+	var (
+		cfg             proxyinit.Config
+		skipIn, skipOut string
+		restoreBin      string
+		dryRun          bool
+	)
+	cmd := &cobra.Command{
+		Use:   "proxy-init",
+		Short: "Redirect the pod's TCP traffic to its proxy with iptables (the injected init container)",
+		Long: `Install nat-table iptables rules, in one iptables-restore transaction, that
+redirect inbound TCP to the proxy's inbound port and outbound TCP to its
+outbound port, except connections of the proxy's UID, loopback traffic and
+the skipped ports. 'weft inject --manual' and the webhook run it as the
+init container 'weft-init', which needs NET_ADMIN and NET_RAW.`,
+		Example: `  weft proxy-init --incoming-proxy-port=4143 --outgoing-proxy-port=4140 --proxy-uid=2102 \
+    --inbound-ports-to-ignore=4191 --outbound-ports-to-ignore=25,587
+  weft proxy-init --dry-run   # print the rules`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var err error
+			if cfg.SkipInbound, err = inject.ParsePorts(skipIn); err != nil {
+				return &ExitError{Code: 2, Err: fmt.Errorf("proxy-init: --inbound-ports-to-ignore: %w", err)}
+			}
+			if cfg.SkipOutbound, err = inject.ParsePorts(skipOut); err != nil {
+				return &ExitError{Code: 2, Err: fmt.Errorf("proxy-init: --outbound-ports-to-ignore: %w", err)}
+			}
+			if err := cfg.Validate(); err != nil {
+				return &ExitError{Code: 2, Err: err}
+			}
+			if dryRun {
+				_, err := io.WriteString(g.Out, proxyinit.Rules(cfg))
+				return err
+			}
+			return proxyinit.Apply(cmd.Context(), restoreBin, cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&cfg.InboundPort, "incoming-proxy-port", inject.InboundPort, "the proxy's inbound port")
+	f.IntVar(&cfg.OutboundPort, "outgoing-proxy-port", inject.OutboundPort, "the proxy's outbound port")
+	f.IntVar(&cfg.ProxyUID, "proxy-uid", inject.ProxyUID, "UID the proxy runs as; its connections are not redirected")
+	f.StringVar(&skipIn, "inbound-ports-to-ignore", "", "inbound ports and ranges not redirected (25,4000-4100)")
+	f.StringVar(&skipOut, "outbound-ports-to-ignore", "", "outbound ports and ranges not redirected")
+	f.StringVar(&restoreBin, "iptables-restore", "iptables-restore", "the iptables-restore binary")
+	f.BoolVar(&dryRun, "dry-run", false, "print the rules instead of installing them")
+	return cmd
 }

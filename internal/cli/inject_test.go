@@ -45,3 +45,16 @@ func TestInjectCommands(t *testing.T) {
 		t.Error("bad skip-inbound-ports accepted")
 	}
 }
+
+func TestProxyInitCommand(t *testing.T) {
+	code, out, errOut := runCLI(t, "proxy-init", "--dry-run", "--inbound-ports-to-ignore=4191,9090", "--outbound-ports-to-ignore=25")
+	if code != 0 || !strings.Contains(out, "--dports 4191,9090 -j RETURN") || !strings.Contains(out, "--uid-owner 2102") || !strings.Contains(out, "--to-ports 4140") {
+		t.Errorf("proxy-init --dry-run: code %d, stderr %q:\n%s", code, errOut, out)
+	}
+	if code, _, errOut := runCLI(t, "proxy-init", "--dry-run", "--outbound-ports-to-ignore=smtp"); code != 2 || !strings.Contains(errOut, "--outbound-ports-to-ignore") {
+		t.Errorf("bad ports: code %d, %q", code, errOut)
+	}
+	if code, _, errOut := runCLI(t, "proxy-init", "--iptables-restore=/nonexistent/iptables-restore"); code == 0 || !strings.Contains(errOut, "NET_ADMIN") {
+		t.Errorf("missing iptables-restore: code %d, %q", code, errOut)
+	}
+}
