@@ -101,6 +101,7 @@ Start with 'weft demo' to run the Faces demo application on a local mesh.`,
 		newCmdUninstall(g),
 		newCmdInject(g),
 		newCmdUninject(g),
+		newCmdProxyInit(g),
 	)
 	return root
 }
