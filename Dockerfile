@@ -15,10 +15,18 @@ RUN CGO_ENABLED=0 go build -trimpath \
       -ldflags "-s -w -X github.com/weft-mesh/weft/internal/cli.Version=${VERSION}" \
       -o /out/weft ./cmd/weft
 
-# static: no libc needed (CGO_ENABLED=0); nonroot is UID 65532, the UID the
-# install manifests run the control plane as. proxy-init needs iptables,
-# which distroless lacks: injected pods run it from a separate image (see
-# docs/kubernetes.md).
+# The injected init container: 'weft proxy-init' needs iptables-restore,
+# which distroless lacks. Build with --target proxy-init and tag it as the
+# main image's repository plus -proxy-init (what 'weft install' expects):
+#   docker build --target proxy-init -t ghcr.io/weft-mesh/weft-proxy-init:v1.2.3 .
+FROM debian:12-slim AS proxy-init
+RUN apt-get update && apt-get install -y --no-install-recommends iptables \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=build /out/weft /usr/local/bin/weft
+ENTRYPOINT ["/usr/local/bin/weft"]
+
+# The default target. static: no libc needed (CGO_ENABLED=0); nonroot is
+# UID 65532, the UID the install manifests run the control plane as.
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/weft /usr/local/bin/weft
 USER 65532:65532

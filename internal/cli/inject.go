@@ -15,9 +15,14 @@ import (
 	"github.com/weft-mesh/weft/internal/api"
 	"github.com/weft-mesh/weft/internal/control"
 	"github.com/weft-mesh/weft/internal/inject"
+	"github.com/weft-mesh/weft/internal/install"
 	"github.com/weft-mesh/weft/internal/proxyinit"
 	"github.com/weft-mesh/weft/internal/store"
 )
+
+// defaultInitImage is the Dockerfile's proxy-init target, tagged as the
+// main image with a -proxy-init suffix.
+func defaultInitImage() string { return install.DefaultImageRepo + "-proxy-init:" + VersionString() }
 
 // manifestInput opens the manifests argument: "-" is stdin.
 func manifestInput(g *Globals, arg string) (io.Reader, func(), error) {
@@ -80,6 +85,7 @@ here instead.`,
 	f := cmd.Flags()
 	f.BoolVar(&manual, "manual", false, "add the proxy and init containers instead of the annotation")
 	f.StringVar(&cfg.Image, "image", defaultImage(), "the weft image of the injected containers (--manual)")
+	f.StringVar(&cfg.InitImage, "init-image", defaultInitImage(), "the image of the proxy-init container, with iptables (--manual)")
 	f.StringVar(&cfg.ControlAddr, "control-addr", inject.DefaultControlAddr, "the control plane's gRPC address the proxies use (--manual)")
 	f.StringVar(&anchorsFile, "identity-trust-anchors-file", "", "PEM trust anchors given to the proxies (--manual; 'kubectl get cm -n weft weft-identity-trust-roots')")
 	return cmd
@@ -106,6 +112,7 @@ func newCmdUninject(g *Globals) *cobra.Command {
 type webhookFlags struct {
 	addr, certFile, keyFile string
 	proxyImage              string
+	initImage               string
 }
 
 func addWebhookFlags(f *pflag.FlagSet, o *webhookFlags) {
@@ -113,6 +120,7 @@ func addWebhookFlags(f *pflag.FlagSet, o *webhookFlags) {
 	f.StringVar(&o.certFile, "webhook-tls-cert-file", "", "PEM serving certificate of the webhook (the API server must trust its CA)")
 	f.StringVar(&o.keyFile, "webhook-tls-key-file", "", "PEM key of the webhook's serving certificate")
 	f.StringVar(&o.proxyImage, "proxy-image", defaultImage(), "the weft image the webhook injects")
+	f.StringVar(&o.initImage, "proxy-init-image", defaultInitImage(), "the image of the injected proxy-init container (with iptables)")
 }
 
 // config builds the webhook from the flags, reading namespaces' inject
@@ -135,7 +143,7 @@ func (o webhookFlags) config(st store.Store, anchorsFile string, logger *slog.Lo
 		}
 	}
 	h := &inject.Webhook{
-		Config: inject.Config{Image: o.proxyImage, Version: VersionString(), TrustAnchors: anchors},
+		Config: inject.Config{Image: o.proxyImage, InitImage: o.initImage, Version: VersionString(), TrustAnchors: anchors},
 		Logger: logger,
 		Namespaces: func(ctx context.Context, ns string) (map[string]string, error) {
 			obj, err := st.Get(ctx, api.Ref{Kind: api.KindNamespace, Name: ns})

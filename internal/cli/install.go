@@ -21,7 +21,7 @@ func defaultImage() string { return install.DefaultImageRepo + ":" + VersionStri
 func newCmdInstall(g *Globals) *cobra.Command {
 	var (
 		crds                    bool
-		image                   string
+		image, initImage        string
 		files                   tlsid.Files
 		webhookCert, webhookKey string
 	)
@@ -58,12 +58,13 @@ in git.`,
 			if err != nil {
 				return err
 			}
-			return install.WriteControlPlane(g.Out, install.Options{Image: image, Identity: id, Webhook: wh})
+			return install.WriteControlPlane(g.Out, install.Options{Image: image, InitImage: initImage, Identity: id, Webhook: wh})
 		},
 	}
 	f := cmd.Flags()
 	f.BoolVar(&crds, "crds", false, "print the CustomResourceDefinitions instead of the control plane")
 	f.StringVar(&image, "image", defaultImage(), "the weft image the control plane, ingress and rate limit service run")
+	f.StringVar(&initImage, "init-image", "", "the proxy-init image (with iptables) the injector adds (default: the --image repository with -proxy-init)")
 	f.StringVar(&files.TrustAnchors, "identity-trust-anchors-file", "", "PEM trust anchors (with the two other --identity-*-file flags; default: generate)")
 	f.StringVar(&files.IssuerCertificate, "identity-issuer-certificate-file", "", "PEM issuer certificate, chaining to the trust anchors")
 	f.StringVar(&files.IssuerKey, "identity-issuer-key-file", "", "PEM issuer private key")

@@ -52,8 +52,12 @@ const (
 
 // Config is what manual injection (and the webhook) need to know.
 type Config struct {
-	// Image is the weft image of both injected containers. Required.
+	// Image is the weft image of the injected proxy. Required.
 	Image string
+	// InitImage runs proxy-init, which needs iptables (the distroless
+	// image has none; the Dockerfile's proxy-init target has it); ""
+	// means Image.
+	InitImage string
 	// Version goes into the proxy-version annotation (meshed pods are
 	// recognised by it).
 	Version string
@@ -92,7 +96,11 @@ func Manual(meta, spec map[string]any, cfg Config, workload string) error {
 	if err != nil {
 		return err
 	}
-	init, err := toTree(InitContainer(cfg.Image, in, out))
+	initImage := cfg.InitImage
+	if initImage == "" {
+		initImage = cfg.Image
+	}
+	init, err := toTree(InitContainer(initImage, in, out))
 	if err != nil {
 		return err
 	}

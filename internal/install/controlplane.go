@@ -68,6 +68,9 @@ type Identity struct {
 type Options struct {
 	// Image is the weft image every Deployment runs.
 	Image string
+	// InitImage is the proxy-init image (with iptables) the injector
+	// adds; "" means Image + "-proxy-init" before the tag.
+	InitImage string
 	// Namespace is the control plane's namespace; "" means DefaultNamespace.
 	Namespace string
 	// Identity is stored in the issuer Secret and trust roots ConfigMap.
@@ -83,6 +86,19 @@ type WebhookTLS struct {
 	CABundle    []byte
 	Certificate []byte
 	Key         []byte
+}
+
+func (o Options) initImage() string {
+	if o.InitImage != "" {
+		return o.InitImage
+	}
+	// repo[:tag] -> repo-proxy-init[:tag]; a registry port is before the
+	// last slash.
+	repo, tag := o.Image, ""
+	if i := strings.LastIndex(o.Image, ":"); i > strings.LastIndex(o.Image, "/") {
+		repo, tag = o.Image[:i], o.Image[i:]
+	}
+	return repo + "-proxy-init" + tag
 }
 
 func (o Options) namespace() string {
@@ -205,6 +221,7 @@ func Objects(o Options) []any {
 		"--webhook-tls-cert-file=" + webhookMount + "/tls.crt",
 		"--webhook-tls-key-file=" + webhookMount + "/tls.key",
 		"--proxy-image=" + o.Image,
+		"--proxy-init-image=" + o.initImage(),
 	}
 	objs = append(objs,
 		deployment(o, ns, ControlName, controlArgs,

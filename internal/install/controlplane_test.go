@@ -205,3 +205,16 @@ func TestGenerateWebhookTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestInitImage(t *testing.T) {
+	for _, tt := range []struct{ image, init, want string }{
+		{"ghcr.io/weft-mesh/weft:v1.2.3", "", "ghcr.io/weft-mesh/weft-proxy-init:v1.2.3"},
+		{"localhost:5000/weft", "", "localhost:5000/weft-proxy-init"},
+		{"localhost:5000/weft:dev", "", "localhost:5000/weft-proxy-init:dev"},
+		{"weft:dev", "example/init:1", "example/init:1"},
+	} {
+		if got := (Options{Image: tt.image, InitImage: tt.init}).initImage(); got != tt.want {
+			t.Errorf("initImage(%q, %q) = %q, want %q", tt.image, tt.init, got, tt.want)
+		}
+	}
+}
