@@ -286,15 +286,28 @@ func TestFacesWorkshopRateLimit(t *testing.T) {
 	limited := load.between(from, to)
 	got := summarize(limited)
 	// The ingress fails open when the service does not answer within
-	// the RateLimitService's timeout (Emissary's 20 ms default): on a
-	// loaded machine that lets extra requests through, so say how often.
-	failOpen := 0
+	// the RateLimitService's timeout (Emissary's 20 ms default), as Envoy
+	// does: on a loaded machine a few requests pass unchecked. Its debug
+	// log says when; those are not the limit's doing.
+	failOpen := map[int64]int{} // unix second -> requests let through unchecked
 	logs, _ := filepath.Glob(filepath.Join(m.dir, "logs", "weft", "weft-ingress-*", "ingress.log"))
 	for _, f := range logs {
 		b, _ := os.ReadFile(f)
-		failOpen += strings.Count(string(b), "rate limit service failed")
+		for _, line := range strings.Split(string(b), "\n") {
+			if !strings.Contains(line, "rate limit service failed") {
+				continue
+			}
+			ts, _, _ := strings.Cut(strings.TrimPrefix(line, "time="), " ")
+			if at, err := time.Parse(time.RFC3339Nano, ts); err == nil && !at.Before(from) && at.Before(to) {
+				failOpen[at.Unix()]++
+			}
+		}
 	}
-	t.Logf("rate limited: %v; the ingress failed open %d times", got, failOpen)
+	unchecked := 0
+	for _, n := range failOpen {
+		unchecked += n
+	}
+	t.Logf("rate limited: %v; the ingress failed open %d times (%v)", got, unchecked, failOpen)
 	if got.limitedWithoutHeader > 0 {
 		t.Errorf("%d 429s without x-envoy-ratelimited: true", got.limitedWithoutHeader)
 	}
@@ -312,11 +325,11 @@ func TestFacesWorkshopRateLimit(t *testing.T) {
 			passed++
 		}
 	}
-	if avg := float64(passed) / to.Sub(from).Seconds(); avg > 8.7 || avg < 6 {
-		t.Errorf("%.1f requests/s got through the ingress's 8/s limit (%v)", avg, perSecond)
+	if avg := float64(passed-unchecked) / to.Sub(from).Seconds(); avg > 8.7 || avg < 6 {
+		t.Errorf("%.1f requests/s got through the ingress's 8/s limit (%v, unchecked %v)", avg, perSecond, failOpen)
 	}
 	for sec, n := range perSecond {
-		if n > 10 {
+		if n-failOpen[sec] > 10 {
 			t.Errorf("%d requests sent in second %d got through the 8/s limit", n, sec)
 		}
 	}
