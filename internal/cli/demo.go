@@ -34,6 +34,9 @@ timeouts and rate limits ('weft apply -f').
 
 'weft demo' is 'weft up' with built-in manifests equivalent to the Faces
 Helm chart 1.4.1 and the workshop's Emissary Listeners, Host and Mappings.
+It also puts the workshop's rate limit rule (domain emissary, mykey=myvalue,
+8 requests per second) in STATE_DIR/ratelimit/, ready for the workshop's
+last step, and prints the dashboard's URL beside the GUI's.
 'weft demo --print' writes those manifests to stdout so you can edit them
 and run 'weft up -f' instead. Every 'weft up' flag works here too.`
 	cmd.Example = `  weft demo
