@@ -140,7 +140,11 @@ func TestSchemaFor(t *testing.T) {
 		"items":  {Type: "array", Items: &Schema{Type: "object", Required: []string{"a"}, Properties: map[string]*Schema{"a": {Type: "string"}}}},
 		"raw":    {Type: "string", Format: "byte"},
 		"self": {Type: "object", Properties: map[string]*Schema{
-			"next": {Type: "object", PreserveUnknown: true},
+			"next": {Type: "object", Properties: map[string]*Schema{
+				"next": {Type: "object", Properties: map[string]*Schema{
+					"next": {Type: "object", PreserveUnknown: true},
+				}},
+			}},
 		}},
 	}}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -260,6 +264,11 @@ apiVersion: linkerd.io/v1alpha2
 kind: ServiceProfile
 metadata: {name: bad.faces.svc.cluster.local, namespace: faces}
 spec: {routes: [{condition: {method: GET}}]}`, "spec.routes[0].name"},
+		{"profile nested condition with a bad method", profiles, `
+apiVersion: linkerd.io/v1alpha2
+kind: ServiceProfile
+metadata: {name: bad3.faces.svc.cluster.local, namespace: faces}
+spec: {routes: [{name: x, condition: {all: [{not: {method: 5}}]}}]}`, "spec.routes[0].condition.all[0].not.method"},
 		{"profile retry ratio as string", profiles, `
 apiVersion: linkerd.io/v1alpha2
 kind: ServiceProfile

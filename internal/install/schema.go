@@ -83,14 +83,19 @@ var (
 // not a pointer) is required, embedded structs are inlined. A type that
 // refers back to itself (ServiceProfile's response matches nest all/any/not)
 // cannot be expressed structurally; the recursive reference is left
-// free-form.
+// free-form below recursionDepth levels.
 func SchemaFor(t reflect.Type) (*Schema, error) {
-	g := &generator{onPath: map[reflect.Type]bool{}}
+	g := &generator{onPath: map[reflect.Type]int{}}
 	return g.schema(t, t.String())
 }
 
+// recursionDepth is how many times a type may nest in itself before the
+// schema stops describing it: ServiceProfile conditions are checked to
+// this depth by the API server, deeper ones by Weft's decoder.
+const recursionDepth = 3
+
 type generator struct {
-	onPath map[reflect.Type]bool
+	onPath map[reflect.Type]int
 }
 
 func (g *generator) schema(t reflect.Type, path string) (*Schema, error) {
@@ -142,11 +147,11 @@ func (g *generator) schema(t reflect.Type, path string) (*Schema, error) {
 		}
 		return &Schema{Type: "object", AdditionalProperties: v}, nil
 	case reflect.Struct:
-		if g.onPath[t] {
+		if g.onPath[t] >= recursionDepth {
 			return &Schema{Type: "object", PreserveUnknown: true}, nil
 		}
-		g.onPath[t] = true
-		defer delete(g.onPath, t)
+		g.onPath[t]++
+		defer func() { g.onPath[t]-- }()
 		s := &Schema{Type: "object", Properties: map[string]*Schema{}}
 		if err := g.fields(t, path, s); err != nil {
 			return nil, err
