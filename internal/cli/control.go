@@ -120,7 +120,7 @@ reconnect, and the process exits.`,
 			if o.identity.ClockSkewAllowance == 0 {
 				o.identity.ClockSkewAllowance = -1 // an explicit 0: no backdating (0 in the config means the default)
 			}
-			webhook, err := o.webhook.config(st, o.identity.Files.TrustAnchors, logger)
+			webhook, err := o.webhook.config(st, o.identity, logger)
 			if err != nil {
 				return err
 			}

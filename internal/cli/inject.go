@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -18,6 +19,7 @@ import (
 	"github.com/weft-mesh/weft/internal/install"
 	"github.com/weft-mesh/weft/internal/proxyinit"
 	"github.com/weft-mesh/weft/internal/store"
+	"github.com/weft-mesh/weft/internal/tlsid"
 )
 
 // defaultInitImage is the Dockerfile's proxy-init target, tagged as the
@@ -124,8 +126,10 @@ func addWebhookFlags(f *pflag.FlagSet, o *webhookFlags) {
 }
 
 // config builds the webhook from the flags, reading namespaces' inject
-// annotations from st and giving proxies the trust anchors in anchorsFile.
-func (o webhookFlags) config(st store.Store, anchorsFile string, logger *slog.Logger) (*control.WebhookConfig, error) {
+// annotations from st and giving proxies the control plane's trust anchors
+// (its --identity-trust-anchors-file, else the identity directory's).
+func (o webhookFlags) config(st store.Store, id control.IdentityConfig, logger *slog.Logger) (*control.WebhookConfig, error) {
+	anchorsFile := id.Files.TrustAnchors
 	if o.addr == "" {
 		return nil, nil
 	}
@@ -143,8 +147,9 @@ func (o webhookFlags) config(st store.Store, anchorsFile string, logger *slog.Lo
 		}
 	}
 	h := &inject.Webhook{
-		Config: inject.Config{Image: o.proxyImage, InitImage: o.initImage, Version: VersionString(), TrustAnchors: anchors},
-		Logger: logger,
+		TrustAnchorsFile: filepath.Join(id.Dir, tlsid.AnchorsFile),
+		Config:           inject.Config{Image: o.proxyImage, InitImage: o.initImage, Version: VersionString(), TrustAnchors: anchors},
+		Logger:           logger,
 		Namespaces: func(ctx context.Context, ns string) (map[string]string, error) {
 			obj, err := st.Get(ctx, api.Ref{Kind: api.KindNamespace, Name: ns})
 			if errors.Is(err, store.ErrNotFound) {

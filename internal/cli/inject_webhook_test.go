@@ -69,12 +69,13 @@ func TestControlWebhook(t *testing.T) {
 	}
 
 	addr, admin, webhook := freeAddr(t), freeAddr(t), freeAddr(t)
+	stateDir := t.TempDir()
 	runCtx, stop := context.WithCancel(context.Background())
 	var errOut syncBuffer
 	code := make(chan int, 1)
 	go func() {
 		code <- Run(runCtx, []string{"control", "--store=kube", "--kubeconfig", c.Kubeconfig,
-			"--state-dir", t.TempDir(), "--addr", addr, "--admin-addr", admin,
+			"--state-dir", stateDir, "--addr", addr, "--admin-addr", admin,
 			"--webhook-addr", webhook, "--webhook-tls-cert-file", certFile, "--webhook-tls-key-file", keyFile,
 			"--proxy-image", "example/weft:test"}, strings.NewReader(""), io.Discard, &errOut)
 	}()
@@ -126,6 +127,17 @@ func TestControlWebhook(t *testing.T) {
 			}
 			if got.Spec.Containers[0].Name != "weft-proxy" || got.Spec.Containers[0].Image != "example/weft:test" {
 				t.Errorf("containers %+v", got.Spec.Containers)
+			}
+			// The control plane generated its identity in the state
+			// directory; the proxy is given those anchors.
+			var anchors string
+			for _, e := range got.Spec.Containers[0].Env {
+				if e.Name == "WEFT_PROXY_IDENTITY_TRUST_ANCHORS" {
+					anchors = e.Value
+				}
+			}
+			if want, err := os.ReadFile(filepath.Join(stateDir, "identity", "ca.crt")); err != nil || anchors != string(want) {
+				t.Errorf("proxy trust anchors %q, want the control plane's (%v)", anchors, err)
 			}
 			return
 		}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -26,9 +27,13 @@ type NamespaceAnnotations func(ctx context.Context, namespace string) (map[strin
 // answers with a JSON patch that does what Manual does. Anything else is
 // allowed unchanged: the webhook never refuses a pod.
 type Webhook struct {
-	Config     Config
-	Namespaces NamespaceAnnotations
-	Logger     *slog.Logger
+	Config Config
+	// TrustAnchorsFile, when Config has no TrustAnchors, is read for each
+	// pod: the control plane's generated anchors appear there only once it
+	// has started, and are replaced when rotated.
+	TrustAnchorsFile string
+	Namespaces       NamespaceAnnotations
+	Logger           *slog.Logger
 }
 
 func (h *Webhook) log() *slog.Logger {
@@ -104,7 +109,18 @@ func (h *Webhook) Review(ctx context.Context, req *admissionv1.AdmissionRequest)
 	if mode != "enabled" {
 		return allow
 	}
-	if err := Manual(meta, spec, h.Config, ""); err != nil {
+	cfg := h.Config
+	if len(cfg.TrustAnchors) == 0 && h.TrustAnchorsFile != "" {
+		b, err := os.ReadFile(h.TrustAnchorsFile)
+		if err != nil {
+			// The proxy would not start without anchors; leave the
+			// pod unmeshed and say why.
+			h.log().Warn("inject: reading the trust anchors; not injecting", "err", err)
+			return allow
+		}
+		cfg.TrustAnchors = b
+	}
+	if err := Manual(meta, spec, cfg, ""); err != nil {
 		// A bad skip-ports annotation: refuse, so the user sees why.
 		return deny(err)
 	}
