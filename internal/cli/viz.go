@@ -72,11 +72,26 @@ func (o *vizSource) open(ctx context.Context, g *Globals) (viz.Source, time.Dura
 	if o.addr != "" {
 		return viz.Remote{Addr: o.addr}, o.window, nil
 	}
-	pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-	info, err := viz.Remote{Addr: DefaultDashboardAddr}.Info(pctx)
-	cancel()
-	if err == nil && sameDir(info.StateDir, dir) {
-		return viz.Remote{Addr: DefaultDashboardAddr}, o.window, nil
+	// The dashboard 'weft up' runs for dir (at its --dashboard-addr), else
+	// one at the default address serving dir.
+	addrs := []string{DefaultDashboardAddr}
+	if m, err := local.ReadMesh(dir); err == nil {
+		for _, c := range m.Components {
+			if u := c.Addresses["url"]; c.Kind == local.KindDashboard && u != "" {
+				a := strings.TrimSuffix(strings.TrimPrefix(u, "http://"), "/")
+				if a != DefaultDashboardAddr {
+					addrs = append([]string{a}, addrs...)
+				}
+			}
+		}
+	}
+	for _, a := range addrs {
+		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		info, err := viz.Remote{Addr: a}.Info(pctx)
+		cancel()
+		if err == nil && sameDir(info.StateDir, dir) {
+			return viz.Remote{Addr: a}, o.window, nil
+		}
 	}
 	window := o.window
 	if window <= 0 {

@@ -334,9 +334,24 @@ func TestFacesWorkshopRateLimit(t *testing.T) {
 		}
 	}
 	// Face has recovered: what it answers is no longer Kaboom (its own
-	// errors, ~21%, remain).
-	if got.ok < 20 || pct(got.kaboom, got.ok) > 5 {
-		t.Errorf("face has not recovered behind the ingress's rate limit: %v", got)
+	// errors, ~21%, remain). It sees 8/s, under its 8.5; a few requests
+	// the ingress let through unchecked can tip its 10 s average over for
+	// a moment, hence some slack (overwhelmed, nearly all are Kaboom).
+	if got.ok < 20 || pct(got.kaboom, got.ok) > 10 {
+		t.Errorf("face has not recovered behind the ingress's rate limit: %v (%d let through unchecked)", got, unchecked)
+	}
+
+	// The dashboard 'weft up' runs has been scraping the mesh: 'weft viz
+	// stat' (which finds it through weft status) shows face's traffic.
+	out, code := m.weft("viz", "stat", "deploy", "-n", "faces")
+	var faceRow []string
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) > 3 && f[0] == "face" {
+			faceRow = f
+		}
+	}
+	if code != 0 || faceRow == nil || !strings.HasSuffix(faceRow[3], "rps") || faceRow[3] == "0.0rps" {
+		t.Errorf("weft viz stat deploy -n faces: exit %d, want face's requests per second:\n%s", code, out)
 	}
 }
 
