@@ -15,6 +15,8 @@ type proxyOptions struct {
 	controlAddr    string
 	outboundAddr   string
 	inbound        []string
+	transparent    bool
+	inboundAddr    string
 	adminAddr      string
 	tapAddr        string
 	namespace      string
@@ -50,6 +52,11 @@ The app sends its outbound traffic through --outbound-addr (HTTP_PROXY and
 HTTPS_PROXY point there); the proxy resolves authorities through the control
 plane at --control-addr, balances requests over endpoints and speaks HTTP/2 to
 peer proxies. Each --inbound LISTEN=APP accepts traffic for one app port.
+With --transparent (Kubernetes, behind 'weft proxy-init' iptables rules)
+the app needs no proxy settings: its outbound TCP, redirected to
+--outbound-addr, goes where it was dialed (SO_ORIGINAL_DST), HTTP routed by
+its Host when that names a mesh service; inbound TCP, redirected to
+--inbound-addr, goes to 127.0.0.1 and the port the client dialed.
 The admin server at --admin-addr serves /metrics, /ready and /live; --tap-addr
 serves live request taps (io.linkerd.proxy.tap.Tap) to 'weft viz tap'.
 
@@ -78,6 +85,8 @@ meshed peer. --disable-identity runs it without (plaintext between proxies).`,
 				Pod:            o.pod,
 				Deployment:     o.deployment,
 				ServiceAccount: o.serviceAccount,
+				Transparent:    o.transparent,
+				InboundAddr:    o.inboundAddr,
 				ShutdownGrace:  o.shutdownGrace,
 				Logger:         slog.New(slog.NewTextHandler(g.Err, &slog.HandlerOptions{Level: level})),
 			}
@@ -109,6 +118,8 @@ meshed peer. --disable-identity runs it without (plaintext between proxies).`,
 	f.StringVar(&o.controlAddr, "control-addr", o.controlAddr, "control plane (Destination) gRPC address")
 	f.StringVar(&o.outboundAddr, "outbound-addr", o.outboundAddr, "outbound listener address (the app's HTTP_PROXY/HTTPS_PROXY)")
 	f.StringArrayVar(&o.inbound, "inbound", nil, "inbound listener and the app address behind it, LISTEN=APP (repeatable, one per container port)")
+	f.BoolVar(&o.transparent, "transparent", false, "transparent mode behind weft proxy-init's iptables rules (Linux): original destinations from SO_ORIGINAL_DST")
+	f.StringVar(&o.inboundAddr, "inbound-addr", "", "transparent mode's inbound listener (redirected inbound traffic goes to 127.0.0.1 and the port the client dialed)")
 	f.StringVar(&o.adminAddr, "admin-addr", o.adminAddr, "admin server address (/metrics, /ready, /live)")
 	f.StringVar(&o.tapAddr, "tap-addr", "", "tap server address (io.linkerd.proxy.tap.Tap gRPC, for 'weft viz tap'); empty serves none")
 	f.StringVar(&o.namespace, "namespace", o.namespace, "the workload's namespace (short service names resolve in it)")

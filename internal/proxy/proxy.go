@@ -64,6 +64,14 @@ type Config struct {
 	Pod            string        // the workload's pod name
 	Deployment     string        // the workload's deployment, for metric labels
 	ServiceAccount string        // the workload's service account
+	// Transparent is Kubernetes mode behind weft proxy-init's iptables
+	// rules: the outbound listener also takes redirected connections (their
+	// original destination from SO_ORIGINAL_DST), and InboundAddr takes
+	// every redirected inbound connection, sent to 127.0.0.1 and the port
+	// the client dialed. Linux only.
+	Transparent bool
+	// InboundAddr is the transparent inbound listener, host:port.
+	InboundAddr string
 	// ShutdownGrace bounds the drain of in-flight requests; zero means 30s.
 	ShutdownGrace time.Duration
 	// DetectTimeout bounds protocol detection; zero means 10s.
@@ -110,6 +118,13 @@ func (c *Config) Validate() error {
 	if c.Namespace == "" {
 		errs = append(errs, errors.New("proxy: --namespace is required (short service names resolve in it)"))
 	}
+	if c.Transparent {
+		if _, _, err := net.SplitHostPort(c.InboundAddr); err != nil {
+			errs = append(errs, fmt.Errorf("proxy: --transparent needs --inbound-addr host:port (the port weft proxy-init redirects inbound traffic to), got %q: %w", c.InboundAddr, err))
+		}
+	} else if c.InboundAddr != "" {
+		errs = append(errs, errors.New("proxy: --inbound-addr is for --transparent mode; use --inbound LISTEN=APP otherwise"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -119,6 +134,7 @@ type Proxy struct {
 	log      *slog.Logger
 	outLn    net.Listener
 	inLns    []net.Listener
+	tpLn     net.Listener // the transparent inbound listener; nil without Transparent
 	adminLn  net.Listener
 	tapLn    net.Listener // nil without TapAddr
 	tap      *tap.Tapper  // nil without TapAddr
@@ -162,6 +178,11 @@ func Listen(cfg Config) (*Proxy, error) {
 		}
 		p.inLns = append(p.inLns, ln)
 	}
+	if cfg.Transparent {
+		if p.tpLn, err = listen("transparent inbound", cfg.InboundAddr); err != nil {
+			return nil, err
+		}
+	}
 	if p.adminLn, err = listen("admin", cfg.AdminAddr); err != nil {
 		return nil, err
 	}
@@ -197,11 +218,15 @@ func Listen(cfg Config) (*Proxy, error) {
 // OutboundAddr returns the bound outbound address.
 func (p *Proxy) OutboundAddr() string { return p.outLn.Addr().String() }
 
-// InboundAddrs returns the bound inbound addresses, in flag order.
+// InboundAddrs returns the bound inbound addresses, in flag order, then
+// the transparent inbound listener's.
 func (p *Proxy) InboundAddrs() []string {
-	out := make([]string, len(p.inLns))
+	out := make([]string, len(p.inLns), len(p.inLns)+1)
 	for i, ln := range p.inLns {
 		out[i] = ln.Addr().String()
+	}
+	if p.tpLn != nil {
+		out = append(out, p.tpLn.Addr().String())
 	}
 	return out
 }
@@ -287,6 +312,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		DetectTimeout: cfg.DetectTimeout,
 		ShutdownGrace: cfg.ShutdownGrace,
 		Logger:        cfg.Logger,
+		OriginalDst:   originalDst(cfg.Transparent),
 	})
 	inHTTP := pm.HTTP(inLabels)
 	inTCPLabels := inLabels.With("peer", "src")
@@ -313,9 +339,20 @@ func (p *Proxy) Run(ctx context.Context) error {
 		run(func() error { p.identity.Run(ctx); return nil })
 	}
 	run(func() error { return out.Serve(ctx, p.outLn) })
-	for i, ln := range p.inLns {
+	for i, ln := range append(p.inLns[:len(p.inLns):len(p.inLns)], p.tpLn) {
+		if ln == nil {
+			break // no transparent listener
+		}
+		var app string
+		var appFor func(net.Conn) (string, error)
+		if i < len(cfg.Inbound) {
+			app = cfg.Inbound[i].App
+		} else {
+			appFor = transparentApp
+		}
 		in := inbound.NewServer(inbound.Config{
-			App:           cfg.Inbound[i].App,
+			App:           app,
+			AppFor:        appFor,
 			HTTP:          inHTTP,
 			TCP:           inTCP,
 			TCPFor:        inTCPFor,

@@ -123,7 +123,9 @@ func annotatedRoute(name string, cond *pb.RequestMatch, pol annotationRoute) *pb
 	if pol.timeout > 0 {
 		r.Timeout = durationpb.New(pol.timeout)
 	}
-	if pol.retry != nil && (pol.retry.HTTP != nil || pol.retry.GRPC == nil) && pol.retry.Limit > 0 {
+	// gRPC conditions cannot be said here (response classes match HTTP
+	// statuses); OutboundPolicies carries them, laid over this route.
+	if pol.retry != nil && pol.retry.Limit > 0 {
 		r.IsRetryable = true
 		for _, sr := range pol.retry.HTTP {
 			r.ResponseClasses = append(r.ResponseClasses, &pb.ResponseClass{

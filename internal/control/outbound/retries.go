@@ -20,6 +20,9 @@ const (
 	maxRequestBytes = 64 << 10
 	minBackoff      = 25 * time.Millisecond
 	maxBackoff      = 250 * time.Millisecond
+	// grpcStatusBase: gRPC status c is sent as HTTP status range
+	// [grpcStatusBase+c, grpcStatusBase+c], which no HTTP response has.
+	grpcStatusBase = 1000
 )
 
 // annotationRetries returns, for a Service without a ServiceProfile, the
@@ -83,6 +86,13 @@ func retryRoute(name string, r *api.RetryAnnotations) *pb.HttpRoute {
 	conds := &pb.HttpRoute_Retry_Conditions{}
 	for _, sr := range ranges {
 		conds.StatusRanges = append(conds.StatusRanges, &pb.HttpRoute_Retry_Conditions_StatusRange{Start: sr.Min, End: sr.Max})
+	}
+	for _, c := range r.GRPC {
+		// gRPC conditions ride as status ranges from grpcStatusBase (see
+		// discovery.GRPCStatusBase in the proxy): this API version has no
+		// gRPC conditions on an HttpRoute.
+		v := grpcStatusBase + uint32(c)
+		conds.StatusRanges = append(conds.StatusRanges, &pb.HttpRoute_Retry_Conditions_StatusRange{Start: v, End: v})
 	}
 	retry := &pb.HttpRoute_Retry{
 		MaxRetries:      r.Limit,

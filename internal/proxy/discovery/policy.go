@@ -104,6 +104,15 @@ func accrualOf(p *outboundpb.OutboundPolicy) *breaker.Config {
 	}
 }
 
+// GRPCStatusBase encodes gRPC retry conditions in an HttpRoute retry's
+// status ranges: the OutboundPolicies API (v0.20) has gRPC conditions only
+// on GrpcRoute, which a Detect protocol cannot carry, and annotation
+// routes serve HTTP and gRPC alike. Weft's control plane sends gRPC status
+// c as the range [GRPCStatusBase+c, GRPCStatusBase+c]; no HTTP status is
+// that high, so another proxy would ignore them. Keep in step with
+// internal/control/outbound/retries.go.
+const GRPCStatusBase = 1000
+
 // retriesOf reads the HTTP routes' retry policies by route name.
 func retriesOf(p *outboundpb.OutboundPolicy) map[string]*retry.Policy {
 	var routes []*outboundpb.HttpRoute
@@ -127,10 +136,17 @@ func retriesOf(p *outboundpb.OutboundPolicy) map[string]*retry.Policy {
 				continue
 			}
 			var ranges [][2]int
+			var grpcCodes uint32 // bit c: retry gRPC status c
 			for _, sr := range rt.GetConditions().GetStatusRanges() {
 				lo, hi := int(sr.GetStart()), int(sr.GetEnd())
 				if hi == 0 {
 					hi = lo
+				}
+				if lo >= GRPCStatusBase {
+					for c := lo; c <= hi && c-GRPCStatusBase < 32; c++ {
+						grpcCodes |= 1 << (c - GRPCStatusBase)
+					}
+					continue
 				}
 				ranges = append(ranges, [2]int{lo, hi})
 			}
@@ -139,7 +155,11 @@ func retriesOf(p *outboundpb.OutboundPolicy) map[string]*retry.Policy {
 			}
 			out[name] = &retry.Policy{
 				Limit: int(rt.GetMaxRetries()),
-				Retryable: func(status, _ int) bool {
+				Retryable: func(status, grpcStatus int) bool {
+					if grpcStatus >= 0 {
+						// A gRPC response: only its gRPC status counts.
+						return grpcStatus < 32 && grpcCodes&(1<<grpcStatus) != 0
+					}
 					for _, r := range ranges {
 						if status >= r[0] && status <= r[1] {
 							return true
@@ -150,6 +170,7 @@ func retriesOf(p *outboundpb.OutboundPolicy) map[string]*retry.Policy {
 				Timeout:    rt.GetTimeout().AsDuration(),
 				Backoff:    rt.GetBackoff().GetMinBackoff().AsDuration(),
 				MaxBackoff: rt.GetBackoff().GetMaxBackoff().AsDuration(),
+				Trailers:   grpcCodes != 0,
 			}
 			break // one retry policy per route (annotations give one)
 		}

@@ -27,8 +27,13 @@ import (
 
 // Config configures a Server.
 type Config struct {
-	// App is the application's address (host:port). Required.
+	// App is the application's address (host:port). Required unless
+	// AppFor is set.
 	App string
+	// AppFor, when set, is transparent mode: it gives the app address of
+	// each accepted connection (127.0.0.1 and the port the client dialed,
+	// from the original destination iptables redirected).
+	AppFor func(net.Conn) (string, error)
 	// HTTP records request metrics (direction=inbound); nil records nothing.
 	HTTP *metrics.HTTP
 	// TCP counts accepted connections; nil counts nothing.
@@ -76,7 +81,10 @@ type peer struct {
 type peerConn struct {
 	net.Conn
 	peer *peer
+	app  string // transparent mode: the app address; "" means Config.App
 }
+
+type appKey struct{}
 
 type peerKey struct{}
 
@@ -128,7 +136,12 @@ func NewServer(cfg Config) *Server {
 		tap:     cfg.Tap,
 	}
 	app := cfg.App
-	s.proxy = forward.NewReverseProxy(s.app, func(*http.Request) string { return app }, s.log)
+	s.proxy = forward.NewReverseProxy(s.app, func(r *http.Request) string {
+		if a, ok := r.Context().Value(appKey{}).(string); ok {
+			return a
+		}
+		return app
+	}, s.log)
 	rewrite := s.proxy.Rewrite
 	s.proxy.Rewrite = func(pr *httputil.ProxyRequest) {
 		rewrite(pr)
@@ -202,7 +215,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if pc, ok := c.(*peerConn); ok {
-				return context.WithValue(ctx, peerKey{}, pc.peer)
+				ctx = context.WithValue(ctx, peerKey{}, pc.peer)
+				if pc.app != "" {
+					ctx = context.WithValue(ctx, appKey{}, pc.app)
+				}
+				return ctx
 			}
 			return ctx
 		},
@@ -245,6 +262,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 func (s *Server) handleConn(c net.Conn, inner *tcp.ChanListener) {
+	var app string // "" means Config.App
+	if s.cfg.AppFor != nil {
+		var err error
+		if app, err = s.cfg.AppFor(c); err != nil {
+			s.log.Info("closing a connection with no app address", "peer", c.RemoteAddr(), "err", err)
+			c.Close()
+			return
+		}
+	}
 	cc := tcp.CountLater(c, s.plain.tcp, nil)
 	done := s.tracker.Add(cc)
 	defer done()
@@ -276,12 +302,15 @@ func (s *Server) handleConn(c net.Conn, inner *tcp.ChanListener) {
 	cc.Start(p.tcp)
 	switch proto {
 	case detect.HTTP1, detect.HTTP2:
-		if !inner.Push(&peerConn{Conn: conn, peer: p}) {
+		if !inner.Push(&peerConn{Conn: conn, peer: p, app: app}) {
 			conn.Close()
 		}
 	default:
 		d := net.Dialer{Timeout: s.cfg.ConnectTimeout}
-		up, err := d.Dial("tcp", s.cfg.App)
+		if app == "" {
+			app = s.cfg.App
+		}
+		up, err := d.Dial("tcp", app)
 		if err != nil {
 			s.log.Debug("opaque: connect to app failed", "err", err)
 			conn.Close()

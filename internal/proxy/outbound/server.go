@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -40,6 +41,12 @@ type Config struct {
 	ShutdownGrace time.Duration
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
+	// OriginalDst, when set, is transparent mode: it returns where a
+	// connection redirected by iptables was going (tcp.OriginalDst).
+	// Opaque streams go there; HTTP requests are routed by their Host
+	// when it names a service, else there too (transparent.go).
+	// Connections that were not redirected are served as today.
+	OriginalDst func(net.Conn) (netip.AddrPort, error)
 }
 
 // Server serves the outbound listener.
@@ -89,6 +96,9 @@ func authorityOf(r *http.Request) string {
 	if a, ok := r.Context().Value(tunnelKey{}).(string); ok {
 		return a
 	}
+	if dst, ok := origDstOf(r.Context()); ok {
+		return transparentAuthority(r, dst)
+	}
 	if r.URL.Host != "" {
 		return r.URL.Host
 	}
@@ -114,6 +124,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if tc, ok := c.(*tunnelConn); ok {
 				return context.WithValue(ctx, tunnelKey{}, tc.authority)
+			}
+			if oc, ok := c.(*origDstConn); ok {
+				return context.WithValue(ctx, origDstKey{}, oc.dst)
 			}
 			return ctx
 		},
@@ -155,6 +168,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 func (s *Server) handleConn(c net.Conn, inner *tcp.ChanListener) {
+	var dst netip.AddrPort
+	transparent := false
+	if s.cfg.OriginalDst != nil {
+		var err error
+		if dst, err = s.cfg.OriginalDst(c); err != nil {
+			s.log.Debug("no original destination: serving as an explicit proxy", "peer", c.RemoteAddr(), "err", err)
+		} else {
+			transparent = redirected(c, dst)
+		}
+	}
 	cc := tcp.Count(c, s.cfg.TCP, nil)
 	done := s.tracker.Add(cc)
 	defer done()
@@ -162,6 +185,17 @@ func (s *Server) handleConn(c net.Conn, inner *tcp.ChanListener) {
 	if err != nil {
 		s.log.Debug("detection failed", "peer", c.RemoteAddr(), "err", err)
 		cc.Close()
+		return
+	}
+	if transparent {
+		switch proto {
+		case detect.HTTP1, detect.HTTP2:
+			if !inner.Push(&origDstConn{Conn: conn, dst: dst}) {
+				conn.Close()
+			}
+		default:
+			s.opaque(context.Background(), conn, dst.String())
+		}
 		return
 	}
 	switch proto {

@@ -181,7 +181,12 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	if !st.Exists {
-		return t.send(req, discovery.Endpoint{Addr: w.Target.Addr()}, w.Target.Addr(), nil)
+		addr := w.Target.Addr()
+		if dst, ok := origDstOf(req.Context()); ok {
+			// Transparent mode: not a mesh name, so where the app dialed.
+			addr = dst.String()
+		}
+		return t.send(req, discovery.Endpoint{Addr: addr}, addr, nil)
 	}
 	if p := w.Profile(); p != nil && len(p.Routes) > 0 {
 		return t.routed(req, w, st, p)

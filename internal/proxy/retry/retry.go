@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/weft-mesh/weft/internal/metrics"
@@ -28,6 +29,13 @@ type Policy struct {
 	// Backoff is the base of the jittered exponential backoff between
 	// attempts; zero retries at once (ServiceProfile retries do).
 	Backoff, MaxBackoff time.Duration
+	// Trailers makes gRPC statuses in trailers count: a gRPC response
+	// without grpc-status in its headers has its body peeked, and if it
+	// ends before any message, its trailers decide. A response that has
+	// sent a message is committed (never retried), as in Linkerd. Set only
+	// on routes with gRPC retry conditions: peeking waits for the first
+	// message.
+	Trailers bool
 }
 
 // ErrAttemptTimeout is the cause of an attempt's per-try timeout.
@@ -82,6 +90,13 @@ func (l *layer) RoundTrip(req *http.Request) (*http.Response, error) {
 			try.GetBody = nil
 		}
 		resp, err := l.attempt(try, p)
+		if err == nil && p.Trailers && isGRPC(req) {
+			err = peek(resp)
+			if err != nil {
+				resp.Body.Close()
+				resp = nil
+			}
+		}
 		if !l.shouldRetry(p, resp, err, ctx) {
 			if n > 0 && m != nil && err == nil && !p.Retryable(resp.StatusCode, grpcStatus(resp)) {
 				m.RetrySuccesses.Inc()
@@ -159,7 +174,66 @@ func (l *layer) attempt(req *http.Request, p *Policy) (*http.Response, error) {
 	return resp, nil
 }
 
-func grpcStatus(resp *http.Response) int { return telemetry.GRPCStatus(resp.Header) }
+// grpcStatus is the response's gRPC status: from the headers (a
+// trailers-only response), else from trailers already received (a body
+// peeked to its end).
+func grpcStatus(resp *http.Response) int {
+	if g := telemetry.GRPCStatus(resp.Header); g != metrics.NoGRPCStatus {
+		return g
+	}
+	return telemetry.GRPCStatus(resp.Trailer)
+}
+
+func isGRPC(req *http.Request) bool {
+	return strings.HasPrefix(req.Header.Get("Content-Type"), "application/grpc")
+}
+
+// peekSize bounds what peek buffers: the start of the first message.
+const peekSize = 512
+
+// peek reads the first chunk of a gRPC response without grpc-status in its
+// headers, so that a response ending without messages shows its trailers
+// (resp.Trailer) before the retry decision. What it read is put back in
+// front of the body. An error reading means the attempt failed.
+func peek(resp *http.Response) error {
+	if resp.Body == nil || resp.Body == http.NoBody || telemetry.GRPCStatus(resp.Header) != metrics.NoGRPCStatus {
+		return nil
+	}
+	buf := make([]byte, peekSize)
+	for range 8 { // a few empty reads, then give up peeking
+		n, err := resp.Body.Read(buf)
+		if n > 0 || err != nil {
+			resp.Body = &peeked{buf: buf[:n], err: err, rc: resp.Body}
+			if err != nil && err != io.EOF {
+				return err
+			}
+			return nil
+		}
+	}
+	return nil
+}
+
+// peeked is a body whose first bytes (and possibly its end) were read
+// ahead by peek.
+type peeked struct {
+	buf []byte
+	err error // the peek's error (io.EOF: the body had ended)
+	rc  io.ReadCloser
+}
+
+func (b *peeked) Read(p []byte) (int, error) {
+	if len(b.buf) > 0 {
+		n := copy(p, b.buf)
+		b.buf = b.buf[n:]
+		return n, nil
+	}
+	if b.err != nil {
+		return 0, b.err
+	}
+	return b.rc.Read(p)
+}
+
+func (b *peeked) Close() error { return b.rc.Close() }
 
 // timeoutError is an attempt's per-try timeout; it answers 504.
 type timeoutError struct{ d time.Duration }

@@ -17,6 +17,15 @@ import (
 // Doner is told when an exchange ends (a balancer node, for its load).
 type Doner interface{ Done() }
 
+// Ender is a Doner that also wants the exchange's final statuses: the HTTP
+// status and the gRPC status from the headers or, at the end of the
+// stream, the trailers (metrics.NoGRPCStatus if none). End is called once,
+// before Done.
+type Ender interface {
+	Doner
+	End(status, grpcStatus int)
+}
+
 // GRPCStatus returns the grpc-status in h, or metrics.NoGRPCStatus.
 func GRPCStatus(h http.Header) int {
 	v := h["Grpc-Status"]
@@ -77,12 +86,18 @@ func (b *body) end() {
 	if !b.ended.CompareAndSwap(false, true) {
 		return
 	}
-	if b.t != nil {
+	e, isEnder := b.done.(Ender)
+	if b.t != nil || isEnder {
 		g := GRPCStatus(b.resp.Header)
 		if g == metrics.NoGRPCStatus {
 			g = GRPCStatus(b.resp.Trailer)
 		}
-		b.t.Response(b.resp.StatusCode, g)
+		if b.t != nil {
+			b.t.Response(b.resp.StatusCode, g)
+		}
+		if isEnder {
+			e.End(b.resp.StatusCode, g)
+		}
 	}
 	if b.done != nil {
 		b.done.Done()
