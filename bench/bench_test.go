@@ -119,10 +119,10 @@ func TestOpenLoopChargesStalls(t *testing.T) {
 		}
 		return loop(c, srv.URL)
 	}
-	slow := func(s sample) int {
+	slow := func(s sample, over time.Duration) int {
 		k := 0
 		for _, l := range s.lat {
-			if l >= 100*time.Millisecond {
+			if l >= over {
 				k++
 			}
 		}
@@ -136,14 +136,21 @@ func TestOpenLoopChargesStalls(t *testing.T) {
 	}
 	// Requests scheduled in the first 200 ms of the 300 ms stall (5 ms
 	// apart) are all at least 100 ms late: about 40 of them.
-	if k := slow(open); k < 30 {
+	if k := slow(open, 100*time.Millisecond); k < 30 {
 		t.Errorf("open loop counted %d requests >= 100 ms, want >= 30 (the stall must be charged to requests scheduled during it)", k)
 	}
 	closed := run(func(c *http.Client, url string) sample {
 		return closedLoop(context.Background(), c, url, 600*time.Millisecond, 1)
 	})
-	if k := slow(closed); k != 1 {
-		t.Errorf("closed loop counted %d requests >= 100 ms, want exactly 1", k)
+	// The closed loop sees the stall once, on the request that hit it. A
+	// loaded machine (CI, 2 cores) can delay another request or two past
+	// 100 ms on its own, so allow a few of those, far from the ~40 the
+	// open loop must charge.
+	if k := slow(closed, stall); k < 1 {
+		t.Errorf("closed loop counted %d requests >= %v, want the stalled one", k, stall)
+	}
+	if k := slow(closed, 100*time.Millisecond); k > 5 {
+		t.Errorf("closed loop counted %d requests >= 100 ms, want at most 5 (only the stalled one, plus scheduling noise)", k)
 	}
 }
 
