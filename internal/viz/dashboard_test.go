@@ -389,7 +389,7 @@ func TestDashboardBrowser(t *testing.T) {
 		const rows = [...document.querySelectorAll('#tap-rows tr')].map(r => r.textContent.replace(/\s+/g, ' ').trim());
 		return rows.length === 4 && rows.filter(r => r.includes('/smiley')).length === 3 && rows.some(r => r.includes('500'));
 	})()`)
-	screenshot(t, ctx, "dashboard-tap.png")
+	screenshot(t, ctx, "dashboard-tap-sim.png")
 
 	// Without a tap server the panel is replaced by a note.
 	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`location.hash = '#/deploy/faces/smiley'`)); err != nil {
