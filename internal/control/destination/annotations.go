@@ -33,7 +33,8 @@ import (
 // What DestinationProfile cannot say (the retry limit, the statuses to
 // retry, the per-try timeout) the control plane's OutboundPolicies service
 // sends for the same route names (internal/control/outbound/retries.go);
-// the proxy lays it over these routes. gRPC conditions are not supported.
+// the proxy lays it over these routes, gRPC conditions (retry.linkerd.io/grpc)
+// included. GRPCRoutes are not read yet.
 // timeout.linkerd.io/request and /response both bound the response
 // headers (the route timeout); /idle is not applied.
 

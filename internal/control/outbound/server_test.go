@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	pb "github.com/linkerd/linkerd2-proxy-api/go/outbound"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -186,5 +187,47 @@ spec:
 	}
 	if rs := p.GetProtocol().GetDetect().GetHttp1().GetRoutes(); len(rs) != 0 {
 		t.Fatalf("with a ServiceProfile: routes %v, want none", rs)
+	}
+}
+
+// TestAnnotationGRPCRetryConditions: retry.linkerd.io/grpc rides as status
+// ranges from grpcStatusBase (the proxy's discovery.GRPCStatusBase), one
+// per code, beside the HTTP conditions (5xx by default).
+func TestAnnotationGRPCRetryConditions(t *testing.T) {
+	st := store.NewMemory()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	objs, err := api.Decode(strings.NewReader(`apiVersion: v1
+kind: Service
+metadata:
+  name: emoji
+  namespace: faces
+  annotations: {retry.linkerd.io/grpc: "unavailable,deadline-exceeded", retry.linkerd.io/limit: "2"}
+spec:
+  selector: {app: emoji}
+  ports: [{name: grpc, port: 8080, targetPort: 8080}]
+`), "svc.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Apply(ctx, objs...); err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(st, nil).Get(ctx, authority("emoji.faces.svc.cluster.local:8080"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes := p.GetProtocol().GetDetect().GetHttp2().GetRoutes()
+	if len(routes) != 1 {
+		t.Fatalf("routes %v, want the default route", routes)
+	}
+	r := routes[0].GetRules()[0].GetRetry()
+	var got [][2]uint32
+	for _, sr := range r.GetConditions().GetStatusRanges() {
+		got = append(got, [2]uint32{sr.GetStart(), sr.GetEnd()})
+	}
+	want := [][2]uint32{{500, 599}, {1014, 1014}, {1004, 1004}}
+	if r.GetMaxRetries() != 2 || !cmp.Equal(got, want) {
+		t.Fatalf("retry limit %d, ranges %v; want 2, %v", r.GetMaxRetries(), got, want)
 	}
 }
