@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -293,10 +294,16 @@ func (t *Transport) send(req *http.Request, ep discovery.Endpoint, authority str
 		var d telemetry.Doner
 		if node != nil {
 			node.ObserveRTT(time.Since(start))
-			if node.Breaker() != nil {
-				node.Record(breaker.IsFailure(resp.StatusCode, telemetry.GRPCStatus(resp.Header)))
-			}
 			d = node
+			if node.Breaker() != nil {
+				if g := telemetry.GRPCStatus(resp.Header); g != metrics.NoGRPCStatus || !isGRPCResponse(resp) {
+					node.Record(breaker.IsFailure(resp.StatusCode, g))
+				} else {
+					// The gRPC status comes in trailers: classify at
+					// the end of the stream.
+					d = accrualEnd{node}
+				}
+			}
 		}
 		telemetry.Observe(tgt, start, resp, d)
 	}
@@ -329,4 +336,15 @@ func closeBody(req *http.Request) {
 	if req.Body != nil {
 		req.Body.Close()
 	}
+}
+
+// accrualEnd records a gRPC exchange on its endpoint's breaker when the
+// stream ends, from the status in its trailers.
+type accrualEnd struct{ n *balance.Node }
+
+func (a accrualEnd) End(status, grpcStatus int) { a.n.Record(breaker.IsFailure(status, grpcStatus)) }
+func (a accrualEnd) Done()                      { a.n.Done() }
+
+func isGRPCResponse(resp *http.Response) bool {
+	return strings.HasPrefix(resp.Header.Get("Content-Type"), "application/grpc")
 }
