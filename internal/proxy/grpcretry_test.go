@@ -225,3 +225,55 @@ func TestGRPCFailureAccrualTrailers(t *testing.T) {
 		t.Fatalf("calls before tripping: bad %d, good %d; want at least 3 each", bad.count(m), good.count(m))
 	}
 }
+
+// TestGRPCRouteAnnotations: retry and timeout annotations on a GRPCRoute
+// attached to the Service apply to its methods only (route annotations
+// replace the Service's; the Service has none here).
+func TestGRPCRouteAnnotations(t *testing.T) {
+	e := newMeshEnv(t, time.Hour)
+	g, addr := startGRPCFailer(t)
+	server := startProxyWith(t, e.addr, "faces", "emoji-1", "emoji", nil, addr)
+	e.register(t, "faces", "emoji", "emoji-1", "emoji", 8080, server.InboundAddrs()[0], true)
+	objs, err := api.Decode(strings.NewReader(`apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata:
+  name: headers
+  namespace: faces
+  annotations: {retry.linkerd.io/grpc: unavailable, retry.linkerd.io/limit: "2"}
+spec:
+  parentRefs: [{group: core, kind: Service, name: emoji, port: 8080}]
+  rules:
+  - matches: [{method: {service: Headers.Svc}}]
+`), "grpcroute.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.Apply(context.Background(), objs...); err != nil {
+		t.Fatal(err)
+	}
+	client := startProxyWith(t, e.addr, "faces", "web-1", "web", nil)
+	cc := grpcThrough(t, client, "emoji.faces:8080")
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	call := func(method string) error {
+		return cc.Invoke(ctx, method, &emptypb.Empty{}, &emptypb.Empty{})
+	}
+	round := 0
+	waitFor(t, "the GRPCRoute retry policy", func() error {
+		round++
+		return call(fmt.Sprintf("/Headers.Svc/1.round%d", round))
+	})
+	if err := call("/Headers.Svc/2"); err != nil {
+		t.Fatalf("a method of the GRPCRoute failing twice, limit 2: %v", err)
+	}
+	if n := g.count("/Headers.Svc/2"); n != 3 {
+		t.Fatalf("%d attempts at the server, want 3", n)
+	}
+	// Another service's methods are outside the route: not retried.
+	if err := call("/TrailersOnly.Svc/1"); status.Code(err) != codes.Unavailable {
+		t.Fatalf("a method outside the GRPCRoute: %v, want UNAVAILABLE (not retried)", err)
+	}
+	if n := g.count("/TrailersOnly.Svc/1"); n != 1 {
+		t.Fatalf("a method outside the GRPCRoute: %d attempts, want 1", n)
+	}
+}

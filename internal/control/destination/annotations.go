@@ -34,7 +34,8 @@ import (
 // retry, the per-try timeout) the control plane's OutboundPolicies service
 // sends for the same route names (internal/control/outbound/retries.go);
 // the proxy lays it over these routes, gRPC conditions (retry.linkerd.io/grpc)
-// included. GRPCRoutes are not read yet.
+// included. GRPCRoutes attached to the Service count as HTTPRoutes over
+// their methods' paths (grpcAsHTTP).
 // timeout.linkerd.io/request and /response both bound the response
 // headers (the route timeout); /idle is not applied.
 
@@ -216,4 +217,43 @@ func trimSlash(s string) string {
 		s = s[:len(s)-1]
 	}
 	return s
+}
+
+// grpcAsHTTP returns a GRPCRoute as the HTTPRoute it amounts to for
+// annotation routes: the same name, annotations and parentRefs, each rule
+// matching its methods' paths (/service/method, POST). Header matches
+// cannot be expressed and make the match never apply, as for HTTPRoutes.
+// GRPCRoute rules have no timeouts field; annotations set them.
+func grpcAsHTTP(gr *gatewayv1.GRPCRoute) *gatewayv1.HTTPRoute {
+	hr := &gatewayv1.HTTPRoute{ObjectMeta: gr.ObjectMeta}
+	hr.Spec.ParentRefs = gr.Spec.ParentRefs
+	regex := gatewayv1.PathMatchRegularExpression
+	post := gatewayv1.HTTPMethodPost
+	for _, rule := range gr.Spec.Rules {
+		var hrule gatewayv1.HTTPRouteRule
+		for _, m := range rule.Matches {
+			re := "/[^/]+/[^/]+"
+			if mm := m.Method; mm != nil {
+				quote := regexp.QuoteMeta
+				if mm.Type != nil && *mm.Type == gatewayv1.GRPCMethodMatchRegularExpression {
+					quote = func(s string) string { return "(?:" + s + ")" }
+				}
+				svc, method := "[^/]+", "[^/]+"
+				if mm.Service != nil && *mm.Service != "" {
+					svc = quote(*mm.Service)
+				}
+				if mm.Method != nil && *mm.Method != "" {
+					method = quote(*mm.Method)
+				}
+				re = "/" + svc + "/" + method
+			}
+			hm := gatewayv1.HTTPRouteMatch{Path: &gatewayv1.HTTPPathMatch{Type: &regex, Value: &re}, Method: &post}
+			if len(m.Headers) > 0 {
+				hm.Headers = []gatewayv1.HTTPHeaderMatch{{Name: "grpc-header-match"}}
+			}
+			hrule.Matches = append(hrule.Matches, hm)
+		}
+		hr.Spec.Rules = append(hr.Spec.Rules, hrule)
+	}
+	return hr
 }

@@ -32,7 +32,7 @@ const (
 )
 
 // watchedKinds are the kinds a snapshot is built from.
-var watchedKinds = []api.Kind{api.KindService, api.KindEndpointSlice, api.KindPod, api.KindServiceProfile, api.KindHTTPRoute, api.KindPolicyHTTPRoute}
+var watchedKinds = []api.Kind{api.KindService, api.KindEndpointSlice, api.KindPod, api.KindServiceProfile, api.KindHTTPRoute, api.KindPolicyHTTPRoute, api.KindGRPCRoute}
 
 // nsName keys namespaced objects.
 type nsName struct{ namespace, name string }
@@ -112,7 +112,7 @@ func buildSnapshot(ctx context.Context, st store.Store, domain string, identity 
 		return nil, fmt.Errorf("destination: listing service profiles: %w", err)
 	}
 	var hrs []api.Object
-	for _, k := range []api.Kind{api.KindHTTPRoute, api.KindPolicyHTTPRoute} {
+	for _, k := range []api.Kind{api.KindHTTPRoute, api.KindPolicyHTTPRoute, api.KindGRPCRoute} {
 		objs, err := st.List(ctx, k, "")
 		if err != nil {
 			return nil, fmt.Errorf("destination: listing %s: %w", k.Kind, err)
@@ -131,8 +131,12 @@ func buildSnapshot(ctx context.Context, st store.Store, domain string, identity 
 		log:        log,
 	}
 	for _, o := range hrs {
-		if hr, ok := o.(*gatewayv1.HTTPRoute); ok {
-			s.httpRoutes[hr.Namespace] = append(s.httpRoutes[hr.Namespace], hr)
+		switch r := o.(type) {
+		case *gatewayv1.HTTPRoute:
+			s.httpRoutes[r.Namespace] = append(s.httpRoutes[r.Namespace], r)
+		case *gatewayv1.GRPCRoute:
+			// The same annotations, as an HTTPRoute over gRPC paths.
+			s.httpRoutes[r.Namespace] = append(s.httpRoutes[r.Namespace], grpcAsHTTP(r))
 		}
 	}
 	for _, o := range svcs {

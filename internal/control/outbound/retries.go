@@ -44,20 +44,30 @@ func (s *Server) annotationRetries(ctx context.Context, svc *corev1.Service, por
 	}
 	var out []*pb.HttpRoute
 	attached := false
-	for _, k := range []api.Kind{api.KindHTTPRoute, api.KindPolicyHTTPRoute} {
+	for _, k := range []api.Kind{api.KindHTTPRoute, api.KindPolicyHTTPRoute, api.KindGRPCRoute} {
 		objs, err := s.store.List(ctx, k, svc.Namespace)
 		if err != nil {
 			continue
 		}
 		for _, o := range objs {
-			hr, ok := o.(*gatewayv1.HTTPRoute)
-			if !ok || !attachedTo(hr, svc, port) {
+			// GRPCRoutes count as HTTPRoutes (the same names as the
+			// Destination's profile routes: destination.grpcAsHTTP).
+			var hr *gatewayv1.HTTPRoute
+			switch r := o.(type) {
+			case *gatewayv1.HTTPRoute:
+				hr = r
+			case *gatewayv1.GRPCRoute:
+				hr = &gatewayv1.HTTPRoute{ObjectMeta: r.ObjectMeta}
+				hr.Spec.ParentRefs = r.Spec.ParentRefs
+				hr.Spec.Rules = make([]gatewayv1.HTTPRouteRule, len(r.Spec.Rules))
+			}
+			if hr == nil || !attachedTo(hr, svc, port) {
 				continue
 			}
 			attached = true
 			r := sRetry
 			if rr, err := api.ParseRetryAnnotations(hr.Annotations); err != nil {
-				s.log.Warn("ignoring retry annotations", "httproute", hr.Namespace+"/"+hr.Name, "err", err)
+				s.log.Warn("ignoring retry annotations", "route", k.Kind+" "+hr.Namespace+"/"+hr.Name, "err", err)
 			} else if rr != nil {
 				r = rr
 			}

@@ -68,7 +68,7 @@ func (s *Server) Watch(spec *pb.TrafficSpec, stream grpc.ServerStreamingServer[p
 		return err
 	}
 	ctx := stream.Context()
-	ch, err := s.store.Watch(ctx, api.KindService, api.KindServiceProfile, api.KindHTTPRoute, api.KindPolicyHTTPRoute)
+	ch, err := s.store.Watch(ctx, api.KindService, api.KindServiceProfile, api.KindHTTPRoute, api.KindPolicyHTTPRoute, api.KindGRPCRoute)
 	if err != nil {
 		return status.Errorf(codes.Unavailable, "outbound policy: watching services: %v", err)
 	}
