@@ -114,6 +114,9 @@ func tpPeer(t *testing.T) {
 func tpPod(t *testing.T) {
 	dst := proxytest.NewDestination()
 	dst.Set("web.ns.svc.cluster.local:80", proxytest.Endpoint{Addr: tpPeerIP + ":8080"})
+	// Original destinations are looked up too (nothing listens on these).
+	dst.Set(tpPeerIP+":8082", proxytest.Endpoint{Addr: tpPeerIP + ":8080"})
+	dst.Set(tpPeerIP+":9002", proxytest.Endpoint{Addr: tpPeerIP + ":9000"})
 	dstAddr, _ := dst.Serve(t, "127.0.0.1:0")
 	for _, port := range []string{"8080", "9090"} {
 		ln, err := net.Listen("tcp4", ":"+port)
@@ -287,6 +290,10 @@ func TestTransparentInNetworkNamespace(t *testing.T) {
 			[]string{"URL=http://" + tpPeerIP + ":8081/", "HOST="}, "200 peer:8081 host=" + tpPeerIP + ":8081"},
 		{"HTTP with an unknown name, to the original destination", pod, "get",
 			[]string{"URL=http://" + tpPeerIP + ":8081/", "HOST=example.com"}, "200 peer:8081 host=example.com"},
+		{"HTTP to an IP Destination knows, to its endpoint", pod, "get",
+			[]string{"URL=http://" + tpPeerIP + ":8082/", "HOST="}, "200 peer:8080 host=" + tpPeerIP + ":8082"},
+		{"opaque TCP to an IP Destination knows, to its endpoint", pod, "echo",
+			[]string{"ADDR=" + tpPeerIP + ":9002"}, "echo:9000 hello"},
 		{"opaque TCP, to the original destination", pod, "echo",
 			[]string{"ADDR=" + tpPeerIP + ":9000"}, "echo:9000 hello"},
 		{"skipped outbound port bypasses the proxy (reaches the peer)", pod, "echo",

@@ -181,6 +181,24 @@ func (r *Resolver) Watch(authority string) (*Watch, error) {
 	if err != nil {
 		return nil, err
 	}
+	return r.watch(authority, t), nil
+}
+
+// WatchAddr returns the watch for an IP:port, looked up in Destination
+// (which knows the pod behind a pod IP): transparent mode's original
+// destinations. Watch, by contrast, never asks Destination about IPs.
+func (r *Resolver) WatchAddr(addr netip.AddrPort) *Watch {
+	key := "addr:" + addr.String()
+	if v, ok := r.byAuthority.Load(key); ok {
+		w := v.(*Watch)
+		w.touch()
+		return w
+	}
+	return r.watch(key, Target{Host: addr.Addr().String(), Port: addr.Port(), Path: addr.String()})
+}
+
+// watch returns the watch of t, cached under key.
+func (r *Resolver) watch(key string, t Target) *Watch {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	w := r.byPath[t.Path]
@@ -201,8 +219,8 @@ func (r *Resolver) Watch(authority string) (*Watch, error) {
 		}
 	}
 	w.touch()
-	r.byAuthority.Store(authority, w)
-	return w, nil
+	r.byAuthority.Store(key, w)
+	return w
 }
 
 // Watch follows one name. Its methods are safe for concurrent use.

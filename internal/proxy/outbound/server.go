@@ -194,7 +194,7 @@ func (s *Server) handleConn(c net.Conn, inner *tcp.ChanListener) {
 				conn.Close()
 			}
 		default:
-			s.opaque(context.Background(), conn, dst.String())
+			s.opaque(context.WithValue(context.Background(), origDstKey{}, dst), conn, dst.String())
 		}
 		return
 	}

@@ -140,9 +140,16 @@ func (s *service) sync(st *discovery.State) {
 // Resolve returns what Destination knows about authority, waiting at most
 // the discovery timeout for a first answer.
 func (t *Transport) Resolve(ctx context.Context, authority string) (*discovery.Watch, *discovery.State, error) {
-	w, err := t.cfg.Resolver.Watch(authority)
-	if err != nil {
-		return nil, nil, proxyerr.New(http.StatusBadRequest, "proxy: bad authority", err)
+	var w *discovery.Watch
+	if dst, ok := origDstOf(ctx); ok && authority == dst.String() {
+		// Transparent mode, routing by original destination: Destination
+		// knows the pod behind a pod IP (its identity: mTLS).
+		w = t.cfg.Resolver.WatchAddr(dst)
+	} else {
+		var err error
+		if w, err = t.cfg.Resolver.Watch(authority); err != nil {
+			return nil, nil, proxyerr.New(http.StatusBadRequest, "proxy: bad authority", err)
+		}
 	}
 	if st := w.Current(); st != nil {
 		return w, st, nil
