@@ -259,8 +259,12 @@ func (e *env) startMesh(ctx context.Context, want map[string]bool) error {
 		return err
 	}
 	e.control = fmt.Sprintf("127.0.0.1:%d", cport)
+	// No rate limit service or dashboard: the paths measured use neither,
+	// and their default addresses are fixed ports that another mesh (or a
+	// test running beside this one) may hold, which makes 'weft up' fail.
 	args := []string{"--state-dir", e.stateDir, "up", "-d", "-f", manifest,
-		"--control-addr", e.control, "--drain-delay", "0s"}
+		"--control-addr", e.control, "--drain-delay", "0s",
+		"--ratelimit-addr", "", "--dashboard-addr", ""}
 	ingressPort := 0
 	if ingress {
 		if ingressPort, err = freePort(); err != nil {
