@@ -13,6 +13,7 @@ import (
 	pb "github.com/linkerd/linkerd2-proxy-api/go/destination"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -116,7 +117,7 @@ func (h *harness) waitPublished(t *testing.T, objs []api.Object, present bool) {
 			return false
 		}
 		for _, o := range objs {
-			got, tracked := snapshotObject(snap, o)
+			got, want, tracked := snapshotObject(snap, o)
 			if !tracked {
 				continue
 			}
@@ -126,7 +127,7 @@ func (h *harness) waitPublished(t *testing.T, objs []api.Object, present bool) {
 				}
 				continue
 			}
-			if got == nil || !sameJSON(got, o) {
+			if got == nil || !samePublished(got, want) {
 				return false
 			}
 		}
@@ -134,31 +135,52 @@ func (h *harness) waitPublished(t *testing.T, objs []api.Object, present bool) {
 	})
 }
 
-// snapshotObject returns the snapshot's copy of o and whether the snapshot
-// indexes o's kind at all.
-func snapshotObject(snap *snapshot, o api.Object) (any, bool) {
+// snapshotObject returns the snapshot's copy of o (nil if absent), what that
+// copy must equal once o is published, and whether the snapshot indexes o's
+// kind at all. ServiceProfiles are held translated, so the wanted value is
+// o's translation.
+func snapshotObject(snap *snapshot, o api.Object) (got, want any, tracked bool) {
 	key := nsName{o.GetNamespace(), o.GetName()}
 	switch o := o.(type) {
 	case *corev1.Service:
 		if s, ok := snap.services[key]; ok {
-			return s, true
+			return s, o, true
 		}
-		return nil, true
+		return nil, o, true
 	case *corev1.Pod:
 		if p, ok := snap.pods[key]; ok {
-			return p, true
+			return p, o, true
 		}
-		return nil, true
+		return nil, o, true
 	case *discoveryv1.EndpointSlice:
 		svc := nsName{o.Namespace, o.Labels["kubernetes.io/service-name"]}
 		for _, es := range snap.slices[svc] {
 			if es.Name == o.Name {
-				return es, true
+				return es, o, true
 			}
 		}
-		return nil, true
+		return nil, o, true
+	case *api.ServiceProfile:
+		tr, err := translateProfile(o, o.Name)
+		if err != nil {
+			// The server skips invalid profiles; nothing to wait for.
+			return nil, nil, false
+		}
+		if p, ok := snap.profiles[key]; ok {
+			return p, tr, true
+		}
+		return nil, tr, true
 	}
-	return nil, false
+	return nil, nil, false
+}
+
+// samePublished reports whether the snapshot's copy equals the wanted value.
+func samePublished(got, want any) bool {
+	if g, ok := got.(proto.Message); ok {
+		w, ok := want.(proto.Message)
+		return ok && proto.Equal(g, w)
+	}
+	return sameJSON(got, want)
 }
 
 func sameJSON(a, b any) bool {
