@@ -226,36 +226,17 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	go hs.Serve(inner)
 
-	var wg sync.WaitGroup
-	acceptErr := make(chan error, 1)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				acceptErr <- err
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				s.handleConn(c, inner)
-			}()
-		}
-	}()
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-acceptErr:
+	wait, err := tcp.Accept(ctx, ln, func(c net.Conn) { s.handleConn(c, inner) })
+	if err != nil {
 		err = fmt.Errorf("inbound: accept on %s: %w", ln.Addr(), err)
 	}
-	ln.Close()
 	grace, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
 	defer cancel()
 	if hs.Shutdown(grace) != nil {
 		hs.Close()
 	}
 	s.tracker.Shutdown(grace)
-	wg.Wait()
+	wait()
 	s.app.h1.CloseIdleConnections()
 	s.app.h2c.CloseIdleConnections()
 	return err
