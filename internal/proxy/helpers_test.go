@@ -44,6 +44,13 @@ func (r *running) stop(t testing.TB) error {
 // startProxy runs a proxy in namespace ns with one inbound listener per app.
 func startProxy(t testing.TB, dstAddr, ns, pod string, apps ...string) *running {
 	t.Helper()
+	return runProxy(t, testConfig(dstAddr, ns, pod, apps...))
+}
+
+// testConfig is the proxy configuration every test starts from: loopback
+// listeners on free ports, one inbound listener per app, short detection
+// and discovery timeouts.
+func testConfig(dstAddr, ns, pod string, apps ...string) proxy.Config {
 	cfg := proxy.Config{
 		ControlAddr:      dstAddr,
 		OutboundAddr:     "127.0.0.1:0",
@@ -60,6 +67,13 @@ func startProxy(t testing.TB, dstAddr, ns, pod string, apps ...string) *running 
 	for _, a := range apps {
 		cfg.Inbound = append(cfg.Inbound, proxy.InboundPort{Listen: "127.0.0.1:0", App: a})
 	}
+	return cfg
+}
+
+// runProxy starts a proxy with cfg, stops it when the test ends, and
+// returns once its /ready answers.
+func runProxy(t testing.TB, cfg proxy.Config) *running {
+	t.Helper()
 	p, err := proxy.Listen(cfg)
 	if err != nil {
 		t.Fatalf("proxy.Listen: %v", err)

@@ -145,52 +145,15 @@ func (e *meshEnv) register(t testing.TB, ns, svc, pod, sa string, port int32, ad
 	}
 }
 
-// startProxyWith is startProxy with an identity configuration.
+// startProxyWith is startProxy with an identity configuration. Discovery
+// gets longer than usual: the first lookup waits for the certificate too.
 func startProxyWith(t testing.TB, dstAddr, ns, pod, sa string, id *proxy.IdentityConfig, apps ...string) *running {
 	t.Helper()
-	cfg := proxy.Config{
-		ControlAddr:      dstAddr,
-		OutboundAddr:     "127.0.0.1:0",
-		AdminAddr:        "127.0.0.1:0",
-		Namespace:        ns,
-		Pod:              pod,
-		Deployment:       strings.Split(pod, "-")[0],
-		ServiceAccount:   sa,
-		ShutdownGrace:    5 * time.Second,
-		DetectTimeout:    500 * time.Millisecond,
-		DiscoveryTimeout: 2 * time.Second,
-		Identity:         id,
-		Logger:           slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}
-	for _, a := range apps {
-		cfg.Inbound = append(cfg.Inbound, proxy.InboundPort{Listen: "127.0.0.1:0", App: a})
-	}
-	p, err := proxy.Listen(cfg)
-	if err != nil {
-		t.Fatalf("proxy.Listen: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{Proxy: p, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		r.err = p.Run(ctx)
-		close(r.done)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-r.done
-	})
-	waitFor(t, "proxy ready", func() error {
-		resp, err := http.Get("http://" + p.AdminAddr() + "/ready")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("status %d", resp.StatusCode)
-		}
-		return nil
-	})
-	return r
+	cfg := testConfig(dstAddr, ns, pod, apps...)
+	cfg.ServiceAccount = sa
+	cfg.DiscoveryTimeout = 2 * time.Second
+	cfg.Identity = id
+	return runProxy(t, cfg)
 }
 
 // echoClientID is an app that answers with the client identity its proxy

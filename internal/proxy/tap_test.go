@@ -4,18 +4,15 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	httppb "github.com/linkerd/linkerd2-proxy-api/go/http_types"
 	tappb "github.com/linkerd/linkerd2-proxy-api/go/tap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/weft-mesh/weft/internal/proxy"
 	"github.com/weft-mesh/weft/internal/proxy/proxytest"
 	"github.com/weft-mesh/weft/internal/viz"
 )
@@ -23,49 +20,9 @@ import (
 // startTapProxy runs a proxy with a tap server.
 func startTapProxy(t testing.TB, dstAddr, ns, pod string, apps ...string) *running {
 	t.Helper()
-	cfg := proxy.Config{
-		ControlAddr:      dstAddr,
-		OutboundAddr:     "127.0.0.1:0",
-		AdminAddr:        "127.0.0.1:0",
-		TapAddr:          "127.0.0.1:0",
-		Namespace:        ns,
-		Pod:              pod,
-		Deployment:       strings.Split(pod, "-")[0],
-		ServiceAccount:   "default",
-		ShutdownGrace:    5 * time.Second,
-		DetectTimeout:    500 * time.Millisecond,
-		DiscoveryTimeout: 300 * time.Millisecond,
-		Logger:           slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}
-	for _, a := range apps {
-		cfg.Inbound = append(cfg.Inbound, proxy.InboundPort{Listen: "127.0.0.1:0", App: a})
-	}
-	p, err := proxy.Listen(cfg)
-	if err != nil {
-		t.Fatalf("proxy.Listen: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{Proxy: p, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		r.err = p.Run(ctx)
-		close(r.done)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-r.done
-	})
-	waitFor(t, "proxy ready", func() error {
-		resp, err := http.Get("http://" + p.AdminAddr() + "/ready")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("status %d", resp.StatusCode)
-		}
-		return nil
-	})
-	return r
+	cfg := testConfig(dstAddr, ns, pod, apps...)
+	cfg.TapAddr = "127.0.0.1:0"
+	return runProxy(t, cfg)
 }
 
 // observe opens a tap on p and waits until the proxy has registered it.
