@@ -470,7 +470,7 @@ func TestMTLSRefusesBadPeers(t *testing.T) {
 	var body string
 	waitFor(t, "an answer", func() error {
 		resp, body = get(t, proxyClient(client), "http://smiley/")
-		if resp.StatusCode == http.StatusServiceUnavailable {
+		if resp.StatusCode == http.StatusServiceUnavailable || strings.Contains(body, "lookup smiley") {
 			return &statusErr{resp.StatusCode, body} // not resolved yet
 		}
 		return nil
@@ -498,7 +498,10 @@ func TestMTLSRefusesBadPeers(t *testing.T) {
 			var body string
 			waitFor(t, "an answer", func() error {
 				resp, body = get(t, proxyClient(client), "http://"+tc.svc+"/")
-				if resp.StatusCode == http.StatusServiceUnavailable {
+				// Until the control plane's watch sees the new Service,
+				// Destination says it does not exist and the proxy
+				// forwards to the name as given, which DNS cannot find.
+				if resp.StatusCode == http.StatusServiceUnavailable || strings.Contains(body, "lookup "+tc.svc) {
 					return &statusErr{resp.StatusCode, body}
 				}
 				return nil
