@@ -26,7 +26,9 @@ const (
 	targetExternal targetKind = iota
 	// targetService is a Service, by namespace and name.
 	targetService
-	// targetIP is an IP:port, resolved to the pod endpoint behind it.
+	// targetIP is an IP:port: a Service's ClusterIP and port resolve as
+	// the Service (snapshot.serviceTarget), any other address to the pod
+	// endpoint behind it.
 	targetIP
 )
 

@@ -53,6 +53,10 @@ type snapshot struct {
 	profiles map[nsName]*pb.DestinationProfile
 	// byAddr finds the pod endpoint behind an IP:port, for IP lookups.
 	byAddr map[netip.AddrPort]endpoint
+	// clusterIPs finds the Service whose spec.clusterIPs hold an address,
+	// so that an IP:port lookup of a ClusterIP resolves as the Service
+	// (what a transparent-mode client dialed without naming it).
+	clusterIPs map[netip.Addr]nsName
 	// httpRoutes are the HTTPRoutes (both groups) by namespace, for
 	// annotation-configured retries and timeouts (annotations.go).
 	httpRoutes map[string][]*gatewayv1.HTTPRoute
@@ -126,6 +130,7 @@ func buildSnapshot(ctx context.Context, st store.Store, domain string, identity 
 		pods:       make(map[nsName]*corev1.Pod, len(pods)),
 		profiles:   make(map[nsName]*pb.DestinationProfile, len(sps)),
 		byAddr:     map[netip.AddrPort]endpoint{},
+		clusterIPs: map[netip.Addr]nsName{},
 		resolved:   map[target]endpointSet{},
 		httpRoutes: map[string][]*gatewayv1.HTTPRoute{},
 		log:        log,
@@ -142,6 +147,7 @@ func buildSnapshot(ctx context.Context, st store.Store, domain string, identity 
 	for _, o := range svcs {
 		if svc, ok := o.(*corev1.Service); ok {
 			s.services[nsName{svc.Namespace, svc.Name}] = svc
+			s.indexClusterIPs(svc)
 		}
 	}
 	for _, o := range pods {
@@ -206,6 +212,43 @@ func (s *snapshot) indexAddrs(es *discoveryv1.EndpointSlice) {
 	}
 }
 
+// indexClusterIPs records the Service's cluster IPs (spec.clusterIPs, or
+// spec.clusterIP when only that is set). Headless Services ("None") have
+// none. Services come sorted, so if two claim one address (the API server
+// never allows it) the first keeps it.
+func (s *snapshot) indexClusterIPs(svc *corev1.Service) {
+	ips := svc.Spec.ClusterIPs
+	if len(ips) == 0 && svc.Spec.ClusterIP != "" {
+		ips = []string{svc.Spec.ClusterIP}
+	}
+	for _, a := range ips {
+		ip, err := netip.ParseAddr(a)
+		if err != nil {
+			continue // "None" (headless) or garbage: nothing to map
+		}
+		if _, dup := s.clusterIPs[ip.Unmap()]; !dup {
+			s.clusterIPs[ip.Unmap()] = nsName{svc.Namespace, svc.Name}
+		}
+	}
+}
+
+// serviceTarget returns the Service target an IP target stands for: a
+// ClusterIP of a Service and one of that Service's ports. A ClusterIP with
+// a port the Service lacks is no Service target (Linkerd answers it as an
+// unknown IP).
+func (s *snapshot) serviceTarget(t target) (target, bool) {
+	key, ok := s.clusterIPs[t.ip.Addr()]
+	if !ok {
+		return target{}, false
+	}
+	for _, p := range s.services[key].Spec.Ports {
+		if uint32(p.Port) == t.port {
+			return target{kind: targetService, name: key.name, namespace: key.namespace, port: t.port}, true
+		}
+	}
+	return target{}, false
+}
+
 // resolve returns the endpoints of a target at this snapshot. Callers hold
 // the publisher's lock and must not modify the result.
 func (s *snapshot) resolve(t target) endpointSet {
@@ -222,6 +265,11 @@ func (s *snapshot) resolveUncached(t target) endpointSet {
 	case targetService:
 		return s.serviceEndpoints(t)
 	case targetIP:
+		if st, ok := s.serviceTarget(t); ok {
+			// A ClusterIP: the Service's endpoints, shared with lookups
+			// by name through the memo.
+			return s.resolve(st)
+		}
 		ep, ok := s.byAddr[t.ip]
 		if !ok {
 			return endpointSet{}
@@ -381,7 +429,9 @@ func podOwner(pod *corev1.Pod) (kind, name, replicaSet string) {
 // profileFor returns the profile for a target: for a Service, the
 // ServiceProfile named after its FQN in the caller's namespace (a client-side
 // override, as in Linkerd) or else in the Service's namespace, else the
-// default profile; for an IP, a profile carrying that endpoint; for anything
+// default profile; for a Service's ClusterIP and port, the Service's
+// profile (its fully_qualified_name tells the proxy which service it
+// dialed); for another IP, a profile carrying that endpoint; for anything
 // else, an empty profile, which tells the proxy there is no logical service.
 func (s *snapshot) profileFor(t target, callerNS, domain string) *pb.DestinationProfile {
 	switch t.kind {
@@ -409,6 +459,9 @@ func (s *snapshot) profileFor(t target, callerNS, domain string) *pb.Destination
 		}
 		return defaultProfile(fqn)
 	case targetIP:
+		if st, ok := s.serviceTarget(t); ok {
+			return s.profileFor(st, callerNS, domain)
+		}
 		ep, ok := s.byAddr[t.ip]
 		if !ok {
 			ep = endpoint{addr: t.ip}
