@@ -8,10 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/klog/v2"
 
 	"github.com/weft-mesh/weft/internal/control"
-	"github.com/weft-mesh/weft/internal/store"
 	"github.com/weft-mesh/weft/internal/store/kube"
 	"github.com/weft-mesh/weft/internal/store/local"
 	"github.com/weft-mesh/weft/internal/tlsid"
@@ -22,8 +20,7 @@ import (
 type controlOptions struct {
 	addr          string
 	adminAddr     string
-	store         string
-	kubeconfig    string
+	store         storeFlags
 	shutdownGrace time.Duration
 	logLevel      string
 	identity      control.IdentityConfig
@@ -34,7 +31,7 @@ func newCmdControl(g *Globals) *cobra.Command {
 	o := controlOptions{
 		addr:          control.DefaultAddr,
 		adminAddr:     control.DefaultAdminAddr,
-		store:         "local",
+		store:         storeFlags{kind: "local"},
 		shutdownGrace: control.DefaultShutdownGrace,
 		logLevel:      "info",
 		identity: control.IdentityConfig{
@@ -74,39 +71,24 @@ reconnect, and the process exits.`,
 			if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
 				return &ExitError{Code: 2, Err: fmt.Errorf("control: --log-level: %w", err)}
 			}
-			if o.store != "local" && o.store != "kube" {
-				return &ExitError{Code: 2, Err: fmt.Errorf("control: unknown --store %q: use \"local\" (the state directory) or \"kube\" (the Kubernetes API)", o.store)}
+			if err := o.store.validate("control"); err != nil {
+				return err
 			}
 			logger := slog.New(slog.NewTextHandler(g.Err, &slog.HandlerOptions{Level: level}))
 			dir := g.StateDirOrDefault()
-			var st store.Store
-			if o.store == "kube" {
-				cfg, err := kube.RESTConfig(o.kubeconfig)
-				if err != nil {
-					return &ExitError{Code: 2, Err: fmt.Errorf("control: --store=kube: %w", err)}
-				}
-				// client-go logs (watch errors, retries) through klog.
-				klog.SetSlogLogger(logger)
-				ks, err := kube.New(cfg, kube.Options{Logger: logger})
-				if err != nil {
-					return fmt.Errorf("control: %w", err)
-				}
-				defer ks.Close()
-				st = ks
+			st, err := o.store.open("control", dir, logger, local.Options{}, kube.Options{})
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			if st.Kube != nil {
 				// Proxies present their pods' projected service
 				// account tokens, checked with TokenReview.
-				client, err := kubernetes.NewForConfig(cfg)
+				client, err := kubernetes.NewForConfig(st.Kube)
 				if err != nil {
 					return fmt.Errorf("control: %w", err)
 				}
 				o.identity.Validator = tokenreview.New(client, "")
-			} else {
-				ls, err := local.OpenWithOptions(dir, local.Options{Logger: logger})
-				if err != nil {
-					return fmt.Errorf("control: opening the state directory %s: %w", dir, err)
-				}
-				defer ls.Close()
-				st = ls
 			}
 			if o.identity.Dir == "" {
 				o.identity.Dir = filepath.Join(dir, "identity")
@@ -120,14 +102,14 @@ reconnect, and the process exits.`,
 			if o.identity.ClockSkewAllowance == 0 {
 				o.identity.ClockSkewAllowance = -1 // an explicit 0: no backdating (0 in the config means the default)
 			}
-			webhook, err := o.webhook.config(st, o.identity, logger)
+			webhook, err := o.webhook.config(st.Store, o.identity, logger)
 			if err != nil {
 				return err
 			}
 			p, err := control.Listen(control.Config{
 				Addr:          o.addr,
 				AdminAddr:     o.adminAddr,
-				Store:         st,
+				Store:         st.Store,
 				Logger:        logger,
 				ShutdownGrace: o.shutdownGrace,
 				Identity:      o.identity,
@@ -142,8 +124,7 @@ reconnect, and the process exits.`,
 	f := cmd.Flags()
 	f.StringVar(&o.addr, "addr", o.addr, "gRPC listen address (Destination)")
 	f.StringVar(&o.adminAddr, "admin-addr", o.adminAddr, "admin server address (/ready, /live, /metrics)")
-	f.StringVar(&o.store, "store", o.store, `where resources are read from: "local" (the state directory) or "kube" (the Kubernetes API)`)
-	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file for --store=kube (default $KUBECONFIG, else the in-cluster configuration)")
+	addStoreFlags(f, &o.store)
 	f.DurationVar(&o.shutdownGrace, "shutdown-grace", o.shutdownGrace, "how long to wait for RPCs to finish on shutdown")
 	f.StringVar(&o.logLevel, "log-level", o.logLevel, "log level: debug, info, warn or error")
 	f.StringVar(&o.identity.Dir, "identity-dir", "", "identity directory: trust anchor, issuer and token key, generated if absent (default STATE_DIR/identity)")

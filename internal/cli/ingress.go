@@ -12,6 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/weft-mesh/weft/internal/ingress"
+	"github.com/weft-mesh/weft/internal/install"
+	"github.com/weft-mesh/weft/internal/store/kube"
 	"github.com/weft-mesh/weft/internal/store/local"
 )
 
@@ -27,6 +29,7 @@ type ingressOptions struct {
 	logLevel     string
 	accessLog    string
 	rlsAddr      string
+	store        storeFlags
 }
 
 func newCmdIngress(g *Globals) *cobra.Command {
@@ -37,12 +40,13 @@ func newCmdIngress(g *Globals) *cobra.Command {
 		ambassadorID: "default",
 		drainTimeout: ingress.DefaultDrainTimeout,
 		logLevel:     "info",
+		store:        storeFlags{kind: "local"},
 	}
 	cmd := &cobra.Command{
 		Use:   "ingress",
 		Short: "Run the ingress gateway (normally started by 'weft up')",
-		Long: `Run weft's ingress gateway: it serves the Emissary resources in the local
-store (getambassador.io/v3alpha1 Listener, Host and Mapping) and Gateway API
+		Long: `Run weft's ingress gateway: it serves the Emissary resources in the store
+(getambassador.io/v3alpha1 Listener, Host and Mapping) and Gateway API
 Gateways (gateway.networking.k8s.io/v1, class "weft"; any class while no
 GatewayClass kind exists) with their HTTPRoutes and GRPCRoutes, and follows
 changes live, without dropping requests in flight. Route status (Accepted,
@@ -60,6 +64,13 @@ http://name.namespace.svc.cluster.local:port), so they ride the mesh. Without
 --proxy, upstreams are dialed directly, which only works for IP addresses
 and resolvable names.
 
+With --store=kube the resources are read from a Kubernetes API server instead
+of the state directory (--kubeconfig, else $KUBECONFIG, else the in-cluster
+configuration), through informers that re-list when the API server comes
+back; route and Gateway status is written to their status subresources.
+Without --proxy, services are then dialed at their ready endpoints, from
+their EndpointSlices.
+
 The responses the ingress makes itself are Envoy's: 404 when no Mapping
 matches, 503 "no healthy upstream" when a service has no endpoints, 503
 "upstream connect error ..." when a connection fails and 504 "upstream
@@ -67,12 +78,16 @@ request timeout" when timeout_ms (default 3000, 0 for none) runs out.
 
 The admin server at --admin-addr serves /ready, /live, /metrics and /routes.`,
 		Example: `  weft ingress --proxy http://127.0.0.1:4140 --admin-addr 127.0.0.1:8877
-  weft ingress --port-map 8080=18080 --port-map 8443=18443`,
+  weft ingress --port-map 8080=18080 --port-map 8443=18443
+  weft ingress --store=kube --address 0.0.0.0 --namespace weft`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
 				return &ExitError{Code: 2, Err: fmt.Errorf("ingress: --log-level: %w", err)}
+			}
+			if err := o.store.validate("ingress"); err != nil {
+				return err
 			}
 			log := slog.New(slog.NewTextHandler(g.Err, &slog.HandlerOptions{Level: level}))
 			portMap := map[int32]int{}
@@ -108,19 +123,27 @@ The admin server at --admin-addr serves /ready, /live, /metrics and /routes.`,
 				accessLog = f
 			}
 			dir := g.StateDirOrDefault()
-			st, err := local.OpenWithOptions(dir, local.Options{Logger: log, PollInterval: ingress.StorePollInterval})
+			st, err := o.store.open("ingress", dir, log,
+				local.Options{PollInterval: ingress.StorePollInterval},
+				kube.Options{FieldManager: install.IngressName})
 			if err != nil {
-				return fmt.Errorf("ingress: opening the state directory %s: %w", dir, err)
+				return err
 			}
 			defer st.Close()
+			transport := ingress.TransportOptions{Proxy: proxyURL}
+			if st.Kube != nil {
+				// No cluster DNS or kube-proxy needed: services are
+				// dialed at their ready endpoints.
+				transport.Endpoints = ingress.NewEndpoints(st.Store)
+			}
 			// The RateLimitService client: Mappings' labels become
 			// descriptors only when a RateLimitService exists.
 			limiter, closeLimiter := newIngressRateLimiter(o.rlsAddr)
 			defer closeLimiter()
 			in, err := ingress.New(ingress.Config{
 				RateLimiter:  limiter,
-				Store:        st,
-				Transport:    ingress.NewTransport(proxyURL),
+				Store:        st.Store,
+				Transport:    ingress.NewTransportWith(transport),
 				Address:      o.address,
 				PortMap:      portMap,
 				AdminAddr:    o.adminAddr,
@@ -133,7 +156,13 @@ The admin server at --admin-addr serves /ready, /live, /metrics and /routes.`,
 			if err != nil {
 				return err
 			}
-			log.Info("ingress: starting", "state-dir", dir, "proxy", o.proxy, "admin", o.adminAddr)
+			where := []any{"store", o.store.kind, "proxy", o.proxy, "admin", o.adminAddr}
+			if st.Kube != nil {
+				where = append(where, "api-server", st.Kube.Host)
+			} else {
+				where = append(where, "state-dir", dir)
+			}
+			log.Info("ingress: starting", where...)
 			return in.Run(cmd.Context())
 		},
 	}
@@ -147,6 +176,7 @@ The admin server at --admin-addr serves /ready, /live, /metrics and /routes.`,
 	f.DurationVar(&o.drainTimeout, "drain-timeout", o.drainTimeout, "how long shutdown waits for requests in flight")
 	f.StringVar(&o.logLevel, "log-level", o.logLevel, "debug, info, warn or error")
 	f.StringVar(&o.rlsAddr, "ratelimit-addr", "", "where the rate limit service listens (HOST:PORT), used whatever a RateLimitService's spec.service says (local mode); default: dial spec.service")
+	addStoreFlags(f, &o.store)
 	f.StringVar(&o.accessLog, "access-log", "", `write one JSON line per request ("stderr" or "-", or a file path appended to); off when empty`)
 	return cmd
 }

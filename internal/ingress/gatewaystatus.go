@@ -18,6 +18,22 @@ import (
 // (conditions compared without their lastTransitionTime), so the write's
 // own store notification finds nothing to do and cannot loop.
 
+// StatusWriter is a store that writes an object's status alone, leaving
+// its spec to its owner: store/kube's ApplyStatus (server-side apply on
+// the status subresource, which is all the ingress's RBAC allows). Stores
+// without it (the local and memory stores) get the whole object, read
+// back just before, through Apply.
+type StatusWriter interface {
+	ApplyStatus(ctx context.Context, objs ...api.Object) error
+}
+
+func writeStatus(ctx context.Context, st store.Store, o api.Object) error {
+	if w, ok := st.(StatusWriter); ok {
+		return w.ApplyStatus(ctx, o)
+	}
+	return st.Apply(ctx, o)
+}
+
 // routeObject is an HTTPRoute or a GRPCRoute.
 type routeObject interface {
 	api.Object
@@ -70,7 +86,7 @@ func writeRouteStatuses(ctx context.Context, st store.Store, routes []routeObjec
 			continue
 		}
 		*c.parents() = merged
-		if err := st.Apply(ctx, c); err != nil {
+		if err := writeStatus(ctx, st, c); err != nil {
 			return written, err
 		}
 		written++
@@ -190,7 +206,7 @@ func writeGatewayStatuses(ctx context.Context, st store.Store, gws []*gatewayv1.
 			continue
 		}
 		cg.Status = next
-		if err := st.Apply(ctx, cg); err != nil {
+		if err := writeStatus(ctx, st, cg); err != nil {
 			return written, err
 		}
 		written++

@@ -29,9 +29,33 @@ const connectTimeout = 3 * time.Second
 // replace it: the router only needs req.URL.Host to name the service, and
 // keeps the client's Host header for upstreams that want it.
 func NewTransport(proxy *url.URL) http.RoundTripper {
-	dialer := &net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
+	return NewTransportWith(TransportOptions{Proxy: proxy})
+}
+
+// TransportOptions choose how the upstream transport connects.
+type TransportOptions struct {
+	// Proxy is the ingress's sidecar (see NewTransport); nil dials
+	// upstreams itself.
+	Proxy *url.URL
+	// Endpoints, without a Proxy, resolves cluster service names to
+	// their endpoints (see Endpoints); nil dials names as written.
+	Endpoints *Endpoints
+}
+
+func newDialer() *net.Dialer {
+	return &net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
+}
+
+// NewTransportWith returns the upstream RoundTripper for o.
+func NewTransportWith(o TransportOptions) http.RoundTripper {
+	proxy := o.Proxy
+	dialer := newDialer()
+	dial := dialer.DialContext
+	if proxy == nil && o.Endpoints != nil {
+		dial = o.Endpoints.DialContext
+	}
 	h1 := &http.Transport{
-		DialContext:           dialer.DialContext,
+		DialContext:           dial,
 		MaxIdleConns:          1024,
 		MaxIdleConnsPerHost:   256,
 		IdleConnTimeout:       90 * time.Second,
@@ -41,7 +65,7 @@ func NewTransport(proxy *url.URL) http.RoundTripper {
 		DisableCompression: true,
 	}
 	h2 := &http.Transport{
-		DialContext:        dialer.DialContext,
+		DialContext:        dial,
 		IdleConnTimeout:    90 * time.Second,
 		DisableCompression: true,
 		Protocols:          new(http.Protocols),
