@@ -1,8 +1,11 @@
 package proxy_test
 
 import (
+	"context"
 	"io"
+	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,6 +112,70 @@ func BenchmarkMeshConnect(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				if err := echoOnce(out, "echo.faces:7"); err != nil {
 					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkOneHop is what one proxy costs per request: the same GET (a 1
+// KiB response) straight to the app and through the outbound listener,
+// over HTTP/1.1 (absolute form, as with HTTP_PROXY) and HTTP/2 cleartext,
+// and through both proxies of the mesh path (outbound -> h2c -> peer
+// inbound). The client and the app run in this process too, so a hop's
+// cost is its allocs/op and B/op minus the direct case's.
+// Run: go test -run '^$' -bench OneHop -benchmem -cpu 1 ./internal/proxy/
+func BenchmarkOneHop(b *testing.B) {
+	body := strings.Repeat("x", 1024)
+	dst, dstAddr := destination(b)
+	app := backend(b, "smiley-1", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, body) })
+	server := startProxy(b, dstAddr, "faces", "smiley-1", app)
+	client := startProxy(b, dstAddr, "faces", "gui-1")
+	dst.Set(smileyPath, proxytest.Endpoint{Addr: app})
+	dst.Set("web.faces.svc.cluster.local:80", proxytest.Endpoint{Addr: server.InboundAddrs()[0], H2: true})
+
+	h2cTo := func(addr string) *http.Client {
+		protos := new(http.Protocols)
+		protos.SetUnencryptedHTTP2(true)
+		tr := &http.Transport{Protocols: protos, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", addr)
+		}}
+		b.Cleanup(tr.CloseIdleConnections)
+		return &http.Client{Transport: tr, Timeout: testTimeout}
+	}
+	h1Direct := &http.Client{Transport: &http.Transport{DisableCompression: true}, Timeout: testTimeout}
+	b.Cleanup(h1Direct.CloseIdleConnections)
+	cases := []struct {
+		name string
+		c    *http.Client
+		url  string
+	}{
+		{"h1/direct", h1Direct, "http://" + app + "/"},
+		{"h1/outbound", proxyClient(client), "http://smiley/"},
+		{"h2c/direct", h2cTo(app), "http://" + app + "/"},
+		{"h2c/outbound", h2cTo(client.OutboundAddr()), "http://smiley/"},
+		{"h1/mesh", proxyClient(client), "http://web/"},
+	}
+	for _, tc := range cases {
+		b.Run(tc.name, func(b *testing.B) {
+			waitFor(b, tc.name, func() error {
+				resp, got := get(b, tc.c, tc.url)
+				if resp.StatusCode != 200 || got != body {
+					return &statusErr{resp.StatusCode, got}
+				}
+				return nil
+			})
+			b.ReportAllocs()
+			for b.Loop() {
+				resp, err := tc.c.Get(tc.url)
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					b.Fatalf("status %d", resp.StatusCode)
 				}
 			}
 		})

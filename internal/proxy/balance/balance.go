@@ -77,6 +77,12 @@ type Node struct {
 	mu       sync.Mutex
 	estimate atomic.Uint64
 	at       atomic.Int64
+
+	// Memo is the caller's per-endpoint cache: the outbound keeps the
+	// endpoint's metric series here so that requests skip looking them
+	// up. The balancer never reads it; a changed endpoint gets a new Node,
+	// and so an empty Memo.
+	Memo atomic.Value
 }
 
 // Done ends one request picked on n.

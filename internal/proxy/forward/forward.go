@@ -55,14 +55,43 @@ func NewH2CTransport(connectTimeout time.Duration) *http.Transport {
 	}
 }
 
-var bufPool = &bufferPool{p: sync.Pool{New: func() any { return make([]byte, 32<<10) }}}
+// bufferSize is the size of the body copy buffers (httputil's default).
+const bufferSize = 32 << 10
 
-type bufferPool struct{ p sync.Pool }
+var bufPool = &bufferPool{}
 
-func (b *bufferPool) Get() []byte { return b.p.Get().([]byte) }
+// bufferPool is the ReverseProxy's body copy buffer pool. httputil's
+// interface passes bare []byte, and putting a slice in a sync.Pool boxes
+// its header: one allocation per response. The pool holds *[]byte instead,
+// and the emptied holders are pooled too, so that a Get/Put cycle
+// allocates nothing once warm.
+type bufferPool struct {
+	bufs    sync.Pool // *[]byte holding a buffer
+	holders sync.Pool // *[]byte emptied by Get, reused by Put
+}
 
-// Put boxes the slice header (24 bytes), far cheaper than a 32 KiB buffer.
-func (b *bufferPool) Put(v []byte) { b.p.Put(v) }
+func (b *bufferPool) Get() []byte {
+	h, _ := b.bufs.Get().(*[]byte)
+	if h == nil {
+		return make([]byte, bufferSize)
+	}
+	buf := *h
+	*h = nil
+	b.holders.Put(h)
+	return buf
+}
+
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) < bufferSize {
+		return
+	}
+	h, _ := b.holders.Get().(*[]byte)
+	if h == nil {
+		h = new([]byte)
+	}
+	*h = buf[:bufferSize]
+	b.bufs.Put(h)
+}
 
 // NewReverseProxy returns the HTTP forwarder shared by the outbound and
 // inbound sides: it sends requests through rt to the authority returned by

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/weft-mesh/weft/internal/metrics"
@@ -73,6 +74,25 @@ type peer struct {
 	id     string         // verified client identity, "" without mTLS
 	labels metrics.Labels // tls, client_id / no_tls_reason
 	tcp    *metrics.TCP   // connection series
+	// last is the HTTP series of the authority this peer's requests
+	// named last: a peer sends nearly all its requests to one authority,
+	// so this spares each the lookup by (authority, labels).
+	last atomic.Pointer[hostTarget]
+}
+
+type hostTarget struct {
+	host string
+	t    *metrics.Target
+}
+
+// target returns the series of p's requests to host in h.
+func (p *peer) target(h *metrics.HTTP, host string) *metrics.Target {
+	if l := p.last.Load(); l != nil && l.host == host {
+		return l.t
+	}
+	t := h.TargetTLS(host, metrics.Labels{}, p.labels)
+	p.last.Store(&hostTarget{host: host, t: t})
+	return t
 }
 
 // peerConn carries the peer of a connection to the HTTP server (see
@@ -92,8 +112,12 @@ func peerOf(r *http.Request) *peer {
 	if p, ok := r.Context().Value(peerKey{}).(*peer); ok {
 		return p
 	}
-	return &peer{}
+	return unknownPeer
 }
+
+// unknownPeer is the peer of a request that came without one (none does:
+// every connection is a peerConn).
+var unknownPeer = &peer{}
 
 // Server serves one inbound listener.
 type Server struct {
@@ -172,14 +196,14 @@ func (t *appTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.ProtoMajor == 2 && req.Header.Get("Upgrade") == "" {
 		rt = t.h2c
 	}
-	tls := peerOf(req).labels
-	x := t.tap.Request(req, tap.Meta{Direction: tap.Inbound, TLS: tls})
+	p := peerOf(req)
+	x := t.tap.Request(req, tap.Meta{Direction: tap.Inbound, TLS: p.labels})
 	if t.metrics == nil && x == nil {
 		return rt.RoundTrip(req)
 	}
 	var tgt *metrics.Target
 	if t.metrics != nil {
-		tgt = t.metrics.TargetTLS(req.Host, metrics.Labels{}, tls)
+		tgt = p.target(t.metrics, req.Host)
 		tgt.Request()
 	}
 	start := time.Now()

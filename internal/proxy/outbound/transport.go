@@ -260,7 +260,7 @@ func (t *Transport) send(req *http.Request, ep discovery.Endpoint, authority str
 	}
 	var tgt *metrics.Target
 	if t.cfg.Metrics != nil {
-		tgt = t.cfg.Metrics.TargetTLS(authority, ep.Labels, tlsLabels)
+		tgt = t.target(authority, ep, tlsLabels, node)
 		tgt.Request()
 	}
 	x := t.cfg.Tap.Request(req, tap.Meta{Direction: tap.Outbound, Dst: addr, DstLabels: ep.Labels, TLS: tlsLabels})
@@ -316,6 +316,31 @@ func (t *Transport) send(req *http.Request, ep discovery.Endpoint, authority str
 	}
 	x.Response(resp)
 	return resp, nil
+}
+
+// nodeTarget is the metric series of a balancer node's endpoint, kept in
+// the node's Memo.
+type nodeTarget struct {
+	authority string
+	tls       metrics.Labels
+	t         *metrics.Target
+}
+
+// target returns the series of requests to ep. Once per endpoint it is
+// looked up in the metrics (hashing the authority and every label) and
+// then kept on its balancer node, so that each request reads one pointer.
+func (t *Transport) target(authority string, ep discovery.Endpoint, tls metrics.Labels, node *balance.Node) *metrics.Target {
+	if node == nil {
+		return t.cfg.Metrics.TargetTLS(authority, ep.Labels, tls)
+	}
+	// The node's endpoint (and so its labels) never changes; the key
+	// guards against a node shared by two authorities or TLS modes.
+	if m, ok := node.Memo.Load().(*nodeTarget); ok && m.authority == authority && m.tls == tls {
+		return m.t
+	}
+	tgt := t.cfg.Metrics.TargetTLS(authority, ep.Labels, tls)
+	node.Memo.Store(&nodeTarget{authority: authority, tls: tls, t: tgt})
+	return tgt
 }
 
 // recordFailure counts a request that failed before reaching an endpoint.
