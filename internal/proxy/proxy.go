@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -72,6 +73,12 @@ type Config struct {
 	Transparent bool
 	// InboundAddr is the transparent inbound listener, host:port.
 	InboundAddr string
+	// OriginalDst, when set, is where the outbound listener learns a
+	// connection's original destination, instead of SO_ORIGINAL_DST: tests
+	// drive transparent outbound routing with it, without iptables. It
+	// applies with or without Transparent; nil means SO_ORIGINAL_DST in
+	// transparent mode, none otherwise.
+	OriginalDst func(net.Conn) (netip.AddrPort, error)
 	// ShutdownGrace bounds the drain of in-flight requests; zero means 30s.
 	ShutdownGrace time.Duration
 	// DetectTimeout bounds protocol detection; zero means 10s.
@@ -312,7 +319,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		DetectTimeout: cfg.DetectTimeout,
 		ShutdownGrace: cfg.ShutdownGrace,
 		Logger:        cfg.Logger,
-		OriginalDst:   originalDst(cfg.Transparent),
+		OriginalDst:   originalDst(cfg),
 	})
 	inHTTP := pm.HTTP(inLabels)
 	inTCPLabels := inLabels.With("peer", "src")

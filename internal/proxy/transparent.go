@@ -10,12 +10,15 @@ import (
 )
 
 // originalDst is the outbound listener's source of original destinations:
-// SO_ORIGINAL_DST in transparent mode, none otherwise.
-func originalDst(transparent bool) func(net.Conn) (netip.AddrPort, error) {
-	if !transparent {
-		return nil
+// the configured one, else SO_ORIGINAL_DST in transparent mode, else none.
+func originalDst(cfg Config) func(net.Conn) (netip.AddrPort, error) {
+	switch {
+	case cfg.OriginalDst != nil:
+		return cfg.OriginalDst
+	case cfg.Transparent:
+		return tcp.OriginalDst
 	}
-	return tcp.OriginalDst
+	return nil
 }
 
 // transparentApp gives a redirected inbound connection its app address:
