@@ -203,10 +203,11 @@ func (r *Resolver) watch(key string, t Target) *Watch {
 	defer r.mu.Unlock()
 	w := r.byPath[t.Path]
 	if t.Path == "" || w == nil {
-		w = &Watch{Target: t, ready: make(chan struct{})}
+		w = &Watch{Target: t, ready: make(chan struct{}), profiled: make(chan struct{})}
 		if t.Path == "" {
 			w.state.Store(notMesh)
 			close(w.ready)
+			w.profileSettled()
 		} else {
 			ctx, cancel := context.WithCancel(r.ctx)
 			w.stop = cancel
@@ -231,8 +232,14 @@ type Watch struct {
 	state    atomic.Pointer[State]
 	ready    chan struct{} // closed at the first state
 	readyOne sync.Once
-	lastUsed atomic.Int64
-	stop     context.CancelFunc
+	// profiled is closed once GetProfile has answered (or failed): the
+	// first requests wait for it, so that they get the service's routes,
+	// retries and timeouts rather than racing the profile's arrival.
+	profiled     chan struct{}
+	profiledOne  sync.Once
+	profiledDone atomic.Bool
+	lastUsed     atomic.Int64
+	stop         context.CancelFunc
 
 	attachMu sync.Mutex
 	attached atomic.Value
@@ -254,18 +261,42 @@ func (w *Watch) touch() {
 // control plane's first answer.
 func (w *Watch) Current() *State { return w.state.Load() }
 
+// Settled is Current once the profile has answered too, else nil: the
+// fast path of callers that would otherwise wait in State.
+func (w *Watch) Settled() *State {
+	if !w.profiledDone.Load() {
+		return nil
+	}
+	return w.state.Load()
+}
+
 // State returns the current snapshot, waiting for the first one until ctx
 // ends (then ErrUnavailable).
+//
+// The first callers also wait for the profile's first answer; should ctx
+// end before it comes, they go on without routes rather than fail.
 func (w *Watch) State(ctx context.Context) (*State, error) {
-	if s := w.state.Load(); s != nil {
+	if s := w.state.Load(); s != nil && w.profiledDone.Load() {
 		return s, nil
 	}
 	select {
 	case <-w.ready:
-		return w.state.Load(), nil
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%w: no answer for %s: %w", ErrUnavailable, w.Target.Path, context.Cause(ctx))
 	}
+	select {
+	case <-w.profiled:
+	case <-ctx.Done():
+	}
+	return w.state.Load(), nil
+}
+
+// profileSettled records that GetProfile answered or failed.
+func (w *Watch) profileSettled() {
+	w.profiledOne.Do(func() {
+		w.profiledDone.Store(true)
+		close(w.profiled)
+	})
 }
 
 // Attach returns the value attached to the watch, creating it with init on

@@ -145,3 +145,78 @@ func TestIdleEviction(t *testing.T) {
 	}
 	t.Fatal("idle watch was never evicted")
 }
+
+// slowProfiles answers Get at once (proxytest.Destination) but holds each
+// GetProfile until release is closed.
+type slowProfiles struct {
+	*proxytest.Destination
+	release chan struct{}
+}
+
+func (d *slowProfiles) GetProfile(req *pb.GetDestination, s pb.Destination_GetProfileServer) error {
+	select {
+	case <-d.release:
+	case <-s.Context().Done():
+		return s.Context().Err()
+	}
+	if err := s.Send(&pb.DestinationProfile{FullyQualifiedName: req.Path, Routes: []*pb.Route{{
+		Condition: &pb.RequestMatch{Match: &pb.RequestMatch_Path{Path: &pb.PathMatch{Regex: "/.*"}}},
+		MetricsLabels: map[string]string{"route": "all"}, IsRetryable: true,
+	}}}); err != nil {
+		return err
+	}
+	<-s.Context().Done()
+	return nil
+}
+
+// TestFirstRequestsWaitForTheProfile: a service's first requests get its
+// routes (retries, timeouts), not the moment between the endpoints' and
+// the profile's arrival; a profile that does not come in time does not
+// fail them.
+func TestFirstRequestsWaitForTheProfile(t *testing.T) {
+	d := &slowProfiles{Destination: proxytest.NewDestination(), release: make(chan struct{})}
+	d.Set("smiley.faces.svc.cluster.local:80", proxytest.Endpoint{Addr: "127.0.0.1:1001"})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	pb.RegisterDestinationServer(g, d)
+	go g.Serve(ln)
+	t.Cleanup(g.Stop)
+	r := newResolver(t, ln.Addr().String(), time.Minute)
+	w, _ := r.Watch("smiley")
+
+	// The profile is held: State gives the endpoints when its context
+	// ends, without routes, and the watch is not settled.
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	st, err := w.State(ctx)
+	cancel()
+	if err != nil || len(st.Endpoints) != 1 {
+		t.Fatalf("State while the profile is held = %v, %v; want the endpoints", st, err)
+	}
+	if w.Profile() != nil || w.Settled() != nil {
+		t.Fatalf("profile %v, settled %v before GetProfile answered", w.Profile(), w.Settled())
+	}
+
+	got := make(chan *discovery.State, 1)
+	go func() {
+		st, _ := w.State(context.Background())
+		if w.Profile() == nil {
+			st = nil // returned before the profile
+		}
+		got <- st
+	}()
+	close(d.release)
+	select {
+	case st := <-got:
+		if st == nil {
+			t.Fatal("State returned before the profile arrived")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("State did not return after the profile arrived")
+	}
+	if w.Settled() == nil || len(w.Profile().Routes) != 1 {
+		t.Fatalf("after the profile: settled %v, profile %+v", w.Settled(), w.Profile())
+	}
+}

@@ -11,8 +11,9 @@ import (
 )
 
 // Profile returns the service's routes and retry budget as Destination's
-// GetProfile last described them; nil until the first answer (requests
-// then go without routes, as Linkerd's do while a profile resolves).
+// GetProfile last described them; nil until the first answer, which
+// State waits for (and after a failed GetProfile: requests then go
+// without routes).
 func (w *Watch) Profile() *route.Profile { return w.profile.Load() }
 
 // runProfile follows the GetProfile stream of w until ctx ends,
@@ -25,6 +26,8 @@ func (r *Resolver) runProfile(ctx context.Context, w *Watch) {
 		if ctx.Err() != nil {
 			return
 		}
+		// No profile yet: requests waiting for one go on without routes.
+		w.profileSettled()
 		log.Debug("profile stream ended; retrying", "err", err, "retry_in", backoff)
 		jitter := time.Duration(rand.Int64N(int64(backoff)/2 + 1))
 		t := time.NewTimer(backoff/2 + jitter)
@@ -55,8 +58,10 @@ func (r *Resolver) profileStream(ctx context.Context, w *Watch, onMsg func()) er
 		if err != nil {
 			// Keep serving the last good profile.
 			r.log.Warn("ignoring a profile the proxy cannot use", "path", w.Target.Path, "err", err)
+			w.profileSettled()
 			continue
 		}
 		w.profile.Store(p)
+		w.profileSettled()
 	}
 }

@@ -151,7 +151,7 @@ func (t *Transport) Resolve(ctx context.Context, authority string) (*discovery.W
 			return nil, nil, proxyerr.New(http.StatusBadRequest, "proxy: bad authority", err)
 		}
 	}
-	if st := w.Current(); st != nil {
+	if st := w.Settled(); st != nil {
 		return w, st, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, t.cfg.DiscoveryTimeout)
