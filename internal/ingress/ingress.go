@@ -245,6 +245,19 @@ loop:
 var watchedKinds = []api.Kind{api.KindListener, api.KindHost, api.KindMapping, api.KindRateLimitService, api.KindSecret,
 	api.KindGateway, api.KindHTTPRoute, api.KindGRPCRoute, api.KindService, api.KindNamespace}
 
+// ReadKinds are the kinds the ingress reads (lists and watches): what
+// rebuilds its table, the GatewayClasses it serves (once registered), and
+// the EndpointSlices Endpoints resolves services with. 'weft install'
+// grants its ServiceAccount exactly these.
+func ReadKinds() []api.Kind {
+	return append(append([]api.Kind(nil), watchedKinds...), KindGatewayClass, api.KindEndpointSlice)
+}
+
+// StatusKinds are the kinds whose status the ingress writes.
+func StatusKinds() []api.Kind {
+	return []api.Kind{api.KindGateway, api.KindHTTPRoute, api.KindGRPCRoute}
+}
+
 // Bounds of the back-off between attempts to bind a busy port.
 const (
 	bindRetryMin = 100 * time.Millisecond

@@ -16,6 +16,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/weft-mesh/weft/internal/api"
+	"github.com/weft-mesh/weft/internal/ingress"
+	"github.com/weft-mesh/weft/internal/ratelimit"
 )
 
 // Names and ports of the control plane objects. The Services' names and
@@ -36,6 +38,13 @@ const (
 	// InjectorName names the webhook's Service, Secret and configuration.
 	InjectorName = "weft-proxy-injector"
 	WebhookPort  = 8443
+
+	// RatelimitConfigMap holds the rate limit service's rules
+	// (envoyproxy/ratelimit YAML, one domain per key), mounted at
+	// RatelimitConfigDir; the service reloads them when the ConfigMap
+	// changes.
+	RatelimitConfigMap = "weft-ratelimit-config"
+	RatelimitConfigDir = "/etc/weft/ratelimit"
 
 	IssuerSecret    = "weft-identity-issuer"
 	TrustRootsMap   = "weft-identity-trust-roots"
@@ -108,12 +117,26 @@ func (o Options) namespace() string {
 	return o.Namespace
 }
 
-// readKinds are the resources the control plane and ingress list and
-// watch: everything store/kube has an informer for (every registered kind).
-func readRules() []rbacv1.PolicyRule {
+// readRules let a component get, list and watch kinds (registered ones;
+// others are skipped), grouped by API group in a stable order.
+func readRules(kinds []api.Kind) []rbacv1.PolicyRule {
+	return kindRules(kinds, "", []string{"get", "list", "watch"})
+}
+
+// kindRules is one rule per API group for the resources of kinds (with
+// subresource appended when not empty).
+func kindRules(kinds []api.Kind, subresource string, verbs []string) []rbacv1.PolicyRule {
 	byGroup := map[string][]string{}
-	for _, ki := range api.Kinds() {
-		byGroup[ki.Group] = append(byGroup[ki.Group], ki.Plural)
+	for _, k := range kinds {
+		ki := api.Lookup(k)
+		if ki == nil {
+			continue
+		}
+		res := ki.Plural
+		if subresource != "" {
+			res += "/" + subresource
+		}
+		byGroup[ki.Group] = append(byGroup[ki.Group], res)
 	}
 	groups := make([]string, 0, len(byGroup))
 	for g := range byGroup {
@@ -125,9 +148,19 @@ func readRules() []rbacv1.PolicyRule {
 		res := byGroup[g]
 		sort.Strings(res)
 		res = compactStrings(res)
-		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{g}, Resources: res, Verbs: []string{"get", "list", "watch"}})
+		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{g}, Resources: res, Verbs: verbs})
 	}
 	return rules
+}
+
+// allKinds is every registered kind: the control plane's store/kube may
+// inform any of them.
+func allKinds() []api.Kind {
+	var out []api.Kind
+	for _, ki := range api.Kinds() {
+		out = append(out, ki.Kind)
+	}
+	return out
 }
 
 func compactStrings(s []string) []string {
@@ -140,13 +173,11 @@ func compactStrings(s []string) []string {
 	return out
 }
 
-// statusRules let the ingress write route and gateway conditions
-// (store/kube applies status server-side: patch on the status subresource).
-func statusRules() []rbacv1.PolicyRule {
-	return []rbacv1.PolicyRule{
-		{APIGroups: []string{GatewayGroup}, Resources: []string{"gateways/status", "grpcroutes/status", "httproutes/status"}, Verbs: []string{"get", "patch", "update"}},
-		{APIGroups: []string{"policy.linkerd.io"}, Resources: []string{"httproutes/status"}, Verbs: []string{"get", "patch", "update"}},
-	}
+// ingressRules are what the ingress reads (ingress.ReadKinds) and the
+// route and Gateway status it writes (store/kube applies status
+// server-side: a patch of the status subresource). It never writes specs.
+func ingressRules() []rbacv1.PolicyRule {
+	return append(readRules(ingress.ReadKinds()), kindRules(ingress.StatusKinds(), "status", []string{"get", "patch", "update"})...)
 }
 
 // Objects returns the control plane, ingress and rate limit service
@@ -185,16 +216,25 @@ func Objects(o Options) []any {
 		}
 	}
 	objs = append(objs,
-		&rbacv1.ClusterRole{TypeMeta: rbacType("ClusterRole"), ObjectMeta: clusterMeta(ControlName), Rules: readRules()},
+		&rbacv1.ClusterRole{TypeMeta: rbacType("ClusterRole"), ObjectMeta: clusterMeta(ControlName), Rules: readRules(allKinds())},
 		binding(ControlName, ControlName, ControlName),
 		// TokenReview, to check proxies' service account tokens.
 		binding(ControlName+"-auth-delegator", "system:auth-delegator", ControlName),
-		&rbacv1.ClusterRole{TypeMeta: rbacType("ClusterRole"), ObjectMeta: clusterMeta(IngressName), Rules: append(readRules(), statusRules()...)},
+		&rbacv1.ClusterRole{TypeMeta: rbacType("ClusterRole"), ObjectMeta: clusterMeta(IngressName), Rules: ingressRules()},
 		binding(IngressName, IngressName, IngressName),
 		&corev1.ConfigMap{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
 			ObjectMeta: meta(TrustRootsMap, ControlName),
 			Data:       map[string]string{TrustRootsKey: string(o.Identity.TrustAnchors)},
+		},
+		// The rate limit rules, for users to edit (kubectl edit cm): the
+		// mounted files follow within a minute or so (the kubelet's
+		// sync period) and the service reloads them; a bad edit is
+		// logged and the last good rules stay.
+		&corev1.ConfigMap{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
+			ObjectMeta: meta(RatelimitConfigMap, RatelimitName),
+			Data:       map[string]string{ratelimit.WorkshopDomain + ".yaml": string(ratelimit.WorkshopConfig())},
 		},
 		&corev1.Secret{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
@@ -233,23 +273,26 @@ func Objects(o Options) []any {
 			},
 			[]corev1.VolumeMount{{Name: "identity", MountPath: identityMount, ReadOnly: true}, {Name: "webhook", MountPath: webhookMount, ReadOnly: true}, {Name: "state", MountPath: stateMount}},
 			nil),
-		deployment(o, ns, IngressName, []string{"ingress", "--address=0.0.0.0",
+		// The ingress reads the API (--store=kube) and dials services at
+		// their ready endpoints itself. It is not meshed: the injector
+		// skips the control plane's namespace.
+		deployment(o, ns, IngressName, []string{"ingress", "--store=kube", "--address=0.0.0.0",
 			fmt.Sprintf("--admin-addr=0.0.0.0:%d", AdminPort),
 			"--namespace=" + ns,
-			"--state-dir=" + stateMount,
 			fmt.Sprintf("--ratelimit-addr=%s.%s.svc.cluster.local:%d", RatelimitName, ns, RatelimitPort),
 		},
 			[]corev1.ContainerPort{{Name: "http", ContainerPort: IngressHTTP}, {Name: "https", ContainerPort: IngressHTTPS}},
-			[]corev1.Volume{{Name: "state", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
-			[]corev1.VolumeMount{{Name: "state", MountPath: stateMount}},
-			// The ingress reaches services through its own sidecar, as
-			// Emissary does in Linkerd's workshops.
-			map[string]string{"linkerd.io/inject": "enabled"}),
+			nil, nil, nil),
 		deployment(o, ns, RatelimitName, []string{"ratelimit",
 			fmt.Sprintf("--addr=0.0.0.0:%d", RatelimitPort),
 			fmt.Sprintf("--admin-addr=0.0.0.0:%d", AdminPort),
+			"--config=" + RatelimitConfigDir,
 		},
-			[]corev1.ContainerPort{{Name: "grpc", ContainerPort: RatelimitPort}}, nil, nil, nil),
+			[]corev1.ContainerPort{{Name: "grpc", ContainerPort: RatelimitPort}},
+			[]corev1.Volume{{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+				LocalObjectReference: corev1.LocalObjectReference{Name: RatelimitConfigMap}}}}},
+			[]corev1.VolumeMount{{Name: "config", MountPath: RatelimitConfigDir, ReadOnly: true}},
+			nil),
 		service(ns, DestinationService, ControlName, corev1.ServiceTypeClusterIP, []corev1.ServicePort{{Name: "grpc", Port: ControlPort, TargetPort: intstr.FromString("grpc")}}),
 		service(ns, IdentityService, ControlName, corev1.ServiceTypeClusterIP, []corev1.ServicePort{{Name: "grpc", Port: ControlPort, TargetPort: intstr.FromString("grpc")}}),
 		service(ns, IngressName, IngressName, corev1.ServiceTypeLoadBalancer, []corev1.ServicePort{

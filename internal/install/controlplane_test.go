@@ -146,36 +146,74 @@ func testControlPlaneOnAPIServer(t *testing.T, c *kubetest.Cluster) {
 	}
 
 	// RBAC: the control plane's identity can list what store/kube reads
-	// and create TokenReviews; it cannot write Secrets.
-	sa := "system:serviceaccount:" + DefaultNamespace + ":" + ControlName
-	for _, tt := range []struct {
-		verb, group, resource string
-		want                  bool
+	// and create TokenReviews; it cannot write Secrets. The ingress's can
+	// read what it serves (ingress.ReadKinds) and write route and Gateway
+	// status, but not their specs, nor read what it has no use for.
+	type access struct {
+		verb, group, resource, subresource string
+		want                               bool
+	}
+	for _, tc := range []struct {
+		sa    string
+		tests []access
 	}{
-		{"list", "", "pods", true},
-		{"watch", "discovery.k8s.io", "endpointslices", true},
-		{"list", "linkerd.io", "serviceprofiles", true},
-		{"list", "getambassador.io", "mappings", true},
-		{"watch", "gateway.networking.k8s.io", "httproutes", true},
-		{"create", "authentication.k8s.io", "tokenreviews", true},
-		{"create", "", "secrets", false},
+		{ControlName, []access{
+			{"list", "", "pods", "", true},
+			{"watch", "discovery.k8s.io", "endpointslices", "", true},
+			{"list", "linkerd.io", "serviceprofiles", "", true},
+			{"list", "getambassador.io", "mappings", "", true},
+			{"watch", "gateway.networking.k8s.io", "httproutes", "", true},
+			{"create", "authentication.k8s.io", "tokenreviews", "", true},
+			{"create", "", "secrets", "", false},
+		}},
+		{IngressName, []access{
+			{"list", "getambassador.io", "mappings", "", true},
+			{"watch", "getambassador.io", "mappings", "", true},
+			{"watch", "getambassador.io", "listeners", "", true},
+			{"list", "getambassador.io", "hosts", "", true},
+			{"list", "getambassador.io", "ratelimitservices", "", true},
+			{"list", "", "secrets", "", true},
+			{"watch", "", "secrets", "", true},
+			{"watch", "", "services", "", true},
+			{"watch", "", "namespaces", "", true},
+			{"list", "discovery.k8s.io", "endpointslices", "", true},
+			{"watch", "gateway.networking.k8s.io", "gateways", "", true},
+			{"list", "gateway.networking.k8s.io", "httproutes", "", true},
+			{"list", "gateway.networking.k8s.io", "grpcroutes", "", true},
+			{"patch", "gateway.networking.k8s.io", "httproutes", "status", true},
+			{"patch", "gateway.networking.k8s.io", "grpcroutes", "status", true},
+			{"patch", "gateway.networking.k8s.io", "gateways", "status", true},
+			{"patch", "gateway.networking.k8s.io", "httproutes", "", false},
+			{"update", "getambassador.io", "mappings", "", false},
+			{"create", "", "secrets", "", false},
+			{"list", "", "pods", "", false},
+			{"create", "authentication.k8s.io", "tokenreviews", "", false},
+		}},
+		{RatelimitName, []access{
+			{"list", "", "secrets", "", false},
+			{"list", "getambassador.io", "mappings", "", false},
+		}},
 	} {
-		review := &unstructured.Unstructured{Object: map[string]any{
-			"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
-			"spec": map[string]any{
-				"user":               sa,
-				"groups":             []any{"system:serviceaccounts", "system:serviceaccounts:" + DefaultNamespace},
-				"resourceAttributes": map[string]any{"verb": tt.verb, "group": tt.group, "resource": tt.resource},
-			},
-		}}
-		got, err := dyn.Resource(schema.GroupVersionResource{Group: "authorization.k8s.io", Version: "v1", Resource: "subjectaccessreviews"}).
-			Create(ctx, review, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		allowed, _, _ := unstructured.NestedBool(got.Object, "status", "allowed")
-		if allowed != tt.want {
-			t.Errorf("%s may %s %s.%s: %v, want %v", sa, tt.verb, tt.resource, tt.group, allowed, tt.want)
+		sa := "system:serviceaccount:" + DefaultNamespace + ":" + tc.sa
+		for _, tt := range tc.tests {
+			review := &unstructured.Unstructured{Object: map[string]any{
+				"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+				"spec": map[string]any{
+					"user":   sa,
+					"groups": []any{"system:serviceaccounts", "system:serviceaccounts:" + DefaultNamespace},
+					"resourceAttributes": map[string]any{"verb": tt.verb, "group": tt.group, "resource": tt.resource,
+						"subresource": tt.subresource},
+				},
+			}}
+			got, err := dyn.Resource(schema.GroupVersionResource{Group: "authorization.k8s.io", Version: "v1", Resource: "subjectaccessreviews"}).
+				Create(ctx, review, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			allowed, _, _ := unstructured.NestedBool(got.Object, "status", "allowed")
+			if allowed != tt.want {
+				t.Errorf("%s may %s %s.%s (subresource %q): %v, want %v", sa, tt.verb, tt.resource, tt.group, tt.subresource, allowed, tt.want)
+			}
 		}
 	}
 	if !strings.Contains(out.String(), "--store=kube") {
