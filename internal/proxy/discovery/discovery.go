@@ -84,6 +84,11 @@ type Config struct {
 	IdleTimeout time.Duration
 	// MaxBackoff caps the reconnect backoff; zero means 5s.
 	MaxBackoff time.Duration
+	// ProfileTimeout bounds how long WatchAddr waits for Destination's
+	// first profile answer about an address it has not seen (is it a
+	// Service's ClusterIP?); zero means 3s, the proxy's discovery timeout.
+	// Without an answer by then the address is resolved as itself.
+	ProfileTimeout time.Duration
 	// Logger receives watch errors; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -98,7 +103,7 @@ type Resolver struct {
 
 	conn io.Closer // set by Dial, closed by Close
 
-	byAuthority sync.Map // raw authority -> *Watch (hot path)
+	byAuthority sync.Map // raw authority (string) or address (netip.AddrPort) -> *Watch (hot path)
 	mu          sync.Mutex
 	byPath      map[string]*Watch
 }
@@ -111,6 +116,9 @@ func New(cfg Config) *Resolver {
 	}
 	if cfg.MaxBackoff <= 0 {
 		cfg.MaxBackoff = 5 * time.Second
+	}
+	if cfg.ProfileTimeout <= 0 {
+		cfg.ProfileTimeout = 3 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -162,6 +170,7 @@ func (r *Resolver) evict(before time.Time) {
 			r.byAuthority.Delete(k)
 			if w.Target.Path != "" && r.byPath[w.Target.Path] == w {
 				delete(r.byPath, w.Target.Path)
+				w.evicted.Store(true)
 				w.stop()
 			}
 		}
@@ -181,29 +190,79 @@ func (r *Resolver) Watch(authority string) (*Watch, error) {
 	if err != nil {
 		return nil, err
 	}
-	return r.watch(authority, t), nil
+	return r.watch(authority, t, false), nil
 }
 
-// WatchAddr returns the watch for an IP:port, looked up in Destination
-// (which knows the pod behind a pod IP): transparent mode's original
-// destinations. Watch, by contrast, never asks Destination about IPs.
+// WatchAddr returns the watch that serves traffic to an IP:port:
+// transparent mode's original destinations, which Watch, by contrast,
+// never asks Destination about.
+//
+// The address is looked up in Destination, its profile first, as
+// Linkerd's proxy does. When the profile names a Service (the address is
+// one of its ClusterIPs, with one of its ports), the result is that
+// Service's own watch, the one Watch gives for its name: the same
+// endpoints, profile, policy and balancer, and the Service's authority in
+// Target.Path, so traffic to a ClusterIP is meshed exactly as traffic
+// that names the Service. Otherwise it is the address's own watch (a pod
+// IP resolves to that pod's endpoint; an unknown address does not exist).
+// What an address stands for is followed: should the Service give up the
+// address, later calls get the address's own watch again.
+//
+// The first call for an address blocks until Destination's first profile
+// answer about it, at most Config.ProfileTimeout (less if the profile
+// stream fails); later calls do not block.
 func (r *Resolver) WatchAddr(addr netip.AddrPort) *Watch {
-	key := "addr:" + addr.String()
-	if v, ok := r.byAuthority.Load(key); ok {
-		w := v.(*Watch)
+	var aw *Watch
+	if v, ok := r.byAuthority.Load(addr); ok {
+		aw = v.(*Watch)
+		aw.touch()
+	} else {
+		aw = r.watch(addr, Target{Host: addr.Addr().String(), Port: addr.Port(), Path: addr.String()}, true)
+	}
+	l := aw.logical.Load()
+	if l == nil {
+		l = r.awaitLogical(aw)
+	}
+	if l == nil || l.authority == "" {
+		return aw
+	}
+	if w := l.w.Load(); w != nil && !w.evicted.Load() {
 		w.touch()
 		return w
 	}
-	return r.watch(key, Target{Host: addr.Addr().String(), Port: addr.Port(), Path: addr.String()})
+	w, err := r.Watch(l.authority)
+	if err != nil || w.Target.Path == "" {
+		// A name this proxy would not look up (a control plane with
+		// another cluster domain): the address is all there is to go by.
+		return aw
+	}
+	l.w.Store(w)
+	return w
 }
 
-// watch returns the watch of t, cached under key.
-func (r *Resolver) watch(key string, t Target) *Watch {
+// awaitLogical waits for the first profile answer about aw's address and
+// returns what the address stands for (nil if no answer came).
+func (r *Resolver) awaitLogical(aw *Watch) *logical {
+	if !aw.profiledDone.Load() {
+		t := time.NewTimer(r.cfg.ProfileTimeout)
+		defer t.Stop()
+		select {
+		case <-aw.profiled:
+		case <-t.C:
+		case <-r.ctx.Done():
+		}
+	}
+	return aw.logical.Load()
+}
+
+// watch returns the watch of t, cached under key. byAddr marks the watch
+// of an address (WatchAddr), whose profile may name a Service.
+func (r *Resolver) watch(key any, t Target, byAddr bool) *Watch {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	w := r.byPath[t.Path]
 	if t.Path == "" || w == nil {
-		w = &Watch{Target: t, ready: make(chan struct{}), profiled: make(chan struct{})}
+		w = &Watch{Target: t, ready: make(chan struct{}), profiled: make(chan struct{}), byAddr: byAddr}
 		if t.Path == "" {
 			w.state.Store(notMesh)
 			close(w.ready)
@@ -246,6 +305,21 @@ type Watch struct {
 
 	profile atomic.Pointer[route.Profile] // see profile.go
 	policy  atomic.Pointer[Policy]        // see policy.go
+
+	// An address's watch (byAddr) learns from its profile which Service,
+	// if any, the address stands for (WatchAddr).
+	byAddr  bool
+	logical atomic.Pointer[logical] // nil until the first profile answer
+	evicted atomic.Bool             // stopped by idle eviction: look the name up again
+}
+
+// logical is what an address stands for, as its profile last said.
+type logical struct {
+	// authority is the Service's `name.ns.svc.cluster.local:port`, "" when
+	// the address is no Service's.
+	authority string
+	// w caches the Service's watch once looked up.
+	w atomic.Pointer[Watch]
 }
 
 func (w *Watch) touch() {

@@ -3,6 +3,8 @@ package discovery
 import (
 	"context"
 	"math/rand/v2"
+	"strconv"
+	"strings"
 	"time"
 
 	pb "github.com/linkerd/linkerd2-proxy-api/go/destination"
@@ -54,6 +56,11 @@ func (r *Resolver) profileStream(ctx context.Context, w *Watch, onMsg func()) er
 			return err
 		}
 		onMsg()
+		if w.byAddr {
+			// Before the profile counts as answered: WatchAddr's callers
+			// wake up to it.
+			w.setLogical(dp.GetFullyQualifiedName())
+		}
 		p, err := route.Compile(dp, nil)
 		if err != nil {
 			// Keep serving the last good profile.
@@ -64,4 +71,17 @@ func (r *Resolver) profileStream(ctx context.Context, w *Watch, onMsg func()) er
 		w.profile.Store(p)
 		w.profileSettled()
 	}
+}
+
+// setLogical records the Service an address's profile names by its FQN
+// ("" for none), keeping the cached lookup while the name stays the same.
+func (w *Watch) setLogical(fqn string) {
+	authority := ""
+	if fqn != "" {
+		authority = strings.TrimSuffix(fqn, ".") + ":" + strconv.Itoa(int(w.Target.Port))
+	}
+	if l := w.logical.Load(); l != nil && l.authority == authority {
+		return
+	}
+	w.logical.Store(&logical{authority: authority})
 }
