@@ -93,8 +93,12 @@ func (b *bufferPool) Put(buf []byte) {
 	b.bufs.Put(h)
 }
 
-// NewReverseProxy returns the HTTP forwarder shared by the outbound and
-// inbound sides: it sends requests through rt to the authority returned by
+// forwardedHeaders are kept as the client sent them (httputil's Rewrite
+// mode would strip them).
+var forwardedHeaders = []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"}
+
+// NewReverseProxy returns the general HTTP forwarder behind Forwarder
+// (upgrades and the other requests its fast path leaves alone): it sends requests through rt to the authority returned by
 // target, streams bodies and trailers, relays upgrades, removes hop-by-hop
 // headers, keeps Host and X-Forwarded-* as the client sent them, and answers
 // failures as proxyerr does.
@@ -105,7 +109,7 @@ func NewReverseProxy(rt http.RoundTripper, target func(*http.Request) string, lo
 			pr.Out.URL.Host = target(pr.In)
 			// Rewrite strips X-Forwarded-*; a transparent proxy keeps what
 			// the client sent and adds nothing.
-			for _, h := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
+			for _, h := range forwardedHeaders {
 				if v, ok := pr.In.Header[h]; ok {
 					pr.Out.Header[h] = v
 				}

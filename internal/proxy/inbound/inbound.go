@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -123,7 +122,7 @@ var unknownPeer = &peer{}
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
-	proxy   *httputil.ReverseProxy
+	proxy   *forward.Forwarder
 	app     *appTransport
 	tracker tcp.Tracker
 	plain   *peer    // the peer of every plaintext connection
@@ -160,26 +159,24 @@ func NewServer(cfg Config) *Server {
 		tap:     cfg.Tap,
 	}
 	app := cfg.App
-	s.proxy = forward.NewReverseProxy(s.app, func(r *http.Request) string {
+	s.proxy = forward.NewForwarder(s.app, func(r *http.Request) string {
 		if a, ok := r.Context().Value(appKey{}).(string); ok {
 			return a
 		}
 		return app
-	}, s.log)
-	rewrite := s.proxy.Rewrite
-	s.proxy.Rewrite = func(pr *httputil.ProxyRequest) {
-		rewrite(pr)
-		pr.Out.Header.Del(ClientIDHeader)
-		if id := peerOf(pr.In).id; id != "" {
-			pr.Out.Header.Set(ClientIDHeader, id)
+	}, func(out, in *http.Request) {
+		// The client's identity as this proxy verified it, never as sent.
+		delete(out.Header, ClientIDHeader)
+		if id := peerOf(in).id; id != "" {
+			out.Header.Set(ClientIDHeader, id)
 		}
 		// A peer carried an HTTP/1 request over HTTP/2: send HTTP/1 to the
 		// app. The Proto fields mark the choice for appTransport.
-		if pr.Out.Header.Get(forward.OrigProtoHeader) != "" {
-			pr.Out.Header.Del(forward.OrigProtoHeader)
-			pr.Out.Proto, pr.Out.ProtoMajor, pr.Out.ProtoMinor = "HTTP/1.1", 1, 1
+		if out.Header.Get(forward.OrigProtoHeader) != "" {
+			delete(out.Header, forward.OrigProtoHeader)
+			out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/1.1", 1, 1
 		}
-	}
+	}, s.log)
 	return s
 }
 

@@ -16,7 +16,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/netip"
 	"sync"
 	"time"
@@ -53,7 +52,7 @@ type Config struct {
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
-	proxy   *httputil.ReverseProxy
+	proxy   *forward.Forwarder
 	tracker tcp.Tracker
 
 	innerMu sync.Mutex
@@ -75,7 +74,7 @@ func NewServer(cfg Config) *Server {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "outbound")}
-	s.proxy = forward.NewReverseProxy(cfg.Transport, authorityOf, s.log)
+	s.proxy = forward.NewForwarder(cfg.Transport, authorityOf, nil, s.log)
 	return s
 }
 
@@ -131,7 +130,6 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			return ctx
 		},
 	}
-	s.proxy.ErrorLog = hs.ErrorLog
 	go hs.Serve(inner)
 
 	wait, err := tcp.Accept(ctx, ln, func(c net.Conn) { s.handleConn(c, inner) })
