@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	pb "github.com/linkerd/linkerd2-proxy-api/go/destination"
+	"google.golang.org/grpc"
+
 	"github.com/weft-mesh/weft/internal/inject"
 	"github.com/weft-mesh/weft/internal/proxy"
 	"github.com/weft-mesh/weft/internal/proxy/proxytest"
@@ -25,11 +28,28 @@ import (
 // (10.98.0.2) on a veth pair; 10.99.0.5 is a "service address" routed to
 // the peer, where nothing answers: only the proxy can make it work.
 const (
-	tpPodIP   = "10.98.0.1"
-	tpPeerIP  = "10.98.0.2"
-	tpService = "10.99.0.5"
-	tpUID     = 2102
+	tpPodIP     = "10.98.0.1"
+	tpPeerIP    = "10.98.0.2"
+	tpService   = "10.99.0.5"
+	tpClusterIP = "10.99.0.6" // Service web's ClusterIP, unanswered too
+	tpUID       = 2102
 )
+
+// clusterIPDestination is proxytest's Destination plus GetProfile, which
+// names the Service behind a ClusterIP:port (fqn) as the control plane
+// does, and gives other paths an empty profile.
+type clusterIPDestination struct {
+	*proxytest.Destination
+	fqn map[string]string
+}
+
+func (d *clusterIPDestination) GetProfile(req *pb.GetDestination, s pb.Destination_GetProfileServer) error {
+	if err := s.Send(&pb.DestinationProfile{FullyQualifiedName: d.fqn[req.GetPath()]}); err != nil {
+		return err
+	}
+	<-s.Context().Done()
+	return nil
+}
 
 // TestTransparentHelper is the processes of TestTransparentInNetworkNamespace,
 // re-executed inside its network namespaces; it does nothing otherwise.
@@ -112,12 +132,24 @@ func tpPeer(t *testing.T) {
 // 9090, answering with the client's address) and, as the proxy's UID,
 // the transparent proxy.
 func tpPod(t *testing.T) {
-	dst := proxytest.NewDestination()
+	dst := &clusterIPDestination{Destination: proxytest.NewDestination(), fqn: map[string]string{
+		tpClusterIP + ":80":   "web.ns.svc.cluster.local",
+		tpClusterIP + ":9000": "web.ns.svc.cluster.local",
+	}}
 	dst.Set("web.ns.svc.cluster.local:80", proxytest.Endpoint{Addr: tpPeerIP + ":8080"})
+	dst.Set("web.ns.svc.cluster.local:9000", proxytest.Endpoint{Addr: tpPeerIP + ":9000"})
 	// Original destinations are looked up too (nothing listens on these).
 	dst.Set(tpPeerIP+":8082", proxytest.Endpoint{Addr: tpPeerIP + ":8080"})
 	dst.Set(tpPeerIP+":9002", proxytest.Endpoint{Addr: tpPeerIP + ":9000"})
-	dstAddr, _ := dst.Serve(t, "127.0.0.1:0")
+	dstLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	pb.RegisterDestinationServer(g, dst)
+	go g.Serve(dstLn)
+	defer g.Stop()
+	dstAddr := dstLn.Addr().String()
 	for _, port := range []string{"8080", "9090"} {
 		ln, err := net.Listen("tcp4", ":"+port)
 		if err != nil {
@@ -292,6 +324,10 @@ func TestTransparentInNetworkNamespace(t *testing.T) {
 			[]string{"URL=http://" + tpPeerIP + ":8081/", "HOST=example.com"}, "200 peer:8081 host=example.com"},
 		{"HTTP to an IP Destination knows, to its endpoint", pod, "get",
 			[]string{"URL=http://" + tpPeerIP + ":8082/", "HOST="}, "200 peer:8080 host=" + tpPeerIP + ":8082"},
+		{"HTTP to a ClusterIP with an IP Host, to the Service's endpoint", pod, "get",
+			[]string{"URL=http://" + tpClusterIP + "/", "HOST="}, "200 peer:8080 host=" + tpClusterIP},
+		{"opaque TCP to a ClusterIP, to the Service's endpoint", pod, "echo",
+			[]string{"ADDR=" + tpClusterIP + ":9000"}, "echo:9000 hello"},
 		{"opaque TCP to an IP Destination knows, to its endpoint", pod, "echo",
 			[]string{"ADDR=" + tpPeerIP + ":9002"}, "echo:9000 hello"},
 		{"opaque TCP, to the original destination", pod, "echo",
