@@ -37,6 +37,8 @@ const (
 	cipHTTP    = "127.0.0.2"  // app dialing ClusterIP:80, HTTP
 	cipOpaque  = "127.0.0.3"  // app dialing ClusterIP:9000, opaque TCP
 	cipNoPort  = "127.0.0.4"  // app dialing ClusterIP:81, a port web lacks
+	cipNoHost  = "127.0.0.5"  // app dialing ClusterIP:80, HTTP/1.0 without Host
+	cipH2      = "127.0.0.6"  // app dialing ClusterIP:80, h2c with an IP :authority
 )
 
 // TestTransparentClusterIP: in transparent mode, connections to a
@@ -71,6 +73,8 @@ func TestTransparentClusterIP(t *testing.T) {
 		cipHTTP:   netip.MustParseAddrPort(cipService + ":80"),
 		cipOpaque: netip.MustParseAddrPort(cipService + ":9000"),
 		cipNoPort: netip.MustParseAddrPort(cipService + ":81"),
+		cipNoHost: netip.MustParseAddrPort(cipService + ":80"),
+		cipH2:     netip.MustParseAddrPort(cipService + ":80"),
 	}
 	client := startTransparentProxy(t, e, "ns", "gui-def-1", "gui", func(c net.Conn) (netip.AddrPort, error) {
 		src, _, _ := net.SplitHostPort(c.RemoteAddr().String())
@@ -97,6 +101,16 @@ func TestTransparentClusterIP(t *testing.T) {
 	if resp, body := get(t, fromHTTP, "http://"+cipService+"/flaky"); resp.StatusCode != 200 || flaky.Load() != 2 {
 		t.Errorf("retryable route through the ClusterIP: %d %q after %d attempts, want 200 after 2", resp.StatusCode, body, flaky.Load())
 	}
+	// Without a Host, and over HTTP/2, the same.
+	if got := http10NoHost(t, cipNoHost, client.OutboundAddr()); !strings.HasPrefix(got, "HTTP/1.0 200 OK") || !strings.HasSuffix(got, "client-id="+clientID) {
+		t.Errorf("HTTP/1.0 without Host to the ClusterIP: %q, want 200 from the endpoint over mTLS", got)
+	}
+	h2 := appClient(t, cipH2, client.OutboundAddr())
+	h2.Transport.(*http.Transport).Protocols = new(http.Protocols)
+	h2.Transport.(*http.Transport).Protocols.SetUnencryptedHTTP2(true)
+	if resp, body := get(t, h2, "http://"+cipService+"/"); resp.StatusCode != 200 || resp.Proto != "HTTP/2.0" || !strings.HasSuffix(body, "client-id="+clientID) {
+		t.Errorf("h2c to the ClusterIP: %s %d %q, want HTTP/2.0 200 from the endpoint over mTLS", resp.Proto, resp.StatusCode, body)
+	}
 	// A request by name counts on the same series.
 	if resp, body := get(t, proxyClient(client), "http://web.ns.svc.cluster.local/"); resp.StatusCode != 200 {
 		t.Errorf("by name: %d %q", resp.StatusCode, body)
@@ -117,9 +131,9 @@ func TestTransparentClusterIP(t *testing.T) {
 	var counted bool
 	for _, l := range strings.Split(grepLines(m, "request_total{direction=\"outbound\""), "\n") {
 		if strings.HasPrefix(l, "request_total{") && strings.Contains(l, byService) && strings.Contains(l, tls) {
-			// 1 by name, 1 /flaky, at least 1 / while waiting.
-			if n := lineValue(l); n < 3 {
-				t.Errorf("request_total by the Service's authority = %v, want >= 3: %s", n, l)
+			// 1 by name, 1 /flaky, 1 HTTP/1.0, 1 h2c, at least 1 / while waiting.
+			if n := lineValue(l); n < 5 {
+				t.Errorf("request_total by the Service's authority = %v, want >= 5: %s", n, l)
 			}
 			counted = true
 		}
@@ -239,6 +253,27 @@ func appClient(t *testing.T, src, outbound string) *http.Client {
 	}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr, Timeout: testTimeout}
+}
+
+// http10NoHost sends an HTTP/1.0 GET without Host from src to the
+// outbound listener and returns the response's status line and body.
+func http10NoHost(t *testing.T, src, outbound string) string {
+	t.Helper()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: testTimeout}
+	c, err := d.Dial("tcp", outbound)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(testTimeout))
+	io.WriteString(c, "GET / HTTP/1.0\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("HTTP/1.0 through the proxy: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.Proto + " " + resp.Status + " " + string(b)
 }
 
 // echoLine sends line over a new connection from src to the outbound

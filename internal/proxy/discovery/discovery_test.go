@@ -160,7 +160,7 @@ func (d *slowProfiles) GetProfile(req *pb.GetDestination, s pb.Destination_GetPr
 		return s.Context().Err()
 	}
 	if err := s.Send(&pb.DestinationProfile{FullyQualifiedName: req.Path, Routes: []*pb.Route{{
-		Condition: &pb.RequestMatch{Match: &pb.RequestMatch_Path{Path: &pb.PathMatch{Regex: "/.*"}}},
+		Condition:     &pb.RequestMatch{Match: &pb.RequestMatch_Path{Path: &pb.PathMatch{Regex: "/.*"}}},
 		MetricsLabels: map[string]string{"route": "all"}, IsRetryable: true,
 	}}}); err != nil {
 		return err
