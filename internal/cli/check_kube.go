@@ -681,7 +681,11 @@ func dataPlaneChecks() []checker {
 			if ns == "" {
 				return errSkip
 			}
-			if _, err := s.cluster.client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); err != nil {
+			_, err := s.cluster.client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				return fmt.Errorf("namespace %s does not exist: check -n; 'kubectl get ns' lists them", ns)
+			}
+			if err != nil {
 				return fmt.Errorf("namespace %s: %w", ns, err)
 			}
 			return nil
