@@ -114,8 +114,10 @@
 // status.parents entry under ControllerName with Accepted (Accepted,
 // NoMatchingParent, NotAllowedByListeners, NoMatchingListenerHostname,
 // UnsupportedValue) and ResolvedRefs (ResolvedRefs, BackendNotFound,
-// InvalidKind, RefNotPermitted), observedGeneration set, through
-// store.Apply, only when they changed. Other controllers' entries are kept.
+// InvalidKind, RefNotPermitted), observedGeneration set, only when they
+// changed: through the store's ApplyStatus when it has one (store/kube: the
+// status subresource, leaving the spec alone), else store.Apply. Other
+// controllers' entries are kept.
 //
 // # TLS
 //
@@ -128,7 +130,8 @@
 // protocol does. Certificates live in the table, so a changed Secret is
 // used from the next handshake, without rebinding. A Host whose Secret is
 // missing or broken is reported and routes cleartext only. Only the
-// Secrets that Hosts and Gateways name are read, never the whole kind.
+// Secrets that Hosts and Gateways name are parsed; store/kube still caches
+// the whole kind (one informer), as Emissary does.
 //
 // X-Forwarded-Proto: at l7Depth 0 it is the scheme of the connection (a
 // client's value is replaced); with l7Depth > 0 a value from the trusted
@@ -158,5 +161,7 @@
 //
 // Upstream requests go through an http.RoundTripper: NewTransport's, through
 // the ingress's sidecar, in `weft ingress`; any mesh RoundTripper that
-// routes by req.URL.Host can take its place.
+// routes by req.URL.Host can take its place. On Kubernetes without a
+// sidecar, NewTransportWith(TransportOptions{Endpoints: NewEndpoints(st)})
+// dials cluster service names at their ready EndpointSlice endpoints.
 package ingress
