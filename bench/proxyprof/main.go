@@ -39,7 +39,23 @@ func run() error {
 	flag.StringVar(&cfg.ServiceAccount, "service-account", "default", "service account")
 	flag.StringVar(&cpuOut, "cpuprofile", "", "write a CPU profile here on exit")
 	flag.StringVar(&allocOut, "allocprofile", "", "write an allocation profile here on exit")
+	flag.BoolVar(&cfg.AdminPprof, "admin-pprof", false, "serve Go's profiles at /debug/pprof/ on the admin server")
 	flag.Parse()
+	// Runtime settings as weft proxy applies them; PROXYPROF_GOMAXPROCS,
+	// PROXYPROF_GOGC and PROXYPROF_GOMEMLIMIT (bytes) try others without
+	// touching the harness's own runtime.
+	rt := proxy.DefaultRuntime
+	for _, v := range []struct {
+		env string
+		dst any
+	}{{"PROXYPROF_GOMAXPROCS", &rt.Procs}, {"PROXYPROF_GOGC", &rt.GCPercent}, {"PROXYPROF_GOMEMLIMIT", &rt.MemoryLimit}} {
+		if s := os.Getenv(v.env); s != "" {
+			if _, err := fmt.Sscan(s, v.dst); err != nil {
+				return fmt.Errorf("proxyprof: %s=%q: %w", v.env, s, err)
+			}
+		}
+	}
+	fmt.Fprintln(os.Stderr, "proxyprof: runtime", rt.Apply())
 	cfg.ShutdownGrace = 2 * time.Second
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if err := cfg.Validate(); err != nil {

@@ -25,6 +25,7 @@ type proxyOptions struct {
 	serviceAccount string
 	shutdownGrace  time.Duration
 	logLevel       string
+	adminPprof     bool
 	// identity
 	disableIdentity bool
 	tokenFile       string
@@ -57,7 +58,8 @@ the app needs no proxy settings: its outbound TCP, redirected to
 --outbound-addr, goes where it was dialed (SO_ORIGINAL_DST), HTTP routed by
 its Host when that names a mesh service; inbound TCP, redirected to
 --inbound-addr, goes to 127.0.0.1 and the port the client dialed.
-The admin server at --admin-addr serves /metrics, /ready and /live; --tap-addr
+The admin server at --admin-addr serves /metrics, /ready and /live (and with
+--admin-pprof Go's profiles at /debug/pprof/, for 'go tool pprof'); --tap-addr
 serves live request taps (io.linkerd.proxy.tap.Tap) to 'weft viz tap'.
 
 The proxy gets a short-lived certificate for its service account's identity
@@ -88,6 +90,7 @@ meshed peer. --disable-identity runs it without (plaintext between proxies).`,
 				Transparent:    o.transparent,
 				InboundAddr:    o.inboundAddr,
 				ShutdownGrace:  o.shutdownGrace,
+				AdminPprof:     o.adminPprof,
 				Logger:         slog.New(slog.NewTextHandler(g.Err, &slog.HandlerOptions{Level: level})),
 			}
 			for _, s := range o.inbound {
@@ -121,6 +124,7 @@ meshed peer. --disable-identity runs it without (plaintext between proxies).`,
 	f.BoolVar(&o.transparent, "transparent", false, "transparent mode behind weft proxy-init's iptables rules (Linux): original destinations from SO_ORIGINAL_DST")
 	f.StringVar(&o.inboundAddr, "inbound-addr", "", "transparent mode's inbound listener (redirected inbound traffic goes to 127.0.0.1 and the port the client dialed)")
 	f.StringVar(&o.adminAddr, "admin-addr", o.adminAddr, "admin server address (/metrics, /ready, /live)")
+	f.BoolVar(&o.adminPprof, "admin-pprof", false, "also serve Go's runtime profiles (CPU, heap, allocations, goroutines) at /debug/pprof/ on the admin server")
 	f.StringVar(&o.tapAddr, "tap-addr", "", "tap server address (io.linkerd.proxy.tap.Tap gRPC, for 'weft viz tap'); empty serves none")
 	f.StringVar(&o.namespace, "namespace", o.namespace, "the workload's namespace (short service names resolve in it)")
 	f.StringVar(&o.pod, "pod", "", "the workload's pod name")

@@ -92,6 +92,9 @@ type Config struct {
 	// /identity.json, terminates mTLS on its inbound ports and reaches
 	// meshed endpoints over mTLS. nil runs without identity (plaintext).
 	Identity *IdentityConfig
+	// AdminPprof serves Go's runtime profiles (CPU, heap, allocations,
+	// goroutines, ...) at /debug/pprof/ on the admin server. Off by default.
+	AdminPprof bool
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -384,6 +387,9 @@ func (p *Proxy) Run(ctx context.Context) error {
 			next.ServeHTTP(w, r)
 		})
 		adminHandler = mux
+	}
+	if cfg.AdminPprof {
+		adminHandler = admin.WithPprof(adminHandler)
 	}
 	run(func() error { return admin.Serve(ctx, p.adminLn, adminHandler) })
 	if tapper != nil {

@@ -1,5 +1,6 @@
 // Package admin is the proxy's admin server: Prometheus metrics at
-// /metrics, readiness at /ready and liveness at /live.
+// /metrics, readiness at /ready and liveness at /live, and on request Go's
+// profiles at /debug/pprof/.
 package admin
 
 import (
@@ -7,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/weft-mesh/weft/internal/metrics"
@@ -51,4 +53,25 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 		hs.Close()
 	}
 	return nil
+}
+
+// PprofPrefix is where WithPprof mounts Go's profiles.
+const PprofPrefix = "/debug/pprof/"
+
+// WithPprof returns h with Go's runtime profiles (net/http/pprof) under
+// /debug/pprof/: CPU (profile?seconds=N), heap, allocs, goroutine, block,
+// mutex, trace. Opt-in (weft proxy --admin-pprof): profiles reveal the
+// process's internals and a CPU profile costs CPU while it runs.
+// (Importing net/http/pprof also registers it on http.DefaultServeMux,
+// which no weft server serves.)
+func WithPprof(h http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/", h)
+	mux.HandleFunc("GET "+PprofPrefix, pprof.Index)
+	mux.HandleFunc("GET "+PprofPrefix+"cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET "+PprofPrefix+"profile", pprof.Profile)
+	mux.HandleFunc("GET "+PprofPrefix+"symbol", pprof.Symbol)
+	mux.HandleFunc("POST "+PprofPrefix+"symbol", pprof.Symbol)
+	mux.HandleFunc("GET "+PprofPrefix+"trace", pprof.Trace)
+	return mux
 }
