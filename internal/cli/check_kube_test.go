@@ -1,10 +1,13 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -560,4 +563,21 @@ func FuzzImageTag(f *testing.F) {
 			t.Errorf("imageTag(%q) = %q: not in the reference", image, tag)
 		}
 	})
+}
+
+// TestCheckHintsDocumented: every hint a check prints leads to a section
+// (or an explicit anchor) of docs/checks.md.
+func TestCheckHintsDocumented(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "checks.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lists := [][]checker{checks(), clusterChecks(true, false), clusterChecks(false, true)}
+	for _, list := range lists {
+		for _, c := range list {
+			if !bytes.Contains(doc, []byte("\n### "+c.hint+"\n")) && !bytes.Contains(doc, []byte(`<a id="`+c.hint+`"></a>`)) {
+				t.Errorf("check %q: hint %s%s has no section in docs/checks.md", c.description, checkHintBase, c.hint)
+			}
+		}
+	}
 }
