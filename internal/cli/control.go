@@ -25,6 +25,7 @@ type controlOptions struct {
 	logLevel      string
 	identity      control.IdentityConfig
 	webhook       webhookFlags
+	pprof         bool
 }
 
 func newCmdControl(g *Globals) *cobra.Command {
@@ -114,6 +115,7 @@ reconnect, and the process exits.`,
 				ShutdownGrace: o.shutdownGrace,
 				Identity:      o.identity,
 				Webhook:       webhook,
+				Pprof:         o.pprof,
 			})
 			if err != nil {
 				return err
@@ -134,6 +136,7 @@ reconnect, and the process exits.`,
 	f.StringVar(&o.identity.TrustDomain, "identity-trust-domain", o.identity.TrustDomain, "trust domain of the identities")
 	f.DurationVar(&o.identity.IssuanceLifetime, "identity-issuance-lifetime", o.identity.IssuanceLifetime, "lifetime of the certificates issued to proxies")
 	f.DurationVar(&o.identity.ClockSkewAllowance, "identity-clock-skew-allowance", o.identity.ClockSkewAllowance, "how far back certificates' NotBefore is set, for peers whose clocks lag")
+	f.BoolVar(&o.pprof, "enable-pprof", false, "serve Go's profiles at /debug/pprof/ on the admin server")
 	addWebhookFlags(f, &o.webhook)
 	return cmd
 }
