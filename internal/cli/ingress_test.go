@@ -173,7 +173,14 @@ func TestIngressFlagErrors(t *testing.T) {
 		{[]string{"--address", "not-an-ip"}, "want an IP address"},
 		{[]string{"--log-level", "loud"}, "--log-level"},
 		{[]string{"--access-log", "/nonexistent/dir/access.log"}, "--access-log"},
+		{[]string{"--store", "etcd"}, `unknown --store "etcd"`},
+		{[]string{"--store=kube"}, "--kubeconfig"},
+		{[]string{"--store=kube", "--kubeconfig", "/nonexistent/kubeconfig"}, "/nonexistent/kubeconfig"},
 	} {
+		// Outside a cluster, with no kubeconfig from the environment.
+		t.Setenv("KUBECONFIG", "")
+		t.Setenv("KUBERNETES_SERVICE_HOST", "")
+		t.Setenv("KUBERNETES_SERVICE_PORT", "")
 		var errOut ingressLog
 		args := append([]string{"ingress", "--state-dir", t.TempDir(), "--admin-addr", ""}, tc.args...)
 		c := Run(context.Background(), args, strings.NewReader(""), io.Discard, &errOut)

@@ -86,7 +86,8 @@ func writeRouteStatuses(ctx context.Context, st store.Store, routes []routeObjec
 			continue
 		}
 		*c.parents() = merged
-		if err := writeStatus(ctx, st, c); err != nil {
+		// c wraps cur: the store is given the object itself.
+		if err := writeStatus(ctx, st, cur); err != nil {
 			return written, err
 		}
 		written++

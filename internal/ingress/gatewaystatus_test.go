@@ -3,12 +3,14 @@ package ingress
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/weft-mesh/weft/internal/api"
+	"github.com/weft-mesh/weft/internal/store"
 )
 
 func TestRouteStatusWrittenBack(t *testing.T) {
@@ -237,5 +239,73 @@ func TestGatewayStatusWrittenBack(t *testing.T) {
 	// The listener that cannot be served binds nothing.
 	if _, bound := h.in.Addrs()[8443]; bound {
 		t.Error("port 8443 is bound for a listener without its certificate")
+	}
+}
+
+// statusOnlyStore is a store whose routes and Gateways may only have their
+// status written, through ApplyStatus, as the ingress's RBAC allows on
+// Kubernetes: Apply of those kinds fails, and ApplyStatus copies only the
+// status onto the stored object.
+type statusOnlyStore struct {
+	store.Store
+	statusWrites atomic.Int32
+}
+
+func (s *statusOnlyStore) Apply(ctx context.Context, objs ...api.Object) error {
+	for _, o := range objs {
+		if k := api.RefOf(o).Kind; k == api.KindHTTPRoute || k == api.KindGRPCRoute || k == api.KindGateway {
+			return fmt.Errorf("test store: may not write the spec of %s", api.RefOf(o))
+		}
+	}
+	return s.Store.Apply(ctx, objs...)
+}
+
+func (s *statusOnlyStore) ApplyStatus(ctx context.Context, objs ...api.Object) error {
+	for _, o := range objs {
+		cur, err := s.Store.Get(ctx, api.RefOf(o))
+		if err != nil {
+			return err
+		}
+		switch c := cur.(type) {
+		case *gatewayv1.HTTPRoute:
+			c.Status = o.(*gatewayv1.HTTPRoute).Status
+		case *gatewayv1.Gateway:
+			c.Status = o.(*gatewayv1.Gateway).Status
+		default:
+			return fmt.Errorf("test store: no status for %s", api.RefOf(o))
+		}
+		if err := s.Store.Apply(ctx, cur); err != nil {
+			return err
+		}
+		s.statusWrites.Add(1)
+	}
+	return nil
+}
+
+// TestStatusThroughStatusWriter: with a store that has ApplyStatus, route
+// and Gateway status go through it and never through Apply.
+func TestStatusThroughStatusWriter(t *testing.T) {
+	var sw *statusOnlyStore
+	route := newHTTPRoute("ns", "web", []gatewayv1.ParentReference{parentGW("gw", "edge")}, nil, gatewayv1.HTTPRouteRule{BackendRefs: []gatewayv1.HTTPBackendRef{backend("echo", 8080, -1)}})
+	h := newGWHarness(t, func(c *Config) {
+		sw = &statusOnlyStore{Store: c.Store}
+		c.Store = sw
+	}, route)
+	ctx := context.Background()
+	waitFor(t, "status written through ApplyStatus", func() bool {
+		r, err := h.st.Get(ctx, api.RefOf(route))
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := h.st.Get(ctx, api.Ref{Kind: api.KindGateway, Namespace: "gw", Name: "edge"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps := r.(*gatewayv1.HTTPRoute).Status.Parents
+		return len(ps) == 1 && findCondition(ps[0].Conditions, "Accepted") != nil &&
+			findCondition(g.(*gatewayv1.Gateway).Status.Conditions, "Programmed") != nil
+	})
+	if n := sw.statusWrites.Load(); n < 2 {
+		t.Errorf("%d status writes, want the route's and the Gateway's", n)
 	}
 }
