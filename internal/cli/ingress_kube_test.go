@@ -3,6 +3,9 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -118,7 +121,7 @@ spec:
 		t.Fatal("no ingress Deployment rendered")
 	}
 	pod := dep.Spec.Template.Spec
-	admin, listenerAddr, gatewayAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	admin, listenerAddr, gatewayAddr, httpsAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 	var args []string
 	for _, a := range pod.Containers[0].Args {
 		switch {
@@ -132,7 +135,7 @@ spec:
 	sa := "system:serviceaccount:" + install.DefaultNamespace + ":" + pod.ServiceAccountName
 	kubeconfig := c.WriteKubeconfig(t, "weft-ingress", c.UserConfig(t, sa, "system:serviceaccounts", "system:serviceaccounts:"+install.DefaultNamespace, "system:authenticated"))
 	args = append(args, "--kubeconfig="+kubeconfig, "--drain-timeout=5s",
-		"--port-map=8080="+portOf(t, listenerAddr), "--port-map=9090="+portOf(t, gatewayAddr))
+		"--port-map=8080="+portOf(t, listenerAddr), "--port-map=9090="+portOf(t, gatewayAddr), "--port-map=8443="+portOf(t, httpsAddr))
 	if !strings.Contains(strings.Join(args, " "), "--store=kube") {
 		t.Fatalf("the ingress Deployment does not run --store=kube: %q", pod.Containers[0].Args)
 	}
@@ -220,6 +223,46 @@ spec:
 	c.StartAPIServer(t)
 	c.ApplyYAML(t, []byte(mappingYAML("web")))
 	pollUntil(t, 45*time.Second, "a Mapping changed after the API server's restart to reach v1", &errOut, routesTo(webURL, "v1"))
+
+	// HTTPS: a Host's tlsSecret is read from the API (the webhook test
+	// certificate, self-signed, names weft-proxy-injector.weft.svc).
+	const tlsName = "weft-proxy-injector.weft.svc"
+	var docs []string
+	for _, d := range []map[string]any{
+		{"apiVersion": "v1", "kind": "Secret", "metadata": map[string]any{"name": "shop-cert", "namespace": "weft"},
+			"type": "kubernetes.io/tls", "stringData": map[string]any{"tls.crt": string(wcert), "tls.key": string(readTestdata("webhook", "tls.key"))}},
+		{"apiVersion": "getambassador.io/v3alpha1", "kind": "Listener", "metadata": map[string]any{"name": "https", "namespace": "weft"},
+			"spec": map[string]any{"port": 8443, "protocol": "HTTPS", "securityModel": "XFP", "hostBinding": map[string]any{"namespace": map[string]any{"from": "ALL"}}}},
+		{"apiVersion": "getambassador.io/v3alpha1", "kind": "Host", "metadata": map[string]any{"name": "shop", "namespace": "weft"},
+			"spec": map[string]any{"hostname": tlsName, "tlsSecret": map[string]any{"name": "shop-cert"}}},
+	} {
+		b, err := json.Marshal(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs = append(docs, string(b))
+	}
+	c.ApplyYAML(t, []byte(strings.Join(docs, "\n---\n")))
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(wcert) {
+		t.Fatal("bad test certificate")
+	}
+	tlsClient := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: tlsName}}}
+	defer tlsClient.CloseIdleConnections()
+	pollUntil(t, 10*time.Second, "HTTPS with the Host's Secret to reach v1", &errOut, func() bool {
+		req, err := http.NewRequest(http.MethodGet, "https://"+httpsAddr+"/web/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = tlsName
+		resp, err := tlsClient.Do(req)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode == http.StatusOK && string(b) == "v1"
+	})
 
 	stop()
 	select {
