@@ -58,6 +58,12 @@ type warning struct{ error }
 
 func warnf(format string, a ...any) error { return warning{fmt.Errorf(format, a...)} }
 
+// skipped is a check that did not run, reported as such (unlike errSkip,
+// which leaves it out): the user should know it was not checked, and why.
+type skipped struct{ error }
+
+func skipf(format string, a ...any) error { return skipped{fmt.Errorf(format, a...)} }
+
 // checkState is what the checks learn and share as they run.
 type checkState struct {
 	stateDir    string

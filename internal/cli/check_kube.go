@@ -18,8 +18,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/util/version"
+	utilversion "k8s.io/apimachinery/pkg/util/version"
+	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -35,7 +37,7 @@ import (
 // minKubeVersion is the oldest API server 'weft check' accepts: what
 // Linkerd requires, and every API Weft uses (EndpointSlices v1, projected
 // service account tokens, admissionregistration v1) is GA there.
-var minKubeVersion = version.MustParseGeneric("1.22.0")
+var minKubeVersion = utilversion.MustParseGeneric("1.22.0")
 
 // trustAnchorsEnv is the injected proxy's trust anchors variable
 // (internal/inject sets it from --identity-trust-anchors-file or the
@@ -59,8 +61,9 @@ type clusterState struct {
 
 	client    kubernetes.Interface
 	dyn       dynamic.Interface
-	reachable bool // the API server answered
-	installed bool // the control plane namespace exists
+	reachable bool          // the API server answered
+	version   *version.Info // what it answered
+	installed bool          // the control plane namespace exists
 
 	trustRoots []*x509.Certificate // the trust roots ConfigMap's
 	pods       []corev1.Pod        // meshed pods (--proxy)
@@ -148,18 +151,16 @@ func kubeAPIChecks() []checker {
 			return err
 		}},
 		{"kubernetes-api", "can query the Kubernetes API", "k8s-api-query", true, func(_ context.Context, s *checkState) error {
-			if _, err := s.cluster.client.Discovery().ServerVersion(); err != nil {
+			info, err := s.cluster.client.Discovery().ServerVersion()
+			if err != nil {
 				return fmt.Errorf("API server at %s: %w", s.cluster.cfg.Host, err)
 			}
-			s.cluster.reachable = true
+			s.cluster.reachable, s.cluster.version = true, info
 			return nil
 		}},
 		{"kubernetes-version", "is running the minimum Kubernetes API version", "k8s-version", false, needAPI(func(_ context.Context, s *checkState) error {
-			info, err := s.cluster.client.Discovery().ServerVersion()
-			if err != nil {
-				return err
-			}
-			v, err := version.ParseGeneric(info.GitVersion)
+			info := s.cluster.version
+			v, err := utilversion.ParseGeneric(info.GitVersion)
 			if err != nil {
 				return fmt.Errorf("API server reports version %q: %w", info.GitVersion, err)
 			}
@@ -422,7 +423,7 @@ func checkCRDs(ctx context.Context, s *checkState) error {
 	}
 	established := map[string]bool{}
 	for _, crd := range list.Items {
-		conds, _, _ := unstructuredSlice(crd.Object, "status", "conditions")
+		conds, _, _ := unstructured.NestedSlice(crd.Object, "status", "conditions")
 		ok := false
 		for _, c := range conds {
 			if m, _ := c.(map[string]any); m["type"] == "Established" && m["status"] == "True" {
@@ -448,20 +449,6 @@ func checkCRDs(ctx context.Context, s *checkState) error {
 		return fmt.Errorf("CRDs not yet established (their API is not served): %s; wait, or see 'kubectl describe crd %s'", abbreviate(notReady, 5), notReady[0])
 	}
 	return nil
-}
-
-// unstructuredSlice reads a list at a path of nested maps.
-func unstructuredSlice(obj map[string]any, path ...string) ([]any, bool, error) {
-	var cur any = obj
-	for _, p := range path {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil, false, nil
-		}
-		cur = m[p]
-	}
-	l, ok := cur.([]any)
-	return l, ok, nil
 }
 
 // abbreviate lists the first n names and how many more there are.
@@ -860,9 +847,3 @@ func imageTag(image string) string {
 	}
 	return image[colon+1:]
 }
-
-// skipped is a check that did not run, reported as such (unlike errSkip,
-// which leaves it out): the user should know it was not checked, and why.
-type skipped struct{ error }
-
-func skipf(format string, a ...any) error { return skipped{fmt.Errorf(format, a...)} }

@@ -19,6 +19,8 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/weft-mesh/weft/internal/inject"
 	"github.com/weft-mesh/weft/internal/install"
@@ -100,6 +102,9 @@ func TestCheckClusterPre(t *testing.T) {
 	}
 	limited := c.WriteKubeconfig(t, "limited", c.UserConfig(t, "limited", "system:authenticated"))
 	nobody := c.WriteKubeconfig(t, "nobody", c.UserConfig(t, "nobody", "system:authenticated"))
+	// One kubeconfig with two contexts, the administrator's current.
+	contexts := filepath.Join(t.TempDir(), "contexts")
+	mergeKubeconfigs(t, contexts, []string{"admin", "nobody"}, []string{c.Kubeconfig, nobody})
 
 	const hint = "    see docs/checks.md#pre-can-create for hints\n"
 	runCheckSteps(t, []checkStep{
@@ -139,6 +144,20 @@ func TestCheckClusterPre(t *testing.T) {
 			},
 		},
 		{
+			name: "--context chooses the user", args: []string{"--pre", "--kubeconfig", contexts, "--context", "nobody"}, wantCode: 1,
+			want: []string{"(" + c.URL + ", kubeconfig " + contexts + ", context nobody)\n", "× can create Namespaces\n"},
+		},
+		{
+			name: "the current context", args: []string{"--pre", "--kubeconfig", contexts}, wantCode: 0,
+			want: []string{"√ can create Namespaces\n"},
+		},
+		{
+			name: "unknown context", args: []string{"--pre", "--kubeconfig", contexts, "--context", "nope"}, wantCode: 1,
+			want: []string{"× can initialize the client\n    check: kubeconfig context \"nope\": ", "see docs/checks.md#k8s-api-client for hints\n"},
+			// Nothing else runs without a client.
+			notWant: []string{"can query", "pre-kubernetes-setup"},
+		},
+		{
 			name: "a namespace enforcing baseline Pod Security warns",
 			setup: func(t *testing.T) {
 				createNamespace(t, cs, "strict", map[string]string{podSecurityEnforce: "baseline"})
@@ -156,6 +175,66 @@ func TestCheckClusterPre(t *testing.T) {
 				"see docs/checks.md#pre-ns for hints\n", "√ can create Namespaces\n"},
 		},
 	})
+}
+
+// mergeKubeconfigs writes to path a kubeconfig with one context per name,
+// each the (only) context of the file at the same index; the first is
+// current.
+func mergeKubeconfigs(t *testing.T, path string, names, files []string) {
+	t.Helper()
+	out := clientcmdapi.NewConfig()
+	for i, name := range names {
+		in, err := clientcmd.LoadFromFile(files[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := in.Contexts[in.CurrentContext]
+		out.Clusters[name] = in.Clusters[ctx.Cluster]
+		out.AuthInfos[name] = in.AuthInfos[ctx.AuthInfo]
+		out.Contexts[name] = &clientcmdapi.Context{Cluster: name, AuthInfo: name}
+	}
+	out.CurrentContext = names[0]
+	if err := clientcmd.WriteToFile(*out, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCheckClusterUnreachable: without a cluster, or with one that does not
+// answer, the first checks say so and nothing else runs.
+func TestCheckClusterUnreachable(t *testing.T) {
+	t.Setenv("KUBECONFIG", "")
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	t.Setenv("KUBERNETES_SERVICE_PORT", "")
+	dead := filepath.Join(t.TempDir(), "kubeconfig")
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["dead"] = &clientcmdapi.Cluster{Server: "https://" + freeAddr(t), InsecureSkipTLSVerify: true}
+	cfg.AuthInfos["dead"] = &clientcmdapi.AuthInfo{Token: "x"}
+	cfg.Contexts["dead"] = &clientcmdapi.Context{Cluster: "dead", AuthInfo: "dead"}
+	cfg.CurrentContext = "dead"
+	if err := clientcmd.WriteToFile(*cfg, dead); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no cluster", []string{"--mode=kube"}, "× can initialize the client\n    store/kube: not running in a cluster and no kubeconfig given: pass --kubeconfig PATH or set KUBECONFIG\n    see docs/checks.md#k8s-api-client for hints\n"},
+		{"no kubeconfig file", []string{"--kubeconfig", filepath.Join(t.TempDir(), "none")}, "× can initialize the client\n    store/kube: reading kubeconfig "},
+		{"API server down", []string{"--pre", "--kubeconfig", dead, "--timeout", "2s"}, "√ can initialize the client\n× can query the Kubernetes API\n    API server at https://127.0.0.1:"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, _ := runCLI(t, append([]string{"check"}, tc.args...)...)
+			if code != 1 || !strings.Contains(out, tc.want) {
+				t.Errorf("exit %d, want 1 and %q in:\n%s", code, tc.want, out)
+			}
+			for _, later := range []string{"kubernetes-version", "pre-kubernetes-setup", "weft-config"} {
+				if strings.Contains(out, later) {
+					t.Errorf("%s checks ran without an API server:\n%s", later, out)
+				}
+			}
+		})
+	}
 }
 
 func setTrustRoots(t *testing.T, cs kubernetes.Interface, anchors []byte) {
