@@ -73,7 +73,7 @@ type clusterState struct {
 // (kube.RESTConfig: --kubeconfig, else $KUBECONFIG, else in-cluster).
 // kube.RESTConfig has no notion of contexts, so --context goes through
 // clientcmd's loading rules, which it is a thin layer over.
-func clusterConfig(path, context string) (*rest.Config, string, error) {
+func clusterConfig(path, kubeContext string) (*rest.Config, string, error) {
 	source := "in-cluster configuration"
 	switch {
 	case path != "":
@@ -81,19 +81,19 @@ func clusterConfig(path, context string) (*rest.Config, string, error) {
 	case os.Getenv("KUBECONFIG") != "":
 		source = "kubeconfig $KUBECONFIG=" + os.Getenv("KUBECONFIG")
 	}
-	if context == "" {
+	if kubeContext == "" {
 		cfg, err := kube.RESTConfig(path)
 		return cfg, source, err
 	}
 	if path == "" && os.Getenv("KUBECONFIG") == "" {
 		source = "kubeconfig ~/.kube/config"
 	}
-	source += ", context " + context
+	source += ", context " + kubeContext
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = path
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: context}).ClientConfig()
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: kubeContext}).ClientConfig()
 	if err != nil {
-		return nil, source, fmt.Errorf("check: kubeconfig context %q: %w", context, err)
+		return nil, source, fmt.Errorf("check: kubeconfig context %q: %w", kubeContext, err)
 	}
 	return cfg, source, nil
 }
