@@ -660,3 +660,59 @@ func TestCheckHintsDocumented(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckLocalHeader: --state-dir before the command (as scripts and
+// the end-to-end tests put it) keeps a set $KUBECONFIG from switching to
+// cluster mode, and the header says which mesh was checked.
+func TestCheckLocalHeader(t *testing.T) {
+	t.Setenv("KUBECONFIG", filepath.Join(t.TempDir(), "kubeconfig"))
+	dir := t.TempDir()
+	code, out, _ := runCLI(t, "--state-dir", dir, "check")
+	if code != 1 || !strings.HasPrefix(out, "Checking the local mesh in "+dir+"\n\nweft-state\n") {
+		t.Errorf("exit %d, want 1 (no mesh running) with the local header:\n%s", code, out)
+	}
+}
+
+func TestCheckDeploymentProblem(t *testing.T) {
+	two := int32(2)
+	for _, tc := range []struct {
+		name string
+		d    appsv1.Deployment
+		want string
+	}{
+		{"available", appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Generation: 3}, Spec: appsv1.DeploymentSpec{Replicas: &two},
+			Status: appsv1.DeploymentStatus{ObservedGeneration: 3, UpdatedReplicas: 2, AvailableReplicas: 2}}, ""},
+		{"replicas default to one", appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Generation: 1},
+			Status: appsv1.DeploymentStatus{ObservedGeneration: 1, UpdatedReplicas: 1, AvailableReplicas: 1}}, ""},
+		{"spec not observed", appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Generation: 2},
+			Status: appsv1.DeploymentStatus{ObservedGeneration: 1, UpdatedReplicas: 1, AvailableReplicas: 1}}, "the Deployment controller has not seen the latest spec yet"},
+		{"rolling out", appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Generation: 2}, Spec: appsv1.DeploymentSpec{Replicas: &two},
+			Status: appsv1.DeploymentStatus{ObservedGeneration: 2, UpdatedReplicas: 1, AvailableReplicas: 2}}, "1 of 2 replicas updated"},
+		{"not available", appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Generation: 1}, Spec: appsv1.DeploymentSpec{Replicas: &two},
+			Status: appsv1.DeploymentStatus{ObservedGeneration: 1, UpdatedReplicas: 2, AvailableReplicas: 1}}, "1 of 2 replicas available"},
+	} {
+		if got := deploymentProblem(&tc.d); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestCheckProxyNotReady(t *testing.T) {
+	status := func(cs ...corev1.ContainerStatus) *corev1.Pod {
+		return &corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: cs}}
+	}
+	for _, tc := range []struct {
+		name string
+		pod  *corev1.Pod
+		want string
+	}{
+		{"ready", status(corev1.ContainerStatus{Name: "app"}, corev1.ContainerStatus{Name: inject.ProxyContainerName, Ready: true}), ""},
+		{"no status", status(corev1.ContainerStatus{Name: "app", Ready: true}), "no status for weft-proxy yet (pod Pending)"},
+		{"waiting", status(corev1.ContainerStatus{Name: inject.ProxyContainerName, State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff"}}}), "waiting: ImagePullBackOff"},
+		{"terminated", status(corev1.ContainerStatus{Name: inject.ProxyContainerName, State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Reason: "Error", ExitCode: 2}}}), "terminated: Error (exit 2)"},
+	} {
+		if got := proxyNotReady(tc.pod); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
