@@ -37,7 +37,9 @@ and Gateway API's standard CRDs). Apply them first.
 
 Without: namespace weft with the control plane (Destination, Identity and
 Policy), the ingress and the rate limit service: ServiceAccounts, RBAC,
-Deployments, Services, and the identity trust anchor and issuer. The
+Deployments, Services, the identity trust anchor and issuer, and the rate
+limit rules (ConfigMap weft-ratelimit-config, reloaded when edited). The
+ingress reads the Kubernetes API (weft ingress --store=kube). The
 identity is generated unless the three --identity-*-file flags are given;
 with the same files the output is byte-for-byte the same, so it can be kept
 in git.`,
