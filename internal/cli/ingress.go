@@ -62,7 +62,7 @@ request.
 Requests go to services through the ingress's own sidecar at --proxy (as
 http://name.namespace.svc.cluster.local:port), so they ride the mesh. Without
 --proxy, upstreams are dialed directly, which only works for IP addresses
-and resolvable names.
+and resolvable names (but see --store=kube below).
 
 With --store=kube the resources are read from a Kubernetes API server instead
 of the state directory (--kubeconfig, else $KUBECONFIG, else the in-cluster
