@@ -601,6 +601,9 @@ first line of the output says which was checked.`,
 			if o.pre && o.proxy {
 				return &ExitError{Code: 2, Err: errors.New("check: --pre checks a cluster before installing, --proxy one after: give one of them")}
 			}
+			if o.proxyNamespace != "" && !o.proxy {
+				return &ExitError{Code: 2, Err: errors.New("check: -n chooses the namespace of the pods --proxy checks: add --proxy")}
+			}
 			s := &checkState{controlAddr: o.controlAddr, timeout: o.timeout, now: time.Now()}
 			var list []checker
 			var header string
@@ -663,6 +666,6 @@ first line of the output says which was checked.`,
 	f.BoolVar(&o.proxy, "proxy", false, "also check the cluster's data plane (injected pods)")
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default $KUBECONFIG, else the in-cluster configuration)")
 	f.StringVar(&o.context, "context", "", "kubeconfig context (default its current context)")
-	f.StringVarP(&o.proxyNamespace, "namespace", "n", "", "with --proxy: the namespace of the pods to check (default all)")
+	f.StringVarP(&o.proxyNamespace, "namespace", "n", "", "with --proxy: the namespace of the pods to check (default every namespace)")
 	return cmd
 }

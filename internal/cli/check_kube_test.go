@@ -716,3 +716,20 @@ func TestCheckProxyNotReady(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckFlagErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--pre", "--proxy"}, "--pre checks a cluster before installing, --proxy one after"},
+		{[]string{"-n", "faces"}, "-n chooses the namespace of the pods --proxy checks: add --proxy"},
+		{[]string{"-o", "yaml"}, `unknown --output "yaml"`},
+		{[]string{"--mode", "local", "--proxy"}, "--proxy checks a cluster, not --mode=local"},
+	} {
+		code, _, errOut := runCLI(t, append([]string{"check"}, tc.args...)...)
+		if code != 2 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("weft check %v: exit %d, stderr %q; want 2 and %q", tc.args, code, errOut, tc.want)
+		}
+	}
+}
