@@ -304,11 +304,11 @@ func TestCheckCluster(t *testing.T) {
 		return []byte(cm.Data[install.TrustRootsKey])
 	}
 	// injectedPod creates a pod as the injector would have meshed it.
-	injectedPod := func(t *testing.T, name string, anchors []byte) {
+	injectedPod := func(t *testing.T, name string, anchors []byte, version string) {
 		t.Helper()
 		meta := map[string]any{"name": name, "namespace": "faces"}
 		spec := map[string]any{"containers": []any{map[string]any{"name": "app", "image": "ghcr.io/example/app:1"}}}
-		cfg := inject.Config{Image: defaultImage(), Version: VersionString(), TrustAnchors: anchors}
+		cfg := inject.Config{Image: defaultImage(), Version: version, TrustAnchors: anchors}
 		if err := inject.Manual(meta, spec, cfg, "smiley"); err != nil {
 			t.Fatal(err)
 		}
@@ -421,9 +421,12 @@ func TestCheckCluster(t *testing.T) {
 			notWant: []string{"trust the cluster's trust anchors"},
 		},
 		{
-			name:  "proxy not ready",
-			setup: func(t *testing.T) { injectedPod(t, "smiley-1", trustRoots(t)); setProxyReady(t, "smiley-1", false) },
-			args:  []string{"--proxy"}, wantCode: 1,
+			name: "proxy not ready",
+			setup: func(t *testing.T) {
+				injectedPod(t, "smiley-1", trustRoots(t), VersionString())
+				setProxyReady(t, "smiley-1", false)
+			},
+			args: []string{"--proxy"}, wantCode: 1,
 			want: []string{"× data plane proxies are ready\n    1 of 1 proxies are not ready:\n    * faces/smiley-1: running, readiness probe not passing\n    see docs/checks.md#weft-data-plane-ready for hints\n"},
 		},
 		{
@@ -436,10 +439,23 @@ func TestCheckCluster(t *testing.T) {
 			},
 		},
 		{
-			name:  "proxy with other trust anchors",
-			setup: func(t *testing.T) { injectedPod(t, "smiley-2", otherAnchors); setProxyReady(t, "smiley-2", true) },
-			args:  []string{"--proxy", "-n", "faces"}, wantCode: 1,
-			want: []string{"√ data plane proxies are ready\n× data plane proxies trust the cluster's trust anchors\n    1 of 2 proxies were injected with other trust anchors than ConfigMap weft/weft-identity-trust-roots holds:\n    * faces/smiley-2: has \"CN=root.weft.cluster.local"},
+			name: "proxy of another version",
+			setup: func(t *testing.T) {
+				injectedPod(t, "smiley-old", trustRoots(t), "v0.0.1")
+				setProxyReady(t, "smiley-old", true)
+			},
+			args: []string{"--proxy", "-n", "faces"}, wantCode: 0,
+			want: []string{"‼ data plane proxy versions match the control plane\n    the control plane runs " + VersionString() + "; 1 of 2 proxies run another version: faces/smiley-old (v0.0.1); restart their workloads",
+				"see docs/checks.md#weft-data-plane-version for hints\n", "Status check results are √\n"},
+		},
+		{
+			name: "proxy with other trust anchors",
+			setup: func(t *testing.T) {
+				injectedPod(t, "smiley-2", otherAnchors, VersionString())
+				setProxyReady(t, "smiley-2", true)
+			},
+			args: []string{"--proxy", "-n", "faces"}, wantCode: 1,
+			want: []string{"√ data plane proxies are ready\n× data plane proxies trust the cluster's trust anchors\n    1 of 3 proxies were injected with other trust anchors than ConfigMap weft/weft-identity-trust-roots holds:\n    * faces/smiley-2: has \"CN=root.weft.cluster.local"},
 		},
 		{
 			name: "json", args: []string{"-o", "json"}, wantCode: 0,
