@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -26,6 +27,7 @@ type proxyOptions struct {
 	shutdownGrace  time.Duration
 	logLevel       string
 	adminPprof     bool
+	cores          int
 	// identity
 	disableIdentity bool
 	tokenFile       string
@@ -43,6 +45,7 @@ func newCmdProxy(g *Globals) *cobra.Command {
 		shutdownGrace:  30 * time.Second,
 		logLevel:       "info",
 		trustDomain:    tlsid.DefaultTrustDomain,
+		cores:          proxy.DefaultRuntime.Procs,
 	}
 	cmd := &cobra.Command{
 		Use:   "proxy",
@@ -110,10 +113,17 @@ meshed peer. --disable-identity runs it without (plaintext between proxies).`,
 			if err := cfg.Validate(); err != nil {
 				return &ExitError{Code: 2, Err: err}
 			}
+			if o.cores < 0 {
+				return &ExitError{Code: 2, Err: fmt.Errorf("proxy: --cores %d: want 0 (every CPU) or more", o.cores)}
+			}
 			p, err := proxy.Listen(cfg)
 			if err != nil {
 				return err
 			}
+			// The whole process is the proxy from here on.
+			rt := proxy.DefaultRuntime
+			rt.Procs = o.cores // 0: Go's default, the CPUs or the container's CPU limit
+			cfg.Logger.Info("go runtime", "settings", rt.Apply())
 			return p.Run(cmd.Context())
 		},
 	}
@@ -125,6 +135,7 @@ meshed peer. --disable-identity runs it without (plaintext between proxies).`,
 	f.StringVar(&o.inboundAddr, "inbound-addr", "", "transparent mode's inbound listener (redirected inbound traffic goes to 127.0.0.1 and the port the client dialed)")
 	f.StringVar(&o.adminAddr, "admin-addr", o.adminAddr, "admin server address (/metrics, /ready, /live)")
 	f.BoolVar(&o.adminPprof, "admin-pprof", false, "also serve Go's runtime profiles (CPU, heap, allocations, goroutines) at /debug/pprof/ on the admin server")
+	f.IntVar(&o.cores, "cores", o.cores, "CPU cores the proxy's Go code may use at once (GOMAXPROCS; 0 means Go's default: every CPU, or the container's CPU limit; $GOMAXPROCS wins, as $GOGC and $GOMEMLIMIT do for the collector)")
 	f.StringVar(&o.tapAddr, "tap-addr", "", "tap server address (io.linkerd.proxy.tap.Tap gRPC, for 'weft viz tap'); empty serves none")
 	f.StringVar(&o.namespace, "namespace", o.namespace, "the workload's namespace (short service names resolve in it)")
 	f.StringVar(&o.pod, "pod", "", "the workload's pod name")

@@ -28,3 +28,11 @@ func TestProxyNeedsIdentity(t *testing.T) {
 		})
 	}
 }
+
+func TestProxyCoresFlag(t *testing.T) {
+	code, _, errOut := runCLI(t, "proxy", "--namespace", "faces", "--disable-identity", "--cores", "-1",
+		"--outbound-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0")
+	if code != 2 || !strings.Contains(errOut, "--cores -1") {
+		t.Errorf("exit %d, stderr %q; want exit 2 naming --cores -1", code, errOut)
+	}
+}

@@ -23,9 +23,22 @@ type Runtime struct {
 	MemoryLimit int64
 }
 
-// DefaultRuntime is what weft proxy runs with (see BENCHMARKS.md for the
-// measurements behind it).
-var DefaultRuntime = Runtime{}
+// DefaultRuntime is what weft proxy runs with unless told otherwise:
+//
+//   - one thread running Go code (as Linkerd runs its sidecars with one
+//     runtime worker). With more, each wake-up of a goroutine (several per
+//     request) also wakes an idle thread that spins looking for work: at
+//     1,000 req/s that was 12% of the proxy's CPU in futex alone, and one
+//     thread costs 20-25% less CPU per request at that rate with the same
+//     maximum throughput on the 2-core benchmark machine. --cores raises it
+//     for proxies that must carry more than one core's worth.
+//   - GOGC=50: a heap that grows by half its live size between
+//     collections, not by all of it; 2-3 MB less RSS under load at no CPU
+//     cost measurable at 1,000 req/s (a memory limit low enough to matter,
+//     8 MiB, made the collector run constantly: 2.5x the CPU).
+//
+// See BENCHMARKS.md (proxy micro-benchmarks) for the measurements.
+var DefaultRuntime = Runtime{Procs: 1, GCPercent: 50}
 
 // Apply sets the runtime as r says, except where the environment already
 // did, and returns a description of the result for the log.
