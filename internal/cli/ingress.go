@@ -68,6 +68,7 @@ With --store=kube the resources are read from a Kubernetes API server instead
 of the state directory (--kubeconfig, else $KUBECONFIG, else the in-cluster
 configuration), through informers that re-list when the API server comes
 back; route and Gateway status is written to their status subresources.
+Only Gateways of class "weft" are served there.
 Without --proxy, services are then dialed at their ready endpoints, from
 their EndpointSlices.
 
@@ -152,6 +153,9 @@ The admin server at --admin-addr serves /ready, /live, /metrics and /routes.`,
 				DrainTimeout: o.drainTimeout,
 				AccessLog:    accessLog,
 				Logger:       log,
+				// A cluster may have other Gateway controllers, and
+				// store/kube does not read GatewayClasses yet.
+				OnlyOurGatewayClass: st.Kube != nil,
 			})
 			if err != nil {
 				return err

@@ -26,7 +26,8 @@ import (
 const (
 	// GatewayClassName is the class of the Gateways this ingress serves.
 	// While no GatewayClass kind is registered in the store, every
-	// Gateway is served whatever its class (local mode has one ingress).
+	// Gateway is served whatever its class (local mode has one ingress),
+	// unless Config.OnlyOurGatewayClass says otherwise (Kubernetes).
 	GatewayClassName = "weft"
 	// ControllerName is what route status entries are written under.
 	ControllerName = "weft.io/gateway-controller"

@@ -1,6 +1,7 @@
 package ingress
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -707,5 +708,34 @@ func TestGatewayRetry(t *testing.T) {
 		if resp.StatusCode != tc.status || tries != tc.tries {
 			t.Errorf("%s: %d after %d attempts, want %d after %d", tc.target, resp.StatusCode, tries, tc.status, tc.tries)
 		}
+	}
+}
+
+// TestOnlyOurGatewayClass: with OnlyOurGatewayClass (and no GatewayClass
+// kind in the store), a Gateway of another class is neither served nor
+// given status, and neither are its routes.
+func TestOnlyOurGatewayClass(t *testing.T) {
+	other := newGateway("gw", "theirs", gwListen("http", 9191, "HTTP", ""))
+	other.Spec.GatewayClassName = "istio"
+	route := newHTTPRoute("ns", "theirs", []gatewayv1.ParentReference{parentGW("gw", "theirs")}, nil,
+		gatewayv1.HTTPRouteRule{BackendRefs: []gatewayv1.HTTPBackendRef{backend("echo", 8080, -1)}})
+	ours := newHTTPRoute("ns", "ours", []gatewayv1.ParentReference{parentGW("gw", "edge")}, nil,
+		gatewayv1.HTTPRouteRule{BackendRefs: []gatewayv1.HTTPBackendRef{backend("echo", 8080, -1)}})
+	h := newGWHarness(t, func(c *Config) {
+		c.OnlyOurGatewayClass = true
+		c.PortMap[9191] = 0
+	}, other, route, ours)
+	ctx := context.Background()
+	waitFor(t, "our route's status", func() bool {
+		o, _ := h.st.Get(ctx, api.RefOf(ours))
+		return len(o.(*gatewayv1.HTTPRoute).Status.Parents) == 1
+	})
+	if _, bound := h.in.Addrs()[9191]; bound {
+		t.Error("another class's Gateway listener was bound")
+	}
+	g, _ := h.st.Get(ctx, api.RefOf(other))
+	r, _ := h.st.Get(ctx, api.RefOf(route))
+	if len(g.(*gatewayv1.Gateway).Status.Conditions) != 0 || len(r.(*gatewayv1.HTTPRoute).Status.Parents) != 0 {
+		t.Errorf("another class's Gateway or route got status: %+v %+v", g.(*gatewayv1.Gateway).Status, r.(*gatewayv1.HTTPRoute).Status)
 	}
 }

@@ -57,6 +57,11 @@ type Config struct {
 	// AccessLog, when set, receives one JSON line per request (see
 	// AccessLogEntry); nil disables access logs.
 	AccessLog io.Writer
+	// OnlyOurGatewayClass serves only Gateways of class GatewayClassName
+	// while the store has no GatewayClass kind to tell which classes are
+	// ours, instead of every Gateway. On a cluster, other Gateway
+	// controllers' Gateways (and their routes' status) are not ours.
+	OnlyOurGatewayClass bool
 	// Registry receives metrics; a new one is made when nil.
 	Registry *metrics.Registry
 	Logger   *slog.Logger
@@ -278,6 +283,9 @@ func (in *Ingress) reload(ctx context.Context) bool {
 	svcs, err9 := listAs[*corev1.Service](ctx, in.cfg.Store, api.KindService)
 	nss, err10 := listAs[*corev1.Namespace](ctx, in.cfg.Store, api.KindNamespace)
 	classes, err11 := gatewayClasses(ctx, in.cfg.Store)
+	if classes == nil && in.cfg.OnlyOurGatewayClass {
+		classes = map[string]bool{GatewayClassName: true}
+	}
 	if err := errors.Join(err1, err2, err3, err4, err6, err7, err8, err9, err10, err11); err != nil {
 		in.log.Error("ingress: reading configuration; keeping the last good one", "err", err)
 		return false
