@@ -132,10 +132,16 @@ The admin server at --admin-addr serves /ready, /live, /metrics and /routes.`,
 			}
 			defer st.Close()
 			transport := ingress.TransportOptions{Proxy: proxyURL}
-			if st.Kube != nil {
+			if st.Kube != nil && proxyURL == nil {
 				// No cluster DNS or kube-proxy needed: services are
 				// dialed at their ready endpoints.
-				transport.Endpoints = ingress.NewEndpoints(st.Store)
+				ep := ingress.NewEndpoints(st.Store)
+				transport.Endpoints = ep
+				go func() {
+					if err := ep.Prime(cmd.Context()); err != nil {
+						log.Warn("ingress: endpoints not read yet; the first requests will wait for them", "err", err)
+					}
+				}()
 			}
 			// The RateLimitService client: Mappings' labels become
 			// descriptors only when a RateLimitService exists.

@@ -49,6 +49,18 @@ func NewEndpoints(st store.Store) *Endpoints {
 	return &Endpoints{store: st, dialer: newDialer()}
 }
 
+// Prime reads the Services and EndpointSlices once, so that a store that
+// fills its caches lazily (store/kube) has them before the first request
+// needs them rather than during it.
+func (e *Endpoints) Prime(ctx context.Context) error {
+	_, err1 := e.store.List(ctx, api.KindService, "")
+	_, err2 := e.store.List(ctx, api.KindEndpointSlice, "")
+	if err := errors.Join(err1, err2); err != nil {
+		return fmt.Errorf("ingress: reading endpoints: %w", err)
+	}
+	return nil
+}
+
 // DialContext connects to addr, resolving a cluster service name to one
 // of its ready endpoints.
 func (e *Endpoints) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
