@@ -187,6 +187,7 @@ var installResources = []installResource{
 	{"ClusterRoleBinding", "rbac.authorization.k8s.io", "clusterrolebindings", false},
 	{"CustomResourceDefinition", "apiextensions.k8s.io", "customresourcedefinitions", false},
 	{"MutatingWebhookConfiguration", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", false},
+	{"GatewayClass", "gateway.networking.k8s.io", "gatewayclasses", false},
 	{"ServiceAccount", "", "serviceaccounts", true},
 	{"Deployment", "apps", "deployments", true},
 	{"Service", "", "services", true},
@@ -213,7 +214,7 @@ func preInstallChecks() []checker {
 		})},
 	}
 	for _, r := range installResources {
-		list = append(list, checker{"pre-kubernetes-setup", "can create " + r.kind + "s", "pre-can-create", false, needAPI(func(ctx context.Context, s *checkState) error {
+		list = append(list, checker{"pre-kubernetes-setup", "can create " + plural(r.kind), "pre-can-create", false, needAPI(func(ctx context.Context, s *checkState) error {
 			return canCreate(ctx, s.cluster, r)
 		})})
 	}
@@ -242,6 +243,15 @@ func canCreate(ctx context.Context, c *clusterState, r installResource) error {
 		return fmt.Errorf("not allowed to create %s %s (%s); 'weft install' needs a cluster administrator's rights", groupResource(r), where, reason)
 	}
 	return nil
+}
+
+// plural is the English plural of a kind's name, as Linkerd's check
+// descriptions write it ("can create GatewayClasses").
+func plural(kind string) string {
+	if strings.HasSuffix(kind, "s") {
+		return kind + "es"
+	}
+	return kind + "s"
 }
 
 func groupResource(r installResource) string {

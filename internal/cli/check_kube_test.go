@@ -116,7 +116,7 @@ func TestCheckClusterPre(t *testing.T) {
 				"√ is running the minimum Kubernetes API version\n",
 				"√ control plane namespace does not already exist\n",
 				"√ can create Namespaces\n", "√ can create ClusterRoles\n", "√ can create ClusterRoleBindings\n",
-				"√ can create CustomResourceDefinitions\n", "√ can create MutatingWebhookConfigurations\n",
+				"√ can create CustomResourceDefinitions\n", "√ can create MutatingWebhookConfigurations\n", "√ can create GatewayClasses\n",
 				"√ can create ServiceAccounts\n", "√ can create Deployments\n", "√ can create Services\n",
 				"√ can create Secrets\n", "√ can create ConfigMaps\n",
 				"√ proxy-init can run with NET_ADMIN and NET_RAW\n",
