@@ -65,6 +65,12 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("proxyprof: %w", err)
 	}
+	// As weft proxy does once its listeners are bound.
+	if n, err := proxy.TrimExecutable(); err != nil {
+		fmt.Fprintln(os.Stderr, "proxyprof: executable pages stay resident:", err)
+	} else {
+		fmt.Fprintln(os.Stderr, "proxyprof: paged out", n, "bytes of executable mappings")
+	}
 	// The harness reads the outbound address from the first line.
 	fmt.Printf("listening %s\n", p.OutboundAddr())
 	if cpuOut != "" {

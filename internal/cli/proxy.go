@@ -124,6 +124,13 @@ meshed peer. --disable-identity runs it without (plaintext between proxies).`,
 			rt := proxy.DefaultRuntime
 			rt.Procs = o.cores // 0: Go's default, the CPUs or the container's CPU limit
 			cfg.Logger.Info("go runtime", "settings", rt.Apply())
+			// Give back the pages of the (all-roles) weft binary that
+			// starting touched and a proxy does not use.
+			if n, err := proxy.TrimExecutable(); err != nil {
+				cfg.Logger.Debug("executable pages stay resident", "err", err)
+			} else {
+				cfg.Logger.Debug("executable pages paged out", "mapped_bytes", n)
+			}
 			return p.Run(cmd.Context())
 		},
 	}
