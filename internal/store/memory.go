@@ -24,6 +24,14 @@ type Memory struct {
 	mu       sync.Mutex
 	objs     map[api.Ref][]byte // JSON, so callers never share memory with the store
 	watchers map[*watcher]struct{}
+	// shared caches decoded objects for ListShared, each with the JSON
+	// it was decoded from: an entry is good while that JSON is current.
+	shared map[api.Ref]sharedEntry
+}
+
+type sharedEntry struct {
+	raw []byte
+	obj api.Object
 }
 
 type watcher struct {
@@ -80,6 +88,52 @@ func (m *Memory) List(_ context.Context, kind api.Kind, namespace string) ([]api
 	return out, nil
 }
 
+// ListShared implements SharedLister: objects decoded once per stored
+// version and handed to every caller.
+func (m *Memory) ListShared(_ context.Context, kind api.Kind, namespace string) ([]api.Object, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.shared == nil {
+		m.shared = map[api.Ref]sharedEntry{}
+	}
+	var refs []api.Ref
+	for ref := range m.objs {
+		if ref.Kind == kind && (namespace == "" || ref.Namespace == namespace) {
+			refs = append(refs, ref)
+		}
+	}
+	sort.Slice(refs, func(i, j int) bool {
+		if refs[i].Namespace != refs[j].Namespace {
+			return refs[i].Namespace < refs[j].Namespace
+		}
+		return refs[i].Name < refs[j].Name
+	})
+	out := make([]api.Object, 0, len(refs))
+	for _, ref := range refs {
+		raw := m.objs[ref]
+		e, ok := m.shared[ref]
+		if !ok || string(e.raw) != string(raw) {
+			o, err := decodeStored(kind, raw)
+			if err != nil {
+				return nil, err
+			}
+			e = sharedEntry{raw: raw, obj: o}
+			m.shared[ref] = e
+		}
+		out = append(out, e.obj)
+	}
+	return out, nil
+}
+
+// dropSharedLocked forgets cached objects that are no longer stored.
+func (m *Memory) dropSharedLocked() {
+	for ref := range m.shared {
+		if _, ok := m.objs[ref]; !ok {
+			delete(m.shared, ref)
+		}
+	}
+}
+
 // Apply implements Store.
 func (m *Memory) Apply(_ context.Context, objs ...api.Object) error {
 	encoded := make(map[api.Ref][]byte, len(objs))
@@ -119,6 +173,7 @@ func (m *Memory) Delete(_ context.Context, refs ...api.Ref) error {
 	for _, ref := range refs {
 		if _, ok := m.objs[ref]; ok {
 			delete(m.objs, ref)
+			delete(m.shared, ref)
 			changed[ref.Kind] = true
 		}
 	}
@@ -147,6 +202,7 @@ func (m *Memory) Replace(objs map[api.Ref][]byte) {
 		}
 	}
 	m.objs = objs
+	m.dropSharedLocked()
 	m.notifyLocked(changed)
 }
 

@@ -228,3 +228,50 @@ func TestReplace(t *testing.T) {
 		t.Fatalf("Apply after Replace(nil): %v", err)
 	}
 }
+
+// TestListShared: objects are decoded once per stored version and shared
+// between calls; a change, a Replace or a Delete gives the new state.
+func TestListShared(t *testing.T) {
+	ctx := context.Background()
+	m := NewMemory()
+	if err := m.Apply(ctx, svc("faces", "smiley", 80), svc("faces", "color", 80), pod("faces", "p")); err != nil {
+		t.Fatal(err)
+	}
+	first, err := ListShared(ctx, m, api.KindService, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := names(first); got != "faces/color faces/smiley" {
+		t.Fatalf("ListShared = %s", got)
+	}
+	if err := m.Apply(ctx, svc("faces", "smiley", 8080)); err != nil {
+		t.Fatal(err)
+	}
+	second, _ := ListShared(ctx, m, api.KindService, "faces")
+	if second[0] != first[0] {
+		t.Error("the unchanged Service was decoded again")
+	}
+	if second[1] == first[1] || second[1].(*corev1.Service).Spec.Ports[0].Port != 8080 {
+		t.Errorf("the changed Service is stale: %+v", second[1])
+	}
+	// Replace with the same JSON keeps the decoded object; Delete drops it.
+	m.Replace(m.Snapshot())
+	third, _ := ListShared(ctx, m, api.KindService, "")
+	if third[0] != first[0] || third[1] != second[1] {
+		t.Error("Replace with unchanged objects decoded them again")
+	}
+	if err := m.Delete(ctx, api.RefOf(svc("faces", "color", 80))); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := ListShared(ctx, m, api.KindService, ""); names(got) != "faces/smiley" {
+		t.Errorf("after Delete: %s", names(got))
+	}
+	if _, ok := m.shared[api.RefOf(svc("faces", "color", 80))]; ok {
+		t.Error("the deleted Service is still cached")
+	}
+	// List still hands out copies.
+	l, _ := m.List(ctx, api.KindService, "")
+	if l[0] == third[1] {
+		t.Error("List returned the shared object")
+	}
+}

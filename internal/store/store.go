@@ -36,3 +36,23 @@ type Store interface {
 	// once immediately and is closed when ctx ends.
 	Watch(ctx context.Context, kinds ...api.Kind) (<-chan struct{}, error)
 }
+
+// SharedLister is implemented by stores that can list without copying.
+// Readers that re-read everything on each change, such as the Destination
+// snapshot, use it through ListShared so that a change costs what changed
+// rather than a copy of every object.
+type SharedLister interface {
+	// ListShared is List, except that the objects are shared with the
+	// store and with other callers: they must not be modified, and their
+	// TypeMeta may be empty.
+	ListShared(ctx context.Context, kind api.Kind, namespace string) ([]api.Object, error)
+}
+
+// ListShared lists through s's SharedLister when it has one, else with
+// List. The caller must not modify the objects.
+func ListShared(ctx context.Context, s Store, kind api.Kind, namespace string) ([]api.Object, error) {
+	if sl, ok := s.(SharedLister); ok {
+		return sl.ListShared(ctx, kind, namespace)
+	}
+	return s.List(ctx, kind, namespace)
+}

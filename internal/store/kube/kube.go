@@ -195,6 +195,17 @@ func (s *Store) Get(ctx context.Context, ref api.Ref) (api.Object, error) {
 
 // List implements store.Store, from the kind's informer cache.
 func (s *Store) List(ctx context.Context, kind api.Kind, namespace string) ([]api.Object, error) {
+	return s.list(ctx, kind, namespace, true)
+}
+
+// ListShared implements store.SharedLister: typed kinds come straight
+// from the informers' caches (which client-go never modifies in place),
+// with TypeMeta as the API server left it (empty in lists).
+func (s *Store) ListShared(ctx context.Context, kind api.Kind, namespace string) ([]api.Object, error) {
+	return s.list(ctx, kind, namespace, false)
+}
+
+func (s *Store) list(ctx context.Context, kind api.Kind, namespace string, copied bool) ([]api.Object, error) {
 	src, inf, err := s.ready(ctx, kind)
 	if err != nil {
 		return nil, err
@@ -210,6 +221,14 @@ func (s *Store) List(ctx context.Context, kind api.Kind, namespace string) ([]ap
 	}
 	out := make([]api.Object, 0, len(items))
 	for _, it := range items {
+		if !copied {
+			if o, ok := it.(api.Object); ok {
+				if _, custom := it.(*customEntry); !custom {
+					out = append(out, o)
+					continue
+				}
+			}
+		}
 		o, err := s.toAPI(src, it)
 		if err != nil {
 			// One object the API server accepted but our type cannot

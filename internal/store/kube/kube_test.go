@@ -256,6 +256,18 @@ func testCoreKinds(t *testing.T, e *env) {
 	if d := cmp.Diff([]string{"core/frowny", "core/smiley"}, names(list)); d != "" {
 		t.Errorf("List services in core (-want +got):\n%s", d)
 	}
+	// ListShared gives the same sorted list, without copying: two calls
+	// return the cache's own objects.
+	shared, err := e.st.ListShared(ctx, api.KindService, "core")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff([]string{"core/frowny", "core/smiley"}, names(shared)); d != "" {
+		t.Errorf("ListShared services in core (-want +got):\n%s", d)
+	}
+	if again, _ := e.st.ListShared(ctx, api.KindService, "core"); len(again) != 2 || again[0] != shared[0] {
+		t.Error("ListShared copied the cached objects")
+	}
 	all, err := e.st.List(ctx, api.KindService, "")
 	if err != nil {
 		t.Fatal(err)

@@ -218,6 +218,12 @@ func (s *Store) List(ctx context.Context, kind api.Kind, namespace string) ([]ap
 	return s.mem.List(ctx, kind, namespace)
 }
 
+// ListShared implements store.SharedLister.
+func (s *Store) ListShared(ctx context.Context, kind api.Kind, namespace string) ([]api.Object, error) {
+	s.refresh(false)
+	return s.mem.ListShared(ctx, kind, namespace)
+}
+
 // Watch implements store.Store. It fires for changes made by this process
 // and, through the file watcher, by every other process.
 func (s *Store) Watch(ctx context.Context, kinds ...api.Kind) (<-chan struct{}, error) {
