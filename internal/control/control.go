@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -256,7 +257,13 @@ func Listen(cfg Config) (*Plane, error) {
 	if cfg.Identity.enabled() {
 		domain = &tlsid.Domain{TrustDomain: cfg.Identity.TrustDomain}
 	}
-	dest, err := destination.New(destination.Config{Store: cfg.Store, Logger: cfg.Logger, Identity: domain})
+	dest, err := destination.New(destination.Config{Store: cfg.Store, Logger: cfg.Logger, Identity: domain,
+		// Reading the store at start (informers' first lists, or the
+		// state file) is by far the largest transient allocation the
+		// control plane makes; return it to the OS now rather than
+		// over the scavenger's minutes (bench/control: 10,000 pods
+		// left ~120 MB of idle heap resident).
+		Loaded: debug.FreeOSMemory})
 	if err != nil {
 		return nil, err
 	}

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	pb "github.com/linkerd/linkerd2-proxy-api/go/destination"
@@ -54,6 +55,9 @@ type Config struct {
 	// so proxies reach them over mTLS. nil announces no identities
 	// (plaintext between proxies).
 	Identity *tlsid.Domain
+	// Loaded, if set, is called once, after the first snapshot is
+	// published: the store's initial load is behind it.
+	Loaded func()
 }
 
 // Server implements the Destination gRPC service over a store.Store.
@@ -66,6 +70,7 @@ type Server struct {
 	pub      *publisher
 	metrics  *Metrics
 	shutdown chan struct{} // closed when Run returns; ends every stream
+	loaded   sync.Once
 }
 
 var _ pb.DestinationServer = (*Server)(nil)
@@ -169,6 +174,9 @@ func (s *Server) follow(ctx context.Context, ch <-chan struct{}) {
 		retry = nil
 		s.metrics.snapshots.Add(1)
 		s.pub.publish(snap)
+		if s.cfg.Loaded != nil {
+			s.loaded.Do(s.cfg.Loaded)
+		}
 	}
 }
 

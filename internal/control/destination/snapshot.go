@@ -67,6 +67,8 @@ type snapshot struct {
 	// the publisher's lock, under which all listener updates run. The
 	// endpointSets it holds are shared and never modified.
 	resolved map[target]endpointSet
+	// weighted memoizes weightedAddr, under the same lock.
+	weighted map[endpoint]*pb.WeightedAddr
 }
 
 // endpoint is one address of a resolved destination and what the proxy is
@@ -97,27 +99,29 @@ type endpointSet struct {
 	labels map[string]string
 }
 
-// buildSnapshot lists the watched kinds and indexes them.
+// buildSnapshot lists the watched kinds and indexes them. The objects are
+// the store's shared ones (store.ListShared): a snapshot only reads them,
+// so a change costs an index rebuild, not a copy of every object.
 func buildSnapshot(ctx context.Context, st store.Store, domain string, identity *tlsid.Domain, log *slog.Logger) (*snapshot, error) {
-	svcs, err := st.List(ctx, api.KindService, "")
+	svcs, err := store.ListShared(ctx, st, api.KindService, "")
 	if err != nil {
 		return nil, fmt.Errorf("destination: listing services: %w", err)
 	}
-	slices, err := st.List(ctx, api.KindEndpointSlice, "")
+	slices, err := store.ListShared(ctx, st, api.KindEndpointSlice, "")
 	if err != nil {
 		return nil, fmt.Errorf("destination: listing endpoint slices: %w", err)
 	}
-	pods, err := st.List(ctx, api.KindPod, "")
+	pods, err := store.ListShared(ctx, st, api.KindPod, "")
 	if err != nil {
 		return nil, fmt.Errorf("destination: listing pods: %w", err)
 	}
-	sps, err := st.List(ctx, api.KindServiceProfile, "")
+	sps, err := store.ListShared(ctx, st, api.KindServiceProfile, "")
 	if err != nil {
 		return nil, fmt.Errorf("destination: listing service profiles: %w", err)
 	}
 	var hrs []api.Object
 	for _, k := range []api.Kind{api.KindHTTPRoute, api.KindPolicyHTTPRoute, api.KindGRPCRoute} {
-		objs, err := st.List(ctx, k, "")
+		objs, err := store.ListShared(ctx, st, k, "")
 		if err != nil {
 			return nil, fmt.Errorf("destination: listing %s: %w", k.Kind, err)
 		}
@@ -251,6 +255,22 @@ func (s *snapshot) serviceTarget(t target) (target, bool) {
 
 // resolve returns the endpoints of a target at this snapshot. Callers hold
 // the publisher's lock and must not modify the result.
+// weightedAddr is ep's message, built once per snapshot: a thousand
+// streams opening on one service marshal a thousand times but build each
+// endpoint's message (labels, identity) once. Messages are shared and
+// must not be modified.
+func (s *snapshot) weightedAddr(ep endpoint) *pb.WeightedAddr {
+	if wa, ok := s.weighted[ep]; ok {
+		return wa
+	}
+	if s.weighted == nil {
+		s.weighted = map[endpoint]*pb.WeightedAddr{}
+	}
+	wa := toWeightedAddr(ep)
+	s.weighted[ep] = wa
+	return wa
+}
+
 func (s *snapshot) resolve(t target) endpointSet {
 	if set, ok := s.resolved[t]; ok {
 		return set

@@ -33,7 +33,7 @@ func (et *endpointTranslator) update(s *snapshot) {
 	if et.q.full {
 		return
 	}
-	batch := et.diff(s.resolve(et.target))
+	batch := et.diff(s.resolve(et.target), s.weightedAddr)
 	if len(batch) == 0 {
 		return
 	}
@@ -45,7 +45,10 @@ func (et *endpointTranslator) update(s *snapshot) {
 // diff returns the messages that take the proxy from what was sent to set,
 // and records set as sent. One snapshot yields one batch, so a queue slot
 // is one snapshot's worth of change.
-func (et *endpointTranslator) diff(set endpointSet) []*pb.Update {
+//
+// toPB turns an endpoint into its message; the snapshot's weightedAddr
+// shares one message per endpoint among every stream.
+func (et *endpointTranslator) diff(set endpointSet, toPB func(endpoint) *pb.WeightedAddr) []*pb.Update {
 	var batch []*pb.Update
 	var removed []netip.AddrPort
 	for ap := range et.addrs {
@@ -73,7 +76,7 @@ func (et *endpointTranslator) diff(set endpointSet) []*pb.Update {
 		sort.Slice(added, func(i, j int) bool { return added[i].Compare(added[j]) < 0 })
 		was := make([]*pb.WeightedAddr, len(added))
 		for i, ap := range added {
-			was[i] = toWeightedAddr(set.addrs[ap])
+			was[i] = toPB(set.addrs[ap])
 		}
 		batch = append(batch, &pb.Update{Update: &pb.Update_Add{Add: &pb.WeightedAddrSet{Addrs: was, MetricLabels: set.labels}}})
 	}
