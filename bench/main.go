@@ -296,6 +296,13 @@ func run(ctx context.Context, o options, logw io.Writer) (*report, error) {
 		s := f()
 		cpu1 := cpuOf(p.procs)
 		acc.add(kind, rate, p.name, s, cpu1-cpu0)
+		if kind == "rate" && rate == 1000 {
+			for _, pr := range p.procs {
+				if kb, err := procStatusKB(pr.PID, "VmRSS"); err == nil {
+					rep.addProc(p.name, pr, "loadRSSKB", kb)
+				}
+			}
+		}
 	}
 	for _, rate := range o.rates {
 		for r := range o.rounds {
