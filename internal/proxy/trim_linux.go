@@ -11,67 +11,102 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TrimExecutable asks the kernel to drop the process's resident pages of
-// its own executable's read-only mappings (code and read-only data),
-// and returns how many bytes of mappings it advised.
+// TrimExecutable drops from the process's resident set the pages of its
+// own executable's read-only mappings (code and read-only data) and
+// returns how many bytes of mappings it trimmed.
 //
 // weft is one binary for every role (control plane, ingress, Kubernetes
 // client, dashboard, proxy), and starting it maps ~35 MB of that file into
 // the proxy's RSS (package initialisation touches it, and the kernel maps
 // neighbouring cached pages on each fault), most never needed again by a
-// proxy. The pages are clean and stay in the page cache: the proxy faults
-// back in only what its data path runs (about 9 MB of the file under
-// load), at the cost of a minor fault per page, once. Nothing is lost if
-// the kernel lacks MADV_PAGEOUT (before Linux 5.4): the advice fails and
-// RSS stays. The peak RSS the kernel records (VmHWM) still includes the
-// start-up, before the trim.
+// proxy. MADV_DONTNEED unmaps them from this process only: the file's
+// pages stay in the page cache (shared with every other weft process,
+// which MADV_PAGEOUT would refuse to touch), and the data path faults back
+// what it runs, a minor fault per page, once. MADV_RANDOM before it stops
+// read-ahead, so that such a page comes back alone, not with its
+// neighbours. A mapping with private (copied-on-write) pages, such as
+// relocated data of a position-independent build, is left alone: dropping
+// those would lose the writes. The peak RSS the kernel records (VmHWM)
+// still includes the start-up, before the trim.
 func TrimExecutable() (int64, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return 0, fmt.Errorf("proxy: trimming the executable's pages: %w", err)
 	}
-	maps, err := os.ReadFile("/proc/self/maps")
+	smaps, err := os.ReadFile("/proc/self/smaps")
 	if err != nil {
 		return 0, fmt.Errorf("proxy: trimming the executable's pages: %w", err)
 	}
-	var advised int64
-	sc := bufio.NewScanner(bytes.NewReader(maps))
-	for sc.Scan() {
-		start, end, ok := exeMapping(sc.Bytes(), exe)
-		if !ok {
-			continue
-		}
-		b := unsafe.Slice((*byte)(unsafe.Pointer(uintptr(start))), int(end-start))
-		// MADV_RANDOM first: no read-ahead, so a page the data path
-		// needs comes back alone, not with its neighbours.
+	var trimmed int64
+	for _, m := range exeMappings(smaps, exe) {
+		b := unsafe.Slice((*byte)(unsafe.Pointer(uintptr(m.start))), int(m.end-m.start))
 		_ = unix.Madvise(b, unix.MADV_RANDOM)
-		if err := unix.Madvise(b, unix.MADV_PAGEOUT); err != nil {
-			return advised, fmt.Errorf("proxy: trimming the executable's pages (madvise MADV_PAGEOUT): %w", err)
+		if err := unix.Madvise(b, unix.MADV_DONTNEED); err != nil {
+			return trimmed, fmt.Errorf("proxy: trimming the executable's pages (madvise): %w", err)
 		}
-		advised += int64(end - start)
+		trimmed += int64(m.end - m.start)
 	}
-	return advised, nil
+	return trimmed, nil
 }
 
-// exeMapping parses a /proc/self/maps line and returns its range if it
+type mapping struct{ start, end uint64 }
+
+// exeMappings returns the read-only mappings of exe in a /proc/PID/smaps
+// text that hold no private (anonymous, copied-on-write) pages.
+func exeMappings(smaps []byte, exe string) []mapping {
+	var out []mapping
+	var cur mapping
+	inExe := false
+	sc := bufio.NewScanner(bytes.NewReader(smaps))
+	for sc.Scan() {
+		line := sc.Bytes()
+		if m, ok := exeMapping(line, exe); ok {
+			cur, inExe = m, true
+			continue
+		}
+		if isMappingHeader(line) {
+			inExe = false
+			continue
+		}
+		if !inExe {
+			continue
+		}
+		if v, ok := bytes.CutPrefix(line, []byte("Anonymous:")); ok {
+			inExe = false
+			if f := bytes.Fields(v); len(f) > 0 && string(f[0]) == "0" {
+				out = append(out, cur)
+			}
+		}
+	}
+	return out
+}
+
+// isMappingHeader reports whether a smaps line starts a mapping
+// ("start-end perms ..."), as opposed to a "Field: value" line.
+func isMappingHeader(line []byte) bool {
+	f := bytes.Fields(line)
+	return len(f) >= 5 && bytes.IndexByte(f[0], '-') > 0 && !bytes.HasSuffix(f[0], []byte(":"))
+}
+
+// exeMapping parses a mapping header line and returns its range if it
 // maps exe without write permission.
-func exeMapping(line []byte, exe string) (start, end uint64, ok bool) {
+func exeMapping(line []byte, exe string) (mapping, bool) {
 	// 00400000-021f8000 r-xp 00000000 fe:00 10028478   /path/to/weft
 	fields := bytes.Fields(line)
 	if len(fields) < 6 || string(bytes.Join(fields[5:], []byte(" "))) != exe {
-		return 0, 0, false
+		return mapping{}, false
 	}
 	if perms := fields[1]; len(perms) < 2 || perms[1] == 'w' {
-		return 0, 0, false
+		return mapping{}, false
 	}
 	a, b, found := bytes.Cut(fields[0], []byte("-"))
 	if !found {
-		return 0, 0, false
+		return mapping{}, false
 	}
 	start, err1 := strconv.ParseUint(string(a), 16, 64)
 	end, err2 := strconv.ParseUint(string(b), 16, 64)
 	if err1 != nil || err2 != nil || end <= start {
-		return 0, 0, false
+		return mapping{}, false
 	}
-	return start, end, true
+	return mapping{start, end}, true
 }
