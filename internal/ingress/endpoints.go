@@ -53,8 +53,8 @@ func NewEndpoints(st store.Store) *Endpoints {
 // fills its caches lazily (store/kube) has them before the first request
 // needs them rather than during it.
 func (e *Endpoints) Prime(ctx context.Context) error {
-	_, err1 := e.store.List(ctx, api.KindService, "")
-	_, err2 := e.store.List(ctx, api.KindEndpointSlice, "")
+	_, err1 := store.ListShared(ctx, e.store, api.KindService, "")
+	_, err2 := store.ListShared(ctx, e.store, api.KindEndpointSlice, "")
 	if err := errors.Join(err1, err2); err != nil {
 		return fmt.Errorf("ingress: reading endpoints: %w", err)
 	}
@@ -124,7 +124,8 @@ func (e *Endpoints) Resolve(ctx context.Context, namespace, name string, port in
 	if sp == nil {
 		return nil, fmt.Errorf("ingress: Service %s/%s has no port %d: %w", namespace, name, port, errNoHealthy)
 	}
-	slices, err := e.store.List(ctx, api.KindEndpointSlice, namespace)
+	// Read only: shared with the store, not copied.
+	slices, err := store.ListShared(ctx, e.store, api.KindEndpointSlice, namespace)
 	if err != nil {
 		return nil, fmt.Errorf("ingress: listing EndpointSlices in %s: %w", namespace, err)
 	}

@@ -280,8 +280,10 @@ func (in *Ingress) reload(ctx context.Context) bool {
 	gws, err6 := listAs[*gatewayv1.Gateway](ctx, in.cfg.Store, api.KindGateway)
 	hrs, err7 := listAs[*gatewayv1.HTTPRoute](ctx, in.cfg.Store, api.KindHTTPRoute)
 	grs, err8 := listAs[*gatewayv1.GRPCRoute](ctx, in.cfg.Store, api.KindGRPCRoute)
-	svcs, err9 := listAs[*corev1.Service](ctx, in.cfg.Store, api.KindService)
-	nss, err10 := listAs[*corev1.Namespace](ctx, in.cfg.Store, api.KindNamespace)
+	// Only names and labels are read from these: shared, not copied (a
+	// cluster has many Services).
+	svcs, err9 := listSharedAs[*corev1.Service](ctx, in.cfg.Store, api.KindService)
+	nss, err10 := listSharedAs[*corev1.Namespace](ctx, in.cfg.Store, api.KindNamespace)
 	classes, err11 := gatewayClasses(ctx, in.cfg.Store)
 	if classes == nil && in.cfg.OnlyOurGatewayClass {
 		classes = map[string]bool{GatewayClassName: true}
@@ -353,6 +355,17 @@ func gatewayClasses(ctx context.Context, s store.Store) (map[string]bool, error)
 
 func listAs[T api.Object](ctx context.Context, s store.Store, kind api.Kind) ([]T, error) {
 	objs, err := s.List(ctx, kind, "")
+	return filterAs[T](objs, err)
+}
+
+// listSharedAs is listAs through store.ListShared: the objects must not be
+// modified.
+func listSharedAs[T api.Object](ctx context.Context, s store.Store, kind api.Kind) ([]T, error) {
+	objs, err := store.ListShared(ctx, s, kind, "")
+	return filterAs[T](objs, err)
+}
+
+func filterAs[T api.Object](objs []api.Object, err error) ([]T, error) {
 	if err != nil {
 		return nil, err
 	}
