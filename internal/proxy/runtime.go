@@ -23,22 +23,22 @@ type Runtime struct {
 	MemoryLimit int64
 }
 
-// DefaultRuntime is what weft proxy runs with unless told otherwise:
+// DefaultRuntime is what weft proxy runs with unless told otherwise: one
+// thread running Go code, as Linkerd runs its sidecars with one runtime
+// worker. With more, each wake-up of a goroutine (several per request)
+// also wakes an idle thread that spins looking for work: at 1,000 req/s
+// that was 12% of the proxy's CPU in futex alone, and one thread costs
+// 20-25% less CPU per request at that rate, with the same maximum
+// throughput on the 2-core benchmark machine. --cores raises it for
+// proxies that must carry more than one core's worth.
 //
-//   - one thread running Go code (as Linkerd runs its sidecars with one
-//     runtime worker). With more, each wake-up of a goroutine (several per
-//     request) also wakes an idle thread that spins looking for work: at
-//     1,000 req/s that was 12% of the proxy's CPU in futex alone, and one
-//     thread costs 20-25% less CPU per request at that rate with the same
-//     maximum throughput on the 2-core benchmark machine. --cores raises it
-//     for proxies that must carry more than one core's worth.
-//   - GOGC=50: a heap that grows by half its live size between
-//     collections, not by all of it; 2-3 MB less RSS under load at no CPU
-//     cost measurable at 1,000 req/s (a memory limit low enough to matter,
-//     8 MiB, made the collector run constantly: 2.5x the CPU).
-//
-// See BENCHMARKS.md (proxy micro-benchmarks) for the measurements.
-var DefaultRuntime = Runtime{Procs: 1, GCPercent: 50}
+// The collector keeps Go's defaults (GOGC=100, no memory limit). Measured
+// on weft proxy at 4,000 req/s, GOGC 50 / 100 / 200 cost 0.105 / 0.099 /
+// 0.091 CPU-s per 1k requests for 22.9 / 24.5 / 29.7 MB RSS: each halving
+// buys 1.5-5 MB for ~7% more CPU, and a memory limit low enough to matter
+// (8 MiB) made the collector run constantly (2.5x the CPU). $GOGC and
+// $GOMEMLIMIT still set them. See BENCHMARKS.md (proxy data path).
+var DefaultRuntime = Runtime{Procs: 1}
 
 // Apply sets the runtime as r says, except where the environment already
 // did, and returns a description of the result for the log.
