@@ -29,7 +29,46 @@ type ingressOptions struct {
 	logLevel     string
 	accessLog    string
 	rlsAddr      string
+	upstream     string
 	store        storeFlags
+}
+
+// How 'weft ingress' reaches upstream services without --proxy
+// (--upstream).
+const (
+	// upstreamService dials a service by its cluster DNS name, for an
+	// ingress whose transparent sidecar captures the connection (weft
+	// install meshes it so).
+	upstreamService = "service"
+	// upstreamEndpoints dials a service's ready endpoints from its
+	// EndpointSlices, for an ingress without a sidecar.
+	upstreamEndpoints = "endpoints"
+)
+
+// upstreamMode checks --upstream against --proxy and the store and fills
+// in its default: endpoints with --store=kube (an ingress run by hand,
+// unmeshed, as before the flag existed), else service (names dialed as
+// written). With --proxy the sidecar at that address reaches upstreams,
+// so --upstream has nothing to choose.
+func (o ingressOptions) upstreamMode() (string, error) {
+	switch o.upstream {
+	case "", upstreamService, upstreamEndpoints:
+	default:
+		return "", &ExitError{Code: 2, Err: fmt.Errorf("ingress: --upstream %q: want service (dial services by their cluster DNS names, for an ingress with a transparent sidecar) or endpoints (dial their ready endpoints, for an ingress without one)", o.upstream)}
+	}
+	if o.proxy != "" {
+		if o.upstream != "" {
+			return "", &ExitError{Code: 2, Err: fmt.Errorf("ingress: --upstream=%s and --proxy exclude each other: with --proxy every request goes through the sidecar at that address; drop one", o.upstream)}
+		}
+		return "", nil
+	}
+	if o.upstream != "" {
+		return o.upstream, nil
+	}
+	if o.store.kind == "kube" {
+		return upstreamEndpoints, nil
+	}
+	return upstreamService, nil
 }
 
 func newCmdIngress(g *Globals) *cobra.Command {
@@ -59,18 +98,32 @@ is served on the same port.
 Each Listener's (and Gateway listener's) port is bound on --address;
 --port-map moves one elsewhere. --access-log writes one JSON line per
 request.
-Requests go to services through the ingress's own sidecar at --proxy (as
-http://name.namespace.svc.cluster.local:port), so they ride the mesh. Without
---proxy, upstreams are dialed directly, which only works for IP addresses
-and resolvable names (but see --store=kube below).
+Requests go to services (name.namespace.svc.cluster.local:port) through the
+mesh in one of three ways:
+
+  --proxy URL         through the ingress's sidecar as an explicit HTTP
+                      proxy (local mode: 'weft up' runs it so).
+  --upstream=service  dial the service's cluster DNS name; the ingress's
+                      transparent sidecar (weft-init's iptables) captures
+                      the connection and sends it on with mTLS, the
+                      ServiceProfile's retries and timeouts, and load
+                      balancing. Requests to a service carry its name in
+                      Host (:authority), the client's in X-Forwarded-Host.
+                      'weft install' meshes its ingress and runs it so.
+  --upstream=endpoints
+                      dial one of the service's ready endpoints, from its
+                      EndpointSlices (round robin), needing neither cluster
+                      DNS nor a sidecar: for an ingress outside the mesh,
+                      which reaches meshed pods without mTLS.
+
+Without --proxy or --upstream: endpoints with --store=kube, else service
+(which dials IP addresses and resolvable names as written).
 
 With --store=kube the resources are read from a Kubernetes API server instead
 of the state directory (--kubeconfig, else $KUBECONFIG, else the in-cluster
 configuration), through informers that re-list when the API server comes
 back; route and Gateway status is written to their status subresources.
 Only Gateways of class "weft" are served there.
-Without --proxy, services are then dialed at their ready endpoints, from
-their EndpointSlices.
 
 The responses the ingress makes itself are Envoy's: 404 when no Mapping
 matches, 503 "no healthy upstream" when a service has no endpoints, 503
@@ -80,7 +133,8 @@ request timeout" when timeout_ms (default 3000, 0 for none) runs out.
 The admin server at --admin-addr serves /ready, /live, /metrics and /routes.`,
 		Example: `  weft ingress --proxy http://127.0.0.1:4140 --admin-addr 127.0.0.1:8877
   weft ingress --port-map 8080=18080 --port-map 8443=18443
-  weft ingress --store=kube --address 0.0.0.0 --namespace weft`,
+  weft ingress --store=kube --address 0.0.0.0 --namespace weft --upstream=service
+  weft ingress --store=kube --kubeconfig ~/.kube/config --upstream=endpoints`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var level slog.Level
@@ -101,6 +155,10 @@ The admin server at --admin-addr serves /ready, /live, /metrics and /routes.`,
 			}
 			if net.ParseIP(o.address) == nil && o.address != "localhost" {
 				return &ExitError{Code: 2, Err: fmt.Errorf("ingress: --address %q: want an IP address such as 127.0.0.1", o.address)}
+			}
+			upstream, err := o.upstreamMode()
+			if err != nil {
+				return err
 			}
 			var proxyURL *url.URL
 			if o.proxy != "" {
@@ -131,8 +189,8 @@ The admin server at --admin-addr serves /ready, /live, /metrics and /routes.`,
 				return err
 			}
 			defer st.Close()
-			transport := ingress.TransportOptions{Proxy: proxyURL}
-			if st.Kube != nil && proxyURL == nil {
+			transport := ingress.TransportOptions{Proxy: proxyURL, Transparent: upstream == upstreamService}
+			if upstream == upstreamEndpoints {
 				// No cluster DNS or kube-proxy needed: services are
 				// dialed at their ready endpoints.
 				ep := ingress.NewEndpoints(st.Store)
@@ -166,7 +224,7 @@ The admin server at --admin-addr serves /ready, /live, /metrics and /routes.`,
 			if err != nil {
 				return err
 			}
-			where := []any{"store", o.store.kind, "proxy", o.proxy, "admin", o.adminAddr}
+			where := []any{"store", o.store.kind, "proxy", o.proxy, "upstream", upstream, "admin", o.adminAddr}
 			if st.Kube != nil {
 				where = append(where, "api-server", st.Kube.Host)
 			} else {
@@ -186,6 +244,7 @@ The admin server at --admin-addr serves /ready, /live, /metrics and /routes.`,
 	f.DurationVar(&o.drainTimeout, "drain-timeout", o.drainTimeout, "how long shutdown waits for requests in flight")
 	f.StringVar(&o.logLevel, "log-level", o.logLevel, "debug, info, warn or error")
 	f.StringVar(&o.rlsAddr, "ratelimit-addr", "", "where the rate limit service listens (HOST:PORT), used whatever a RateLimitService's spec.service says (local mode); default: dial spec.service")
+	f.StringVar(&o.upstream, "upstream", "", "how services are reached without --proxy: service (their cluster DNS name, captured by the ingress's transparent sidecar; what 'weft install' runs) or endpoints (their ready EndpointSlice endpoints, for an unmeshed ingress); default: endpoints with --store=kube, else service")
 	addStoreFlags(f, &o.store)
 	f.StringVar(&o.accessLog, "access-log", "", `write one JSON line per request ("stderr" or "-", or a file path appended to); off when empty`)
 	return cmd

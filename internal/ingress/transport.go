@@ -40,6 +40,22 @@ type TransportOptions struct {
 	// Endpoints, without a Proxy, resolves cluster service names to
 	// their endpoints (see Endpoints); nil dials names as written.
 	Endpoints *Endpoints
+	// Transparent, without a Proxy or Endpoints, is for an ingress whose
+	// own sidecar captures what it dials (weft-init's iptables, as
+	// 'weft install' meshes it): cluster service names are dialed as
+	// written, through the cluster's DNS, and a request to one names the
+	// service in its Host (HTTP/1) or :authority (HTTP/2), because the
+	// sidecar routes a captured request by that name and only falls back
+	// to the original destination when it names nothing it knows. The
+	// client's Host travels in X-Forwarded-Host, as through --proxy. A
+	// Host rewritten on purpose (host_rewrite, URLRewrite hostname) is
+	// kept, and the sidecar routes by it.
+	Transparent bool
+	// Dial, without a Proxy or Endpoints, connects to upstreams; nil is
+	// a net.Dialer with Emissary's connect timeout, resolving names with
+	// the system resolver (in a pod: the cluster's DNS). Tests watch what
+	// is dialed through it.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 func newDialer() *net.Dialer {
@@ -51,8 +67,12 @@ func NewTransportWith(o TransportOptions) http.RoundTripper {
 	proxy := o.Proxy
 	dialer := newDialer()
 	dial := dialer.DialContext
-	if proxy == nil && o.Endpoints != nil {
+	switch {
+	case proxy != nil:
+	case o.Endpoints != nil:
 		dial = o.Endpoints.DialContext
+	case o.Dial != nil:
+		dial = o.Dial
 	}
 	h1 := &http.Transport{
 		DialContext:           dial,
@@ -71,7 +91,7 @@ func NewTransportWith(o TransportOptions) http.RoundTripper {
 		Protocols:          new(http.Protocols),
 	}
 	h2.Protocols.SetUnencryptedHTTP2(true)
-	t := &upstreamTransport{h1: h1, h2: h2}
+	t := &upstreamTransport{h1: h1, h2: h2, transparent: o.Transparent && proxy == nil && o.Endpoints == nil}
 	if proxy != nil {
 		h1.Proxy = http.ProxyURL(proxy)
 		tun := (&tunnelDialer{proxy: proxy.Host, dialer: dialer}).DialContext
@@ -88,9 +108,10 @@ func NewTransportWith(o TransportOptions) http.RoundTripper {
 }
 
 type upstreamTransport struct {
-	h1, h2   *http.Transport
-	h1tun    *http.Transport // HTTP/1.1 inside CONNECT tunnels (a rewritten Host)
-	viaProxy bool
+	h1, h2      *http.Transport
+	h1tun       *http.Transport // HTTP/1.1 inside CONNECT tunnels (a rewritten Host)
+	viaProxy    bool
+	transparent bool // TransportOptions.Transparent
 }
 
 // keepHostKey marks a request whose Host header was rewritten on purpose
@@ -100,6 +121,15 @@ type upstreamTransport struct {
 type keepHostKey struct{}
 
 func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t.transparent && req.Host != "" && req.Host != req.URL.Host && isClusterAuthority(req.URL.Host) {
+		if keep, _ := req.Context().Value(keepHostKey{}).(bool); !keep {
+			// Go writes Host (and :authority) from URL.Host when
+			// req.Host is empty: the sidecar then routes by service.
+			out := *req
+			out.Host = ""
+			req = &out
+		}
+	}
 	if isGRPC(req) && req.URL.Scheme == "http" {
 		return t.h2.RoundTrip(req)
 	}
@@ -125,6 +155,17 @@ func (t *upstreamTransport) CloseIdleConnections() {
 	if t.h1tun != nil {
 		t.h1tun.CloseIdleConnections()
 	}
+}
+
+// isClusterAuthority reports whether hostport names a cluster service
+// (name.namespace.svc.cluster.local[:port]).
+func isClusterAuthority(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		host = hostport
+	}
+	_, _, ok := clusterServiceName(host)
+	return ok
 }
 
 func isGRPC(req *http.Request) bool {
