@@ -19,6 +19,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -121,23 +122,44 @@ spec:
 		t.Fatal("no ingress Deployment rendered")
 	}
 	pod := dep.Spec.Template.Spec
+	var container *corev1.Container
+	for i := range pod.Containers {
+		if pod.Containers[i].Name == install.IngressName {
+			container = &pod.Containers[i]
+		}
+	}
+	if container == nil {
+		t.Fatalf("the ingress Deployment has no %s container", install.IngressName)
+	}
 	admin, listenerAddr, gatewayAddr, httpsAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 	var args []string
-	for _, a := range pod.Containers[0].Args {
+	sawUpstream := false
+	for _, a := range container.Args {
 		switch {
 		case strings.HasPrefix(a, "--admin-addr="):
 			a = "--admin-addr=" + admin
 		case strings.HasPrefix(a, "--address="):
 			a = "--address=127.0.0.1"
+		case a == "--upstream=service":
+			// The installed ingress is meshed: it dials services by
+			// their cluster DNS names and its sidecar captures them
+			// (iptables). This test has neither cluster DNS nor
+			// iptables nor a sidecar, so it runs the same ingress
+			// unmeshed, dialing the EndpointSlices' endpoints itself.
+			a = "--upstream=endpoints"
+			sawUpstream = true
 		}
 		args = append(args, a)
+	}
+	if !sawUpstream {
+		t.Fatalf("the ingress Deployment does not run --upstream=service: %q", container.Args)
 	}
 	sa := "system:serviceaccount:" + install.DefaultNamespace + ":" + pod.ServiceAccountName
 	kubeconfig := c.WriteKubeconfig(t, "weft-ingress", c.UserConfig(t, sa, "system:serviceaccounts", "system:serviceaccounts:"+install.DefaultNamespace, "system:authenticated"))
 	args = append(args, "--kubeconfig="+kubeconfig, "--drain-timeout=5s",
 		"--port-map=8080="+portOf(t, listenerAddr), "--port-map=9090="+portOf(t, gatewayAddr), "--port-map=8443="+portOf(t, httpsAddr))
 	if !strings.Contains(strings.Join(args, " "), "--store=kube") {
-		t.Fatalf("the ingress Deployment does not run --store=kube: %q", pod.Containers[0].Args)
+		t.Fatalf("the ingress Deployment does not run --store=kube: %q", container.Args)
 	}
 
 	ctx, stop := context.WithCancel(context.Background())

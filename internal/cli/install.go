@@ -60,7 +60,7 @@ in git.`,
 			if err != nil {
 				return err
 			}
-			return install.WriteControlPlane(g.Out, install.Options{Image: image, InitImage: initImage, Identity: id, Webhook: wh})
+			return install.WriteControlPlane(g.Out, install.Options{Image: image, InitImage: initImage, Identity: id, Webhook: wh, Version: VersionString()})
 		},
 	}
 	f := cmd.Flags()

@@ -23,6 +23,13 @@ func TestInstallCommands(t *testing.T) {
 	// The CLI with the test files prints exactly the install package's
 	// golden output.
 	code, out, errOut := runCLI(t, append(append([]string{"install", "--image", "ghcr.io/weft-mesh/weft:v0.0.0-test"}, files...), webhookFiles...)...)
+	// The meshed ingress's proxy-version is this binary's version, as
+	// 'weft inject --manual' writes it; the golden file has the test's.
+	versionLine := "linkerd.io/proxy-version: " + VersionString()
+	if !strings.Contains(out, versionLine) {
+		t.Errorf("install: the ingress's pod template has no %q", versionLine)
+	}
+	out = strings.Replace(out, versionLine, "linkerd.io/proxy-version: v0.0.0-test", 1)
 	if code != 0 || out != string(golden) {
 		t.Errorf("install with files: code %d, stderr %q, output equal to golden: %v", code, errOut, out == string(golden))
 	}

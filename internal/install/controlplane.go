@@ -17,6 +17,7 @@ import (
 
 	"github.com/weft-mesh/weft/internal/api"
 	"github.com/weft-mesh/weft/internal/ingress"
+	"github.com/weft-mesh/weft/internal/inject"
 	"github.com/weft-mesh/weft/internal/ratelimit"
 )
 
@@ -86,6 +87,9 @@ type Options struct {
 	Identity Identity
 	// Webhook is the proxy injector's serving certificate.
 	Webhook WebhookTLS
+	// Version goes into the meshed ingress's linkerd.io/proxy-version
+	// annotation, as 'weft inject --manual' writes it.
+	Version string
 }
 
 // WebhookTLS is the injector webhook's serving certificate and key, and the
@@ -273,16 +277,7 @@ func Objects(o Options) []any {
 			},
 			[]corev1.VolumeMount{{Name: "identity", MountPath: identityMount, ReadOnly: true}, {Name: "webhook", MountPath: webhookMount, ReadOnly: true}, {Name: "state", MountPath: stateMount}},
 			nil),
-		// The ingress reads the API (--store=kube) and dials services at
-		// their ready endpoints itself. It is not meshed: the injector
-		// skips the control plane's namespace.
-		deployment(o, ns, IngressName, []string{"ingress", "--store=kube", "--address=0.0.0.0",
-			fmt.Sprintf("--admin-addr=0.0.0.0:%d", AdminPort),
-			"--namespace=" + ns,
-			fmt.Sprintf("--ratelimit-addr=%s.%s.svc.cluster.local:%d", RatelimitName, ns, RatelimitPort),
-		},
-			[]corev1.ContainerPort{{Name: "http", ContainerPort: IngressHTTP}, {Name: "https", ContainerPort: IngressHTTPS}},
-			nil, nil, nil),
+		ingressDeployment(o, ns),
 		deployment(o, ns, RatelimitName, []string{"ratelimit",
 			fmt.Sprintf("--addr=0.0.0.0:%d", RatelimitPort),
 			fmt.Sprintf("--admin-addr=0.0.0.0:%d", AdminPort),
@@ -311,6 +306,116 @@ func Objects(o Options) []any {
 		StringData: map[string]string{"tls.crt": string(o.Webhook.Certificate), "tls.key": string(o.Webhook.Key)},
 	}, injectorConfig(o, ns, clusterMeta(InjectorName)))
 	return objs
+}
+
+// IngressSkipInboundPorts and IngressSkipOutboundPorts are the ingress
+// pod's config.linkerd.io/skip-inbound-ports and skip-outbound-ports,
+// which its proxy-init reads as every injected pod's.
+//
+// Inbound: the Listener ports the weft-ingress Service sends to and the
+// admin port. Clients there come from outside the mesh (the load
+// balancer), so the proxy's inbound would add a hop and hide their
+// addresses from X-Forwarded-For, as Linkerd's Emissary guide skips 80
+// and 443; and the kubelet's probes and scrapes reach the admin server
+// whether or not the proxy is up.
+//
+// Outbound: the API server's ports, Linkerd's kubeAPIServerPorts
+// (443,6443). The API server is not meshed, so its proxy would only pass
+// TLS through as opaque TCP; going direct keeps the ingress reading its
+// configuration (informers) while the control plane, which the proxy
+// needs to resolve the API server's ClusterIP, is down or restarting.
+// Upstreams on those ports (Mappings to https:// services) leave through
+// the same door; the ingress originates their TLS itself.
+var (
+	IngressSkipInboundPorts  = fmt.Sprintf("%d,%d,%d", IngressHTTP, IngressHTTPS, AdminPort)
+	IngressSkipOutboundPorts = "443,6443"
+)
+
+// ingressDeployment is the ingress, meshed as 'weft inject --manual'
+// meshes a workload: it reads the API (--store=kube) and dials services
+// by their cluster DNS names (--upstream=service); the iptables rules of
+// its weft-init send those connections to its weft-proxy, which resolves
+// the ClusterIP or name to the Service and speaks mTLS to meshed pods,
+// with their ServiceProfiles' retries and timeouts and peak-EWMA
+// balancing. The injector webhook skips the control plane's namespace,
+// so the proxy is in the manifest, as 'linkerd install' ships its
+// control plane with its proxies.
+func ingressDeployment(o Options, ns string) *appsv1.Deployment {
+	d := deployment(o, ns, IngressName, []string{"ingress", "--store=kube", "--address=0.0.0.0",
+		fmt.Sprintf("--admin-addr=0.0.0.0:%d", AdminPort),
+		"--namespace=" + ns,
+		"--upstream=service",
+		fmt.Sprintf("--ratelimit-addr=%s.%s.svc.cluster.local:%d", RatelimitName, ns, RatelimitPort),
+	},
+		[]corev1.ContainerPort{{Name: "http", ContainerPort: IngressHTTP}, {Name: "https", ContainerPort: IngressHTTPS}},
+		nil, nil, map[string]string{
+			inject.SkipInboundPortsAnnotation:  IngressSkipInboundPorts,
+			inject.SkipOutboundPortsAnnotation: IngressSkipOutboundPorts,
+		})
+	if o.Image == "" {
+		// Only kinds and names are wanted (uninstall, check's lists);
+		// WriteControlPlane refuses an empty image.
+		return d
+	}
+	meshed, err := mesh(d, o.InjectConfig())
+	if err != nil {
+		// The inputs are this file's constants and a non-empty image.
+		panic(fmt.Sprintf("install: meshing the ingress: %v", err))
+	}
+	return meshed
+}
+
+// InjectConfig is what 'weft inject --manual' needs to mesh a workload
+// the way the ingress is meshed: the install's images, control plane
+// address and trust anchors.
+func (o Options) InjectConfig() inject.Config {
+	addr := inject.DefaultControlAddr
+	if ns := o.namespace(); ns != DefaultNamespace {
+		addr = fmt.Sprintf("%s.%s.svc.cluster.local.:%d", DestinationService, ns, ControlPort)
+	}
+	return inject.Config{
+		Image:        o.Image,
+		InitImage:    o.initImage(),
+		Version:      o.Version,
+		ControlAddr:  addr,
+		TrustAnchors: o.Identity.TrustAnchors,
+	}
+}
+
+// mesh returns d with its pod template changed exactly as 'weft inject
+// --manual' changes a Deployment (inject.Manual on the generic tree, so
+// nothing is copied from internal/inject), converted back to the typed
+// form install renders.
+func mesh(d *appsv1.Deployment, cfg inject.Config) (*appsv1.Deployment, error) {
+	b, err := json.Marshal(d)
+	if err != nil {
+		return nil, fmt.Errorf("install: encoding Deployment %s: %w", d.Name, err)
+	}
+	var obj map[string]any
+	if err := json.Unmarshal(b, &obj); err != nil {
+		return nil, fmt.Errorf("install: encoding Deployment %s: %w", d.Name, err)
+	}
+	spec, _ := obj["spec"].(map[string]any)
+	tmpl, _ := spec["template"].(map[string]any)
+	meta, _ := tmpl["metadata"].(map[string]any)
+	podSpec, _ := tmpl["spec"].(map[string]any)
+	if meta == nil || podSpec == nil {
+		return nil, fmt.Errorf("install: Deployment %s has no pod template", d.Name)
+	}
+	// The workload name is the Deployment's, as Transform passes it.
+	if err := inject.Manual(meta, podSpec, cfg, d.Name); err != nil {
+		return nil, fmt.Errorf("install: Deployment %s: %w", d.Name, err)
+	}
+	if b, err = json.Marshal(obj); err != nil {
+		return nil, fmt.Errorf("install: encoding Deployment %s: %w", d.Name, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields() // a field appsv1 cannot carry would be lost
+	out := new(appsv1.Deployment)
+	if err := dec.Decode(out); err != nil {
+		return nil, fmt.Errorf("install: decoding the meshed Deployment %s: %w", d.Name, err)
+	}
+	return out, nil
 }
 
 func service(ns, name, component string, typ corev1.ServiceType, ports []corev1.ServicePort) *corev1.Service {

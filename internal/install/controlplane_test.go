@@ -41,6 +41,7 @@ func testOptions(t *testing.T) Options {
 		Image:    "ghcr.io/weft-mesh/weft:v0.0.0-test",
 		Identity: Identity{TrustAnchors: read("ca.crt"), IssuerCertificate: read("issuer.crt"), IssuerKey: read("issuer.key")},
 		Webhook:  WebhookTLS{CABundle: wcert, Certificate: wcert, Key: wkey},
+		Version:  "v0.0.0-test",
 	}
 }
 
