@@ -37,6 +37,15 @@ type Forwarder struct {
 	general *httputil.ReverseProxy
 }
 
+// Owner is a RoundTripper that can also take a request it owns: one
+// built for that round trip alone, whose URL and Header it may change in
+// place instead of copying them first (as a RoundTripper must). The
+// Forwarder's outgoing requests are such requests.
+type Owner interface {
+	http.RoundTripper
+	RoundTripOwned(*http.Request) (*http.Response, error)
+}
+
 // NewForwarder returns a Forwarder sending requests through rt to the
 // authority returned by target. rewrite, if not nil, edits each outgoing
 // request (its Header is its own) after the standard changes.
@@ -173,7 +182,14 @@ func (f *Forwarder) ServeHTTP(w http.ResponseWriter, in *http.Request) {
 		f.rewrite(out, in)
 	}
 
-	res, err := f.rt.RoundTrip(out)
+	authority := u.Host
+	var res *http.Response
+	var err error
+	if o, ok := f.rt.(Owner); ok {
+		res, err = o.RoundTripOwned(out) // out is ours: no copy needed
+	} else {
+		res, err = f.rt.RoundTrip(out)
+	}
 	if err != nil {
 		f.fail(w, in, err)
 		return
@@ -214,7 +230,7 @@ func (f *Forwarder) ServeHTTP(w http.ResponseWriter, in *http.Request) {
 	}
 	if err := f.copyBody(w, res.Body, rc); err != nil {
 		res.Body.Close()
-		f.log.Debug("response body copy failed", "authority", u.Host, "err", err)
+		f.log.Debug("response body copy failed", "authority", authority, "err", err)
 		if in.Context().Value(http.ServerContextKey) != nil {
 			// Abort the response: a client must not take a truncated body
 			// for a whole one.

@@ -106,7 +106,7 @@ type endpointRT struct{ t *Transport }
 
 func (e endpointRT) RoundTrip(req *http.Request) (*http.Response, error) {
 	c := callOf(req)
-	return e.t.endpoint(req, c.w, c.st)
+	return e.t.endpoint(req, c.w, c.st, false)
 }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)

@@ -178,6 +178,20 @@ func (t *Transport) Pick(w *discovery.Watch, st *discovery.State) (*balance.Node
 
 // RoundTrip sends req to the endpoint chosen for req.URL.Host (or req.Host).
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	return t.roundTrip(req, false)
+}
+
+// RoundTripOwned is RoundTrip for a request built for this round trip
+// alone (forward.Owner): its URL and Header are changed in place instead
+// of copied. Requests to services with routes are still copied per
+// attempt (retries resend them).
+func (t *Transport) RoundTripOwned(req *http.Request) (*http.Response, error) {
+	return t.roundTrip(req, true)
+}
+
+var _ forward.Owner = (*Transport)(nil)
+
+func (t *Transport) roundTrip(req *http.Request, owned bool) (*http.Response, error) {
 	authority := req.URL.Host
 	if authority == "" {
 		authority = req.Host
@@ -194,16 +208,16 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			// Transparent mode: not a mesh name, so where the app dialed.
 			addr = dst.String()
 		}
-		return t.send(req, discovery.Endpoint{Addr: addr}, addr, nil)
+		return t.send(req, discovery.Endpoint{Addr: addr}, addr, nil, owned)
 	}
 	if p := w.Profile(); p != nil && len(p.Routes) > 0 {
 		return t.routed(req, w, st, p)
 	}
-	return t.endpoint(req, w, st)
+	return t.endpoint(req, w, st, owned)
 }
 
 // endpoint balances req over the endpoints of a known service and sends it.
-func (t *Transport) endpoint(req *http.Request, w *discovery.Watch, st *discovery.State) (*http.Response, error) {
+func (t *Transport) endpoint(req *http.Request, w *discovery.Watch, st *discovery.State, owned bool) (*http.Response, error) {
 	// A connect failure sends nothing, so it is safe to try another endpoint.
 	for attempt := 0; ; attempt++ {
 		n, err := t.Pick(w, st)
@@ -212,7 +226,7 @@ func (t *Transport) endpoint(req *http.Request, w *discovery.Watch, st *discover
 			t.recordFailure(w.Target.Path, err)
 			return nil, err
 		}
-		resp, err := t.send(req, n.Endpoint, w.Target.Path, n)
+		resp, err := t.send(req, n.Endpoint, w.Target.Path, n, owned)
 		retryable := req.Body == nil || req.Body == http.NoBody
 		if err == nil || !retryable || !(isDialError(err) || isHandshakeError(err)) || attempt >= 2 || attempt+1 >= len(st.Endpoints) {
 			return resp, err
@@ -221,18 +235,28 @@ func (t *Transport) endpoint(req *http.Request, w *discovery.Watch, st *discover
 }
 
 // send forwards req to ep. node, if not nil, is released when the
-// exchange ends.
-func (t *Transport) send(req *http.Request, ep discovery.Endpoint, authority string, node *balance.Node) (*http.Response, error) {
+// exchange ends. owned: req may be changed in place (RoundTripOwned); a
+// failed send leaves it fit to be sent again to another endpoint.
+func (t *Transport) send(req *http.Request, ep discovery.Endpoint, authority string, node *balance.Node, owned bool) (*http.Response, error) {
 	addr, peerH2 := ep.Addr, ep.H2
-	out := new(http.Request)
-	*out = *req
-	u := *req.URL
-	u.Scheme, u.Host = "http", addr
-	out.URL = &u
-	if out.Host == "" {
-		out.Host = req.URL.Host
+	out := req
+	if owned {
+		if req.Host == "" {
+			req.Host = req.URL.Host
+		}
+		req.URL.Scheme, req.URL.Host = "http", addr
+	} else {
+		out = new(http.Request)
+		*out = *req
+		u := *req.URL
+		u.Scheme, u.Host = "http", addr
+		out.URL = &u
+		if out.Host == "" {
+			out.Host = req.URL.Host
+		}
 	}
 	upgrade := req.Header.Get("Upgrade") != ""
+	restoreOrigProto := false
 	var rt http.RoundTripper = t.h1
 	var h2 http.RoundTripper = t.h2c
 	tlsLabels := noTLSDiscovery
@@ -252,8 +276,23 @@ func (t *Transport) send(req *http.Request, ep discovery.Endpoint, authority str
 	case peerH2:
 		rt = h2
 		if req.ProtoMajor == 1 {
-			out.Header = req.Header.Clone()
-			out.Header.Set(forward.OrigProtoHeader, "HTTP/1.1")
+			if owned {
+				// Undone if this endpoint fails and another is tried.
+				prev, had := req.Header[forward.OrigProtoHeader]
+				defer func() {
+					if restoreOrigProto {
+						if had {
+							req.Header[forward.OrigProtoHeader] = prev
+						} else {
+							delete(req.Header, forward.OrigProtoHeader)
+						}
+					}
+				}()
+				restoreOrigProto = true // until a response comes
+			} else {
+				out.Header = req.Header.Clone()
+			}
+			out.Header[forward.OrigProtoHeader] = origProtoHTTP11
 		}
 	case req.ProtoMajor == 2:
 		rt = h2
@@ -266,6 +305,7 @@ func (t *Transport) send(req *http.Request, ep discovery.Endpoint, authority str
 	x := t.cfg.Tap.Request(req, tap.Meta{Direction: tap.Outbound, Dst: addr, DstLabels: ep.Labels, TLS: tlsLabels})
 	start := time.Now()
 	resp, err := rt.RoundTrip(out)
+	restoreOrigProto = err != nil
 	if err != nil {
 		defer func() {
 			status, _ := proxyerr.Classify(err)
@@ -354,6 +394,10 @@ func (t *Transport) recordFailure(authority string, err error) {
 	tgt.Latency(status, 0)
 	tgt.Response(status, metrics.NoGRPCStatus)
 }
+
+// origProtoHTTP11 is the l5d-orig-proto value of HTTP/1.1 requests;
+// shared, as header values are replaced, never written into.
+var origProtoHTTP11 = []string{"HTTP/1.1"}
 
 // errorPenaltyRTT is the load sample recorded for a transport error: it
 // makes the peak-EWMA balancer avoid the endpoint while it decays.
