@@ -1,8 +1,10 @@
 // Command proxyprof runs Weft's sidecar proxy (the same internal/proxy
 // code as 'weft proxy', without identity) with Go's CPU and allocation
 // profilers on, writing the profiles when it gets SIGTERM. The harness
-// (go run ./bench -proxy-profile DIR) puts it on the one-hop paths,
-// because 'weft proxy' itself has no pprof endpoint.
+// (go run ./bench -proxy-profile DIR) puts it on the one-hop paths. It
+// applies weft proxy's runtime settings (proxy.DefaultRuntime, the
+// executable trim), so that its CPU and RSS are comparable. 'weft proxy
+// --admin-pprof' serves the same profiles over HTTP from a real sidecar.
 package main
 
 import (
@@ -69,7 +71,7 @@ func run() error {
 	if n, err := proxy.TrimExecutable(); err != nil {
 		fmt.Fprintln(os.Stderr, "proxyprof: executable pages stay resident:", err)
 	} else {
-		fmt.Fprintln(os.Stderr, "proxyprof: paged out", n, "bytes of executable mappings")
+		fmt.Fprintln(os.Stderr, "proxyprof: trimmed", n, "bytes of executable mappings")
 	}
 	// The harness reads the outbound address from the first line.
 	fmt.Printf("listening %s\n", p.OutboundAddr())

@@ -129,7 +129,7 @@ meshed peer. --disable-identity runs it without (plaintext between proxies).`,
 			if n, err := proxy.TrimExecutable(); err != nil {
 				cfg.Logger.Debug("executable pages stay resident", "err", err)
 			} else {
-				cfg.Logger.Debug("executable pages paged out", "mapped_bytes", n)
+				cfg.Logger.Debug("executable pages trimmed", "mapped_bytes", n)
 			}
 			return p.Run(cmd.Context())
 		},
