@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -39,9 +38,10 @@ func TrimExecutable() (int64, error) {
 	}
 	var trimmed int64
 	for _, m := range exeMappings(smaps, exe) {
-		b := unsafe.Slice((*byte)(unsafe.Pointer(uintptr(m.start))), int(m.end-m.start))
-		_ = unix.Madvise(b, unix.MADV_RANDOM)
-		if err := unix.Madvise(b, unix.MADV_DONTNEED); err != nil {
+		// The raw system call: these ranges are not Go memory, so no
+		// []byte (and no unsafe.Pointer) is made over them.
+		madvise(m, unix.MADV_RANDOM)
+		if err := madvise(m, unix.MADV_DONTNEED); err != nil {
 			return trimmed, fmt.Errorf("proxy: trimming the executable's pages (madvise): %w", err)
 		}
 		trimmed += int64(m.end - m.start)
@@ -50,6 +50,13 @@ func TrimExecutable() (int64, error) {
 }
 
 type mapping struct{ start, end uint64 }
+
+func madvise(m mapping, advice int) error {
+	if _, _, errno := unix.Syscall(unix.SYS_MADVISE, uintptr(m.start), uintptr(m.end-m.start), uintptr(advice)); errno != 0 {
+		return errno
+	}
+	return nil
+}
 
 // exeMappings returns the read-only mappings of exe in a /proc/PID/smaps
 // text that hold no private (anonymous, copied-on-write) pages.
