@@ -194,6 +194,16 @@ func (b *P2C) Update(eps []discovery.Endpoint) {
 	b.nodes.Store(&nodes)
 }
 
+// sameAccrual reports whether two failure accrual settings are the same
+// (both off, or equal values without injected randomness).
+func sameAccrual(a, b *breaker.Config) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.MaxFailures == b.MaxFailures && a.MinPenalty == b.MinPenalty && a.MaxPenalty == b.MaxPenalty &&
+		a.JitterRatio == b.JitterRatio && a.Rand == nil && b.Rand == nil
+}
+
 func sameEndpoint(a, b discovery.Endpoint) bool {
 	return a.Addr == b.Addr && a.H2 == b.H2 && a.Weight == b.Weight && a.Labels == b.Labels
 }
@@ -304,7 +314,10 @@ func (b *P2C) chooseReady(nodes []*Node, now time.Time) *Node {
 func (b *P2C) SetAccrual(cfg *breaker.Config) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if cfg == nil && b.cfg.Accrual == nil {
+	if sameAccrual(cfg, b.cfg.Accrual) {
+		// The same settings again (a policy re-sent by the control
+		// plane): breakers keep their state; tripped endpoints stay out.
+		b.cfg.Accrual = cfg
 		return
 	}
 	b.cfg.Accrual = cfg

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
+	"github.com/weft-mesh/weft/internal/proxy/breaker"
 	"github.com/weft-mesh/weft/internal/proxy/discovery"
 )
 
@@ -90,4 +92,33 @@ func BenchmarkP2CPick(b *testing.B) {
 			n.Done()
 		}
 	})
+}
+
+// TestSetAccrualSameKeepsBreakers: the control plane may send the same
+// failure accrual again (a re-sent policy, a reconnect); tripped endpoints
+// must stay out. Different settings start the breakers afresh.
+func TestSetAccrualSameKeepsBreakers(t *testing.T) {
+	b := NewP2C()
+	b.Update(eps(2))
+	cfg := breaker.Config{MaxFailures: 1, MinPenalty: time.Minute, MaxPenalty: time.Minute}
+	b.SetAccrual(&cfg)
+	for _, n := range b.Nodes() {
+		n.Record(true)
+	}
+	if _, err := b.Pick(); !errors.Is(err, ErrAllTripped) {
+		t.Fatalf("Pick with both tripped = %v, want ErrAllTripped", err)
+	}
+	same := cfg
+	b.SetAccrual(&same)
+	if _, err := b.Pick(); !errors.Is(err, ErrAllTripped) {
+		t.Fatalf("after the same accrual again: Pick = %v, want ErrAllTripped", err)
+	}
+	other := cfg
+	other.MaxFailures = 5
+	b.SetAccrual(&other)
+	n, err := b.Pick()
+	if err != nil {
+		t.Fatalf("after new accrual settings: Pick = %v, want fresh breakers", err)
+	}
+	n.Done()
 }
