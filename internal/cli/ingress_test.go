@@ -162,6 +162,29 @@ spec: {prefix: /keep/, rewrite: "", service: "`+backend.URL+`"}
 	}
 }
 
+// TestIngressUpstreamMode: --upstream's default follows the store (an
+// unmeshed ingress run by hand with --store=kube dials endpoints, as it
+// did before the flag), an explicit mode wins, and --proxy needs none.
+func TestIngressUpstreamMode(t *testing.T) {
+	for _, tc := range []struct {
+		upstream, proxy, store string
+		want                   string
+	}{
+		{"", "", "local", upstreamService},
+		{"", "", "kube", upstreamEndpoints},
+		{"service", "", "kube", upstreamService},
+		{"endpoints", "", "local", upstreamEndpoints},
+		{"", "http://127.0.0.1:4140", "local", ""},
+		{"", "http://127.0.0.1:4140", "kube", ""},
+	} {
+		o := ingressOptions{upstream: tc.upstream, proxy: tc.proxy, store: storeFlags{kind: tc.store}}
+		got, err := o.upstreamMode()
+		if err != nil || got != tc.want {
+			t.Errorf("--upstream=%q --proxy=%q --store=%s: %q, %v; want %q", tc.upstream, tc.proxy, tc.store, got, err, tc.want)
+		}
+	}
+}
+
 func TestIngressFlagErrors(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
@@ -176,6 +199,9 @@ func TestIngressFlagErrors(t *testing.T) {
 		{[]string{"--store", "etcd"}, `unknown --store "etcd"`},
 		{[]string{"--store=kube"}, "--kubeconfig"},
 		{[]string{"--store=kube", "--kubeconfig", "/nonexistent/kubeconfig"}, "/nonexistent/kubeconfig"},
+		{[]string{"--upstream", "dns"}, `--upstream "dns": want service`},
+		{[]string{"--upstream=endpoints", "--proxy", "http://127.0.0.1:4140"}, "--upstream=endpoints and --proxy exclude each other"},
+		{[]string{"--store=kube", "--upstream=service", "--proxy", "http://127.0.0.1:4140"}, "--upstream=service and --proxy exclude each other"},
 	} {
 		// Outside a cluster, with no kubeconfig from the environment.
 		t.Setenv("KUBECONFIG", "")
