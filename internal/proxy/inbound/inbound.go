@@ -71,6 +71,7 @@ const ClientIDHeader = "L5d-Client-Id"
 // peer is what the inbound knows about the client of a connection.
 type peer struct {
 	id     string         // verified client identity, "" without mTLS
+	idHdr  []string       // {id}: the l5d-client-id value, shared by its requests
 	labels metrics.Labels // tls, client_id / no_tls_reason
 	tcp    *metrics.TCP   // connection series
 	// last is the HTTP series of the authority this peer's requests
@@ -167,8 +168,10 @@ func NewServer(cfg Config) *Server {
 	}, func(out, in *http.Request) {
 		// The client's identity as this proxy verified it, never as sent.
 		delete(out.Header, ClientIDHeader)
-		if id := peerOf(in).id; id != "" {
-			out.Header.Set(ClientIDHeader, id)
+		if p := peerOf(in); p.id != "" {
+			// Header values are replaced or appended to, never written
+			// into, so one slice serves every request of the peer.
+			out.Header[ClientIDHeader] = p.idHdr
 		}
 		// A peer carried an HTTP/1 request over HTTP/2: send HTTP/1 to the
 		// app. The Proto fields mark the choice for appTransport.
@@ -363,7 +366,7 @@ func (s *Server) peer(id string) *peer {
 	if p, ok := s.peers.Load(id); ok {
 		return p.(*peer)
 	}
-	p := &peer{id: id, labels: metrics.TLSLabels("client_id", id)}
+	p := &peer{id: id, idHdr: []string{id}, labels: metrics.TLSLabels("client_id", id)}
 	p.tcp = s.tcpFor(p.labels)
 	actual, _ := s.peers.LoadOrStore(id, p)
 	return actual.(*peer)
