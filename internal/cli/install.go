@@ -39,7 +39,10 @@ Without: namespace weft with the control plane (Destination, Identity and
 Policy), the ingress and the rate limit service: ServiceAccounts, RBAC,
 Deployments, Services, the identity trust anchor and issuer, and the rate
 limit rules (ConfigMap weft-ratelimit-config, reloaded when edited). The
-ingress reads the Kubernetes API (weft ingress --store=kube). The
+ingress reads the Kubernetes API (weft ingress --store=kube) and is meshed:
+its pod carries the proxy and proxy-init exactly as 'weft inject --manual'
+adds them (the injector skips namespace weft), and it dials services by
+their cluster DNS names for that proxy to capture (--upstream=service). The
 identity is generated unless the three --identity-*-file flags are given;
 with the same files the output is byte-for-byte the same, so it can be kept
 in git.`,
