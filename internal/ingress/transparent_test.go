@@ -46,7 +46,8 @@ func (c *capture) addresses() []string {
 
 // TestTransparentUpstream: with --upstream=service (TransportOptions
 // Transparent) the ingress dials a Mapping's service by its cluster DNS
-// name, svc.ns.svc.cluster.local:port, and the request names the service
+// name, svc.ns.svc.cluster.local:port (rooted: with a trailing dot), and
+// the request names the service
 // in its Host (:authority for gRPC), so that a transparent sidecar routes
 // it by service; the client's Host is in X-Forwarded-Host. A rewritten
 // Host is kept, and an IP upstream is dialed and addressed as written.
@@ -73,9 +74,9 @@ func TestTransparentUpstream(t *testing.T) {
 
 	otherAddr := backendAuthority(t, other)
 	c := &capture{to: map[string]string{
-		"web.shop.svc.cluster.local:80":     backendAuthority(t, web),
-		"emoji.shop.svc.cluster.local:8080": backendAuthority(t, grpcBackend),
-		otherAddr:                           otherAddr,
+		"web.shop.svc.cluster.local.:80":     backendAuthority(t, web),
+		"emoji.shop.svc.cluster.local.:8080": backendAuthority(t, grpcBackend),
+		otherAddr:                            otherAddr,
 	}}
 	h := newHarnessWith(t, false, func(cfg *Config) {
 		tr := NewTransportWith(TransportOptions{Transparent: true, Dial: c.dial})
@@ -109,8 +110,10 @@ func TestTransparentUpstream(t *testing.T) {
 	}
 
 	e := get("/web/")
-	if d := c.addresses(); !slices.Contains(d, "web.shop.svc.cluster.local:80") {
-		t.Errorf("dialed %q, want web.shop.svc.cluster.local:80", d)
+	// Rooted, so that the pod's resolver does not try its search domains
+	// first.
+	if d := c.addresses(); !slices.Contains(d, "web.shop.svc.cluster.local.:80") {
+		t.Errorf("dialed %q, want web.shop.svc.cluster.local.:80", d)
 	}
 	if e.Host != "web.shop.svc.cluster.local:80" {
 		t.Errorf("upstream Host %q, want the service's authority for the sidecar to route by", e.Host)
@@ -151,8 +154,8 @@ func TestTransparentUpstream(t *testing.T) {
 	if a, _ := grpcAuthority.Load("last"); a != "emoji.shop.svc.cluster.local:8080" {
 		t.Errorf("gRPC :authority %v, want the service's", a)
 	}
-	if d := c.addresses(); !slices.Contains(d, "emoji.shop.svc.cluster.local:8080") {
-		t.Errorf("dialed %q, want emoji.shop.svc.cluster.local:8080", d)
+	if d := c.addresses(); !slices.Contains(d, "emoji.shop.svc.cluster.local.:8080") {
+		t.Errorf("dialed %q, want emoji.shop.svc.cluster.local.:8080", d)
 	}
 }
 
@@ -182,6 +185,6 @@ func TestTransparentNeedsOnlyItsMode(t *testing.T) {
 		t.Errorf("upstream Host %q, want the client's", e.Host)
 	}
 	if d := c.addresses(); !slices.Equal(d, []string{"web.shop.svc.cluster.local:80"}) {
-		t.Errorf("dialed %q, want the service's name through Dial", d)
+		t.Errorf("dialed %q, want the service's name, as written, through Dial", d)
 	}
 }

@@ -42,8 +42,9 @@ type TransportOptions struct {
 	Endpoints *Endpoints
 	// Transparent, without a Proxy or Endpoints, is for an ingress whose
 	// own sidecar captures what it dials (weft-init's iptables, as
-	// 'weft install' meshes it): cluster service names are dialed as
-	// written, through the cluster's DNS, and a request to one names the
+	// 'weft install' meshes it): cluster service names are dialed through
+	// the cluster's DNS (as rooted names: see rootedDial), and a request
+	// to one names the
 	// service in its Host (HTTP/1) or :authority (HTTP/2), because the
 	// sidecar routes a captured request by that name and only falls back
 	// to the original destination when it names nothing it knows. The
@@ -73,6 +74,9 @@ func NewTransportWith(o TransportOptions) http.RoundTripper {
 		dial = o.Endpoints.DialContext
 	case o.Dial != nil:
 		dial = o.Dial
+	}
+	if proxy == nil && o.Endpoints == nil && o.Transparent {
+		dial = rootedDial(dial)
 	}
 	h1 := &http.Transport{
 		DialContext:           dial,
@@ -154,6 +158,23 @@ func (t *upstreamTransport) CloseIdleConnections() {
 	t.h2.CloseIdleConnections()
 	if t.h1tun != nil {
 		t.h1tun.CloseIdleConnections()
+	}
+}
+
+// rootedDial dials cluster service names as rooted (trailing-dot) names,
+// so that the resolver asks for them once instead of first trying each
+// search domain of the pod's resolv.conf (ndots:5 makes
+// name.ns.svc.cluster.local, with four dots, relative), as the injected
+// proxy's --control-addr does. The name is the same; only the dialed
+// string changes, not the request's Host.
+func rootedDial(dial func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if host, port, err := net.SplitHostPort(addr); err == nil && !strings.HasSuffix(host, ".") {
+			if _, _, ok := clusterServiceName(host); ok {
+				addr = net.JoinHostPort(host+".", port)
+			}
+		}
+		return dial(ctx, network, addr)
 	}
 }
 
