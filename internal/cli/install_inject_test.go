@@ -94,3 +94,53 @@ func TestInstalledIngressIsInjectManual(t *testing.T) {
 		t.Errorf("the installed ingress differs from 'weft inject --manual' of it (-install +inject):\n%s", diff)
 	}
 }
+
+// TestInstalledIngressProxyInitRules: the iptables rules the installed
+// ingress's weft-init writes (its own arguments, with --dry-run) let the
+// API server's ports out directly and keep the Listener and admin ports
+// away from the inbound proxy, before the rules that redirect everything
+// else.
+func TestInstalledIngressProxyInitRules(t *testing.T) {
+	code, out, errOut := runCLI(t, "install", "--image", "ghcr.io/weft-mesh/weft:v0.0.0-test")
+	if code != 0 {
+		t.Fatalf("install: exit %d: %s", code, errOut)
+	}
+	d, _ := ingressDeployment(t, out)
+	var args []string
+	for _, c := range d.Spec.Template.Spec.InitContainers {
+		if c.Name == inject.InitContainerName {
+			args = c.Args
+		}
+	}
+	if len(args) == 0 || args[0] != "proxy-init" {
+		t.Fatalf("the ingress's %s runs %q, want weft proxy-init", inject.InitContainerName, args)
+	}
+	code, rules, errOut := runCLI(t, append(args, "--dry-run")...)
+	if code != 0 {
+		t.Fatalf("weft %q --dry-run: exit %d: %s", args, code, errOut)
+	}
+	lines := strings.Split(rules, "\n")
+	// index of the first line with all of parts, -1 if none.
+	index := func(parts ...string) int {
+		for i, l := range lines {
+			all := true
+			for _, p := range parts {
+				all = all && strings.Contains(l, p)
+			}
+			if all {
+				return i
+			}
+		}
+		return -1
+	}
+	outSkip := index("-A WEFT_OUTBOUND", "--dports 443,6443", "-j RETURN")
+	outRedirect := index("-A WEFT_OUTBOUND", "REDIRECT --to-ports 4140")
+	if outSkip < 0 || outRedirect < 0 || outSkip > outRedirect {
+		t.Errorf("outbound: the API server's ports are not returned before the redirect to the proxy:\n%s", rules)
+	}
+	inSkip := index("-A WEFT_INBOUND", "--dports 4191,8080,8443,9990", "-j RETURN")
+	inRedirect := index("-A WEFT_INBOUND", "REDIRECT --to-ports 4143")
+	if inSkip < 0 || inRedirect < 0 || inSkip > inRedirect {
+		t.Errorf("inbound: the Listener and admin ports are not returned before the redirect to the proxy:\n%s", rules)
+	}
+}
