@@ -55,8 +55,8 @@ type Config struct {
 	// so proxies reach them over mTLS. nil announces no identities
 	// (plaintext between proxies).
 	Identity *tlsid.Domain
-	// Loaded, if set, is called once, after the first snapshot is
-	// published: the store's initial load is behind it.
+	// Loaded, if set, is called once, in its own goroutine, after the
+	// first snapshot is published: the store's initial load is behind it.
 	Loaded func()
 }
 
@@ -175,7 +175,9 @@ func (s *Server) follow(ctx context.Context, ch <-chan struct{}) {
 		s.metrics.snapshots.Add(1)
 		s.pub.publish(snap)
 		if s.cfg.Loaded != nil {
-			s.loaded.Do(s.cfg.Loaded)
+			// Not on this loop: the callback may take a while (a full
+			// GC), and the next change must not wait for it.
+			s.loaded.Do(func() { go s.cfg.Loaded() })
 		}
 	}
 }
