@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 
@@ -26,6 +27,7 @@ import (
 	"github.com/weft-mesh/weft/internal/ingress"
 	"github.com/weft-mesh/weft/internal/install"
 	"github.com/weft-mesh/weft/internal/proxy"
+	"github.com/weft-mesh/weft/internal/ratelimit"
 	"github.com/weft-mesh/weft/internal/store"
 	"github.com/weft-mesh/weft/internal/tlsid"
 )
@@ -39,9 +41,14 @@ import (
 // control plane and reaches the meshed pod's proxy over mTLS: the app
 // learns the ingress's identity, and the ServiceProfile's retry hides a
 // failed first attempt. Nothing reaches the ClusterIP itself (what
-// kube-proxy would have balanced, unmeshed).
+// kube-proxy would have balanced, unmeshed). The rate limit service
+// (unmeshed, as installed) is reached through the same proxy by its
+// Service name over gRPC, and limits.
 func TestIngressMeshedUpstream(t *testing.T) {
-	const clusterIP = "127.0.0.10"
+	// ClusterIPs, and the source addresses the test's "iptables" tell
+	// apart the ingress's connections by (OriginalDst).
+	const clusterIP, rlsClusterIP = "127.0.0.10", "127.0.0.11"
+	const webSrc, rlsSrc = "127.0.0.2", "127.0.0.3"
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -141,7 +148,27 @@ func TestIngressMeshedUpstream(t *testing.T) {
 	es.Endpoints = []discoveryv1.Endpoint{{Addresses: []string{"127.0.0.1"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready},
 		TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: "shop", Name: pod.Name}}}
 	es.Ports = []discoveryv1.EndpointPort{{Name: &portName, Port: &inPort, Protocol: &proto}}
-	objs := []api.Object{svc, pod, es}
+	// The rate limit service, unmeshed, behind Service weft-ratelimit.
+	rlsAddr := freeAddr(t)
+	var rlsErr syncBuffer
+	rlsDone := make(chan int, 1)
+	go func() {
+		rlsDone <- Run(ctx, []string{"ratelimit", "--workshop", "--addr", rlsAddr, "--admin-addr", ""}, strings.NewReader(""), io.Discard, &rlsErr)
+	}()
+	defer func() { cancel(); <-rlsDone }()
+	rlsSvc := api.New(api.KindService).(*corev1.Service)
+	rlsSvc.Namespace, rlsSvc.Name = install.DefaultNamespace, install.RatelimitName
+	rlsSvc.Spec.ClusterIP, rlsSvc.Spec.ClusterIPs = rlsClusterIP, []string{rlsClusterIP}
+	rlsSvc.Spec.Ports = []corev1.ServicePort{{Name: "grpc", Port: install.RatelimitPort, Protocol: corev1.ProtocolTCP}}
+	rlsPort := int32(netip.MustParseAddrPort(rlsAddr).Port())
+	grpcName := "grpc"
+	rlsSlice := api.New(api.KindEndpointSlice).(*discoveryv1.EndpointSlice)
+	rlsSlice.Namespace, rlsSlice.Name = install.DefaultNamespace, install.RatelimitName+"-1"
+	rlsSlice.Labels = map[string]string{discoveryv1.LabelServiceName: install.RatelimitName}
+	rlsSlice.AddressType = discoveryv1.AddressTypeIPv4
+	rlsSlice.Endpoints = []discoveryv1.Endpoint{{Addresses: []string{"127.0.0.1"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}}
+	rlsSlice.Ports = []discoveryv1.EndpointPort{{Name: &grpcName, Port: &rlsPort, Protocol: &proto}}
+	objs := []api.Object{svc, pod, es, rlsSvc, rlsSlice}
 	sp, err := api.Decode(strings.NewReader(fmt.Sprintf(`apiVersion: linkerd.io/v1alpha2
 kind: ServiceProfile
 metadata: {name: web.shop.svc.cluster.local, namespace: shop}
@@ -160,7 +187,26 @@ apiVersion: getambassador.io/v3alpha1
 kind: Mapping
 metadata: {name: web, namespace: shop}
 spec: {hostname: "*", prefix: /web/, rewrite: /, service: "web:%d"}
-`, svcPort)), "objects.yaml")
+---
+apiVersion: getambassador.io/v3alpha1
+kind: RateLimitService
+metadata: {name: ratelimit, namespace: emissary}
+spec: {service: "ratelimit.emissary:8081", protocol_version: v3, domain: emissary, failure_mode_deny: false, timeout_ms: 1000}
+---
+apiVersion: getambassador.io/v3alpha1
+kind: Mapping
+metadata: {name: limited, namespace: shop}
+spec:
+  hostname: "*"
+  prefix: /limited/
+  rewrite: /
+  service: "web:%d"
+  labels:
+    emissary:
+      - request_label_group:
+        - x-emissary-test-allow: null
+          generic_key: {key: mykey, value: myvalue}
+`, svcPort, svcPort)), "objects.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,29 +214,52 @@ spec: {hostname: "*", prefix: /web/, rewrite: /, service: "web:%d"}
 		t.Fatal(err)
 	}
 
-	// The ingress's own proxy: every connection its outbound listener
-	// takes was, as far as it knows, redirected from the ClusterIP.
+	// The ingress's own proxy: the connections its outbound listener
+	// takes were, as far as it knows, redirected from the ClusterIPs.
+	rlsDst := netip.AddrPortFrom(netip.MustParseAddr(rlsClusterIP), install.RatelimitPort)
 	ingressProxy := startProxy(install.DefaultNamespace, "weft-ingress-abc-1", install.IngressName, proxy.Config{
-		OriginalDst: func(net.Conn) (netip.AddrPort, error) {
-			return netip.MustParseAddrPort(directLn.Addr().String()), nil
+		OriginalDst: func(c net.Conn) (netip.AddrPort, error) {
+			src, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+			switch src {
+			case webSrc:
+				return netip.MustParseAddrPort(directLn.Addr().String()), nil
+			case rlsSrc:
+				return rlsDst, nil
+			}
+			return netip.AddrPort{}, fmt.Errorf("no original destination for %s", src)
 		},
 	})
+	// "DNS" and "iptables": the names the ingress dials become
+	// connections to its proxy from the source the destination is told
+	// by.
 	var mu sync.Mutex
 	var dialed []string
-	capture := func(ctx context.Context, network, addr string) (net.Conn, error) {
+	capture := func(ctx context.Context, addr string) (net.Conn, error) {
 		mu.Lock()
 		dialed = append(dialed, addr)
 		mu.Unlock()
-		if addr != fmt.Sprintf("web.shop.svc.cluster.local.:%d", svcPort) {
+		src := ""
+		switch addr {
+		case fmt.Sprintf("web.shop.svc.cluster.local.:%d", svcPort):
+			src = webSrc
+		case fmt.Sprintf("%s.%s.svc.cluster.local:%d", install.RatelimitName, install.DefaultNamespace, install.RatelimitPort):
+			src = rlsSrc
+		default:
 			return nil, fmt.Errorf("no such host %s", addr)
 		}
-		var d net.Dialer
-		return d.DialContext(ctx, network, ingressProxy.OutboundAddr())
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+		return d.DialContext(ctx, "tcp", ingressProxy.OutboundAddr())
 	}
-	tr := ingress.NewTransportWith(ingress.TransportOptions{Transparent: true, Dial: capture})
+	tr := ingress.NewTransportWith(ingress.TransportOptions{Transparent: true,
+		Dial: func(ctx context.Context, _, addr string) (net.Conn, error) { return capture(ctx, addr) }})
 	defer tr.(interface{ CloseIdleConnections() }).CloseIdleConnections()
+	// The rate limit client as 'weft ingress --ratelimit-addr' makes it
+	// (the installed address), its connection captured likewise.
+	pool := ratelimit.NewPool(ratelimit.ClientOptions{Timeout: -1, DialOptions: []grpc.DialOption{grpc.WithContextDialer(capture)}})
+	defer pool.Close()
+	limiter := ingressRateLimiter{pool: pool, addr: fmt.Sprintf("%s.%s.svc.cluster.local:%d", install.RatelimitName, install.DefaultNamespace, install.RatelimitPort)}
 	in, err := ingress.New(ingress.Config{Store: st, Transport: tr, Address: "127.0.0.1", PortMap: map[int32]int{8080: 0},
-		Namespace: install.DefaultNamespace, DrainTimeout: 5 * time.Second, Logger: logger})
+		Namespace: install.DefaultNamespace, DrainTimeout: 5 * time.Second, Logger: logger, RateLimiter: limiter})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,6 +290,23 @@ spec: {hostname: "*", prefix: /web/, rewrite: /, service: "web:%d"}
 	}
 	if n := flaky.Load(); n != 2 {
 		t.Errorf("the app saw /flaky %d times, want 2 (the failure, then the proxy's retry)", n)
+	}
+	// 30 quick requests span at most a few one-second windows of the
+	// workshop's 8: some are limited, so the rate limit service answered
+	// through the proxy (the ingress fails open when it cannot reach it).
+	var ok, limited int
+	for range 30 {
+		switch code, body := get("/limited/"); code {
+		case 200:
+			ok++
+		case 429:
+			limited++
+		default:
+			t.Fatalf("GET /limited/: %d %q\nratelimit:\n%s", code, body, rlsErr.String())
+		}
+	}
+	if limited == 0 || ok < 7 {
+		t.Errorf("%d passed, %d limited; want some of each (8 a second), the rate limit service reached through the proxy", ok, limited)
 	}
 	if n := direct.Load(); n != 0 {
 		t.Errorf("%d requests reached the ClusterIP directly, outside the mesh", n)
