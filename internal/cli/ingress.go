@@ -98,6 +98,7 @@ is served on the same port.
 Each Listener's (and Gateway listener's) port is bound on --address;
 --port-map moves one elsewhere. --access-log writes one JSON line per
 request.
+
 Requests go to services (name.namespace.svc.cluster.local:port) through the
 mesh in one of three ways:
 
