@@ -209,7 +209,11 @@ func TestIngressFlagErrors(t *testing.T) {
 		t.Setenv("KUBERNETES_SERVICE_PORT", "")
 		var errOut ingressLog
 		args := append([]string{"ingress", "--state-dir", t.TempDir(), "--admin-addr", ""}, tc.args...)
-		c := Run(context.Background(), args, strings.NewReader(""), io.Discard, &errOut)
+		// Bounded: flags a regression accepts would start the ingress,
+		// which must fail this case, not hang the package.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		c := Run(ctx, args, strings.NewReader(""), io.Discard, &errOut)
+		cancel()
 		if c != 2 || !strings.Contains(errOut.String(), tc.want) {
 			t.Errorf("weft %v: exit %d, stderr %q; want exit 2 mentioning %q", args, c, errOut.String(), tc.want)
 		}
