@@ -39,6 +39,7 @@ const (
 	cipNoPort  = "127.0.0.4"  // app dialing ClusterIP:81, a port web lacks
 	cipNoHost  = "127.0.0.5"  // app dialing ClusterIP:80, HTTP/1.0 without Host
 	cipH2      = "127.0.0.6"  // app dialing ClusterIP:80, h2c with an IP :authority
+	cipVHost   = "127.0.0.7"  // app dialing ClusterIP:80 with a Host that names no service
 )
 
 // TestTransparentClusterIP: in transparent mode, connections to a
@@ -75,6 +76,7 @@ func TestTransparentClusterIP(t *testing.T) {
 		cipNoPort: netip.MustParseAddrPort(cipService + ":81"),
 		cipNoHost: netip.MustParseAddrPort(cipService + ":80"),
 		cipH2:     netip.MustParseAddrPort(cipService + ":80"),
+		cipVHost:  netip.MustParseAddrPort(cipService + ":80"),
 	}
 	client := startTransparentProxy(t, e, "ns", "gui-def-1", "gui", func(c net.Conn) (netip.AddrPort, error) {
 		src, _, _ := net.SplitHostPort(c.RemoteAddr().String())
@@ -110,6 +112,12 @@ func TestTransparentClusterIP(t *testing.T) {
 	h2.Transport.(*http.Transport).Protocols.SetUnencryptedHTTP2(true)
 	if resp, body := get(t, h2, "http://"+cipService+"/"); resp.StatusCode != 200 || resp.Proto != "HTTP/2.0" || !strings.HasSuffix(body, "client-id="+clientID) {
 		t.Errorf("h2c to the ClusterIP: %s %d %q, want HTTP/2.0 200 from the endpoint over mTLS", resp.Proto, resp.StatusCode, body)
+	}
+	// A virtual host Destination does not know (a rewritten name, an
+	// external vhost): the ClusterIP the app dialed still meshes it, and
+	// the endpoint sees the Host as sent.
+	if resp, body := get(t, appClient(t, cipVHost, client.OutboundAddr()), "http://www.example.com/"); resp.StatusCode != 200 || body != "endpoint host=www.example.com client-id="+clientID {
+		t.Errorf("unknown Host to the ClusterIP: %d %q, want 200 from the endpoint over mTLS", resp.StatusCode, body)
 	}
 	// A request by name counts on the same series.
 	if resp, body := get(t, proxyClient(client), "http://web.ns.svc.cluster.local/"); resp.StatusCode != 200 {

@@ -205,11 +205,24 @@ func (t *Transport) roundTrip(req *http.Request, owned bool) (*http.Response, er
 	if !st.Exists {
 		addr := w.Target.Addr()
 		if dst, ok := origDstOf(req.Context()); ok {
-			// Transparent mode: not a mesh name, so where the app dialed.
+			// Transparent mode, and the Host names no mesh service (a
+			// virtual host, a rewritten name): the address the app
+			// dialed may still be one, a Service's ClusterIP or a pod.
+			if authority != dst.String() {
+				if aw, ast, err := t.Resolve(req.Context(), dst.String()); err == nil && ast.Exists {
+					return t.meshed(req, aw, ast, owned)
+				}
+			}
 			addr = dst.String()
 		}
 		return t.send(req, discovery.Endpoint{Addr: addr}, addr, nil, owned)
 	}
+	return t.meshed(req, w, st, owned)
+}
+
+// meshed sends req to a known service: through its routes when its
+// profile has some, else straight to one of its endpoints.
+func (t *Transport) meshed(req *http.Request, w *discovery.Watch, st *discovery.State, owned bool) (*http.Response, error) {
 	if p := w.Profile(); p != nil && len(p.Routes) > 0 {
 		return t.routed(req, w, st, p)
 	}
