@@ -225,8 +225,9 @@ func measure(ctx context.Context, o options, b backend, dir string, logw io.Writ
 		return nil, err
 	}
 	r.ReadyS = time.Since(start).Seconds()
-	runtime.GC()
-	r.RSSIdleMB = rssMB(cmd.Process.Pid, "VmRSS")
+	// The control plane gives its start-up memory back after the first
+	// snapshot, beside its watch loop: read RSS once it has settled.
+	r.RSSIdleMB = settledRSS(cmd.Process.Pid, 5*time.Second)
 
 	// The watchers: -streams Get streams on svc-0 over -conns connections.
 	target := fmt.Sprintf("svc-0.%s.svc.cluster.local:80", namespace)
@@ -465,6 +466,21 @@ func freeAddr() string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// settledRSS polls VmRSS until two reads 100 ms apart differ by under
+// 1%, or d passes.
+func settledRSS(pid int, d time.Duration) float64 {
+	last := rssMB(pid, "VmRSS")
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		cur := rssMB(pid, "VmRSS")
+		if cur > last*0.99 && cur < last*1.01 {
+			return cur
+		}
+		last = cur
+	}
+	return last
 }
 
 // rssMB reads a Vm* line of /proc/PID/status, in MB.
