@@ -7,7 +7,8 @@
 // Start returns a running Cluster; everything it started is stopped and its
 // files removed when the test ends. When a binary is missing the test is
 // skipped with a message naming what to install or build, unless the
-// environment has WEFT_REQUIRE_KUBE=1 (CI sets it), where it fails instead.
+// environment has WEFT_REQUIRE_KUBE=1, where it fails instead (.ci/run
+// builds kube-apiserver and installs etcd first, so there the tests run).
 //
 // Binaries are found through the environment first:
 //
