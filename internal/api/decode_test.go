@@ -271,6 +271,10 @@ func TestDecodeInvalid(t *testing.T) {
 		{"grpc method regex", "apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {name: g}\n" + routeBody + "    matches:\n    - method: {type: RegularExpression, service: \"(\"}\n", "spec.rules[0].matches[0].method", "invalid regular expression"},
 		{"grpc retry annotation", "apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata:\n  name: g\n  annotations: {retry.linkerd.io/grpc: aborted}\n" + routeBody, "metadata.annotations[retry.linkerd.io/grpc]", `unknown gRPC status "aborted"`},
 		{"gateway listener", "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: g}\nspec:\n  gatewayClassName: weft\n  listeners: [{name: http, port: 80, protocol: QUIC}]\n", "spec.listeners[0].protocol", `unknown protocol "QUIC"`},
+		{"gatewayclass unknown field", "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: weft}\nspec:\n  controllerName: weft.io/gateway-controller\n  parametersRef: {group: weft.io, kind: Config, name: c, namespce: weft}\n", "spec.parametersRef.namespce", `did you mean "namespace"`},
+		{"gatewayclass no controller", "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: weft}\nspec: {}\n", "spec.controllerName", "required"},
+		{"gatewayclass controller path", "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: GatewayClass\nmetadata: {name: weft}\nspec: {controllerName: weft.io}\n", "spec.controllerName", "not a domain-prefixed path"},
+		{"gatewayclass namespaced", "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: weft, namespace: weft}\nspec: {controllerName: weft.io/gateway-controller}\n", "metadata.namespace", "GatewayClass is cluster-scoped"},
 
 		// Policy.
 		{"server no selector", "apiVersion: policy.linkerd.io/v1beta3\nkind: Server\nmetadata: {name: s}\nspec:\n  port: 80\n", "spec.podSelector", "set podSelector or externalWorkloadSelector"},

@@ -22,6 +22,9 @@ var (
 	KindHTTPRoute = Kind{"gateway.networking.k8s.io", "HTTPRoute"}
 	KindGRPCRoute = Kind{"gateway.networking.k8s.io", "GRPCRoute"}
 	KindGateway   = Kind{"gateway.networking.k8s.io", "Gateway"}
+	// KindGatewayClass is cluster-scoped: a class names the controller
+	// that serves the Gateways of that class.
+	KindGatewayClass = Kind{"gateway.networking.k8s.io", "GatewayClass"}
 	// KindPolicyHTTPRoute is Linkerd's own HTTPRoute group; its schema is a
 	// subset of Gateway API's, so it shares the Go type.
 	KindPolicyHTTPRoute = Kind{"policy.linkerd.io", "HTTPRoute"}
@@ -50,6 +53,8 @@ func init() {
 		New: func() Object { return &gatewayv1.GRPCRoute{} }, Validate: validateGRPCRoute})
 	register(&KindInfo{Kind: KindGateway, Versions: []string{"v1", "v1beta1"}, Plural: "gateways", ShortNames: []string{"gtw"}, Namespaced: true,
 		New: func() Object { return &gatewayv1.Gateway{} }, Validate: validateGateway})
+	register(&KindInfo{Kind: KindGatewayClass, Versions: []string{"v1", "v1beta1"}, Plural: "gatewayclasses", ShortNames: []string{"gc"},
+		New: func() Object { return &gatewayv1.GatewayClass{} }, Validate: validateGatewayClass})
 }
 
 // New returns an empty object of kind k with its TypeMeta set to the

@@ -439,6 +439,25 @@ func validateGateway(o Object) FieldErrors {
 	return errs
 }
 
+// controllerNameRE is the pattern the GatewayClass CRD enforces on
+// spec.controllerName: a domain-prefixed path ("weft.io/gateway-controller").
+var controllerNameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/[A-Za-z0-9/\-._~%!$&'()*+,;=:]+$`)
+
+func validateGatewayClass(o Object) FieldErrors {
+	c := o.(*gatewayv1.GatewayClass)
+	var errs FieldErrors
+	switch cn := string(c.Spec.ControllerName); {
+	case cn == "":
+		errs.Add("spec.controllerName", "required: the controller that serves this class, such as weft.io/gateway-controller")
+	case len(cn) > 253 || !controllerNameRE.MatchString(cn):
+		errs.Add("spec.controllerName", "%q is not a domain-prefixed path (example.com/controller)", cn)
+	}
+	if c.Spec.Description != nil && len(*c.Spec.Description) > 64 {
+		errs.Add("spec.description", "%d characters; at most 64", len(*c.Spec.Description))
+	}
+	return errs
+}
+
 func ptrOr[T any](p *T, def T) T {
 	if p == nil {
 		return def

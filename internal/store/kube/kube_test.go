@@ -600,15 +600,21 @@ func testEveryCustomKind(t *testing.T, e *env) {
 	}
 	for _, k := range kinds {
 		t.Run(k.String(), func(t *testing.T) {
+			// Cluster-scoped kinds (GatewayClass) take no namespace and
+			// are listed cluster-wide.
+			ns := "every"
+			if !api.Lookup(k).Namespaced {
+				ns = ""
+			}
 			o := api.New(k)
-			o.SetNamespace("every")
+			o.SetNamespace(ns)
 			o.SetName("x")
 			o.SetLabels(map[string]string{"kind": strings.ToLower(k.Kind)})
 			if err := e.st.Apply(ctx, o); err != nil {
 				t.Fatalf("Apply: %v", err)
 			}
 			eventually(t, k.String()+" listed", func() error {
-				list, err := e.st.List(ctx, k, "every")
+				list, err := e.st.List(ctx, k, ns)
 				if err != nil {
 					return err
 				}
