@@ -86,8 +86,9 @@ func newCmdIngress(g *Globals) *cobra.Command {
 		Short: "Run the ingress gateway (normally started by 'weft up')",
 		Long: `Run weft's ingress gateway: it serves the Emissary resources in the store
 (getambassador.io/v3alpha1 Listener, Host and Mapping) and Gateway API
-Gateways (gateway.networking.k8s.io/v1, class "weft"; any class while no
-GatewayClass kind exists) with their HTTPRoutes and GRPCRoutes, and follows
+Gateways (gateway.networking.k8s.io/v1, class "weft" or a GatewayClass whose
+controllerName is weft.io/gateway-controller; in local mode, any class while
+the store holds no GatewayClass) with their HTTPRoutes and GRPCRoutes, and follows
 changes live, without dropping requests in flight. Route status (Accepted,
 ResolvedRefs) is written back to the store: see 'weft get httproute -o yaml'.
 
@@ -218,8 +219,9 @@ The admin server at --admin-addr serves /ready, /live, /metrics and /routes.`,
 				DrainTimeout: o.drainTimeout,
 				AccessLog:    accessLog,
 				Logger:       log,
-				// A cluster may have other Gateway controllers, and
-				// store/kube does not read GatewayClasses yet.
+				// A cluster may have other Gateway controllers: serve
+				// only class weft and classes naming our controller,
+				// even before any GatewayClass exists.
 				OnlyOurGatewayClass: st.Kube != nil,
 			})
 			if err != nil {

@@ -71,9 +71,24 @@
 //
 // # Gateway API
 //
-// Gateways of class "weft" (GatewayClassName) are served; while the store
-// has no GatewayClass kind registered, as in local mode today, every
-// Gateway is served whatever its class. Each HTTP or HTTPS listener binds
+// Which Gateways are served, by spec.gatewayClassName:
+//
+//   - class "weft" (GatewayClassName), always, with or without a
+//     GatewayClass object of that name;
+//   - a class whose GatewayClass has spec.controllerName ControllerName
+//     ("weft.io/gateway-controller") and no parametersRef (Weft takes no
+//     parameters);
+//   - in local mode, while the store holds no GatewayClass at all, every
+//     class, so that manifests written for another implementation run as
+//     they are. Once any GatewayClass exists, or on Kubernetes
+//     (Config.OnlyOurGatewayClass), a class without an object is not ours.
+//
+// Gateways of other classes, and routes attached only to them, are left
+// alone: not bound, no status. The GatewayClasses naming ControllerName
+// get status condition Accepted (True, or False with InvalidParameters for
+// a parametersRef), with observedGeneration, written like route status.
+//
+// Each HTTP or HTTPS listener binds
 // its port on Config.Address (moved by PortMap like a Listener's); a port
 // already taken by an Emissary Listener, or a listener of another protocol
 // on the same port, is reported and left out. Listeners sharing a port are

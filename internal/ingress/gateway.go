@@ -24,18 +24,16 @@ import (
 // GRPCRoutes attached to them by parentRef.
 
 const (
-	// GatewayClassName is the class of the Gateways this ingress serves.
-	// While no GatewayClass kind is registered in the store, every
-	// Gateway is served whatever its class (local mode has one ingress),
-	// unless Config.OnlyOurGatewayClass says otherwise (Kubernetes).
+	// GatewayClassName is the class of the Gateways this ingress always
+	// serves, with or without a GatewayClass object of that name ('weft
+	// install' creates one). Gateways of other classes are served when
+	// their GatewayClass names ControllerName, or, in local mode only,
+	// while the store holds no GatewayClass at all (see gatewayClasses).
 	GatewayClassName = "weft"
-	// ControllerName is what route status entries are written under.
+	// ControllerName is the GatewayClass spec.controllerName this ingress
+	// implements, and what its route status entries are written under.
 	ControllerName = "weft.io/gateway-controller"
 )
-
-// KindGatewayClass is the Gateway API GatewayClass kind; Weft does not
-// register it yet (see GatewayClassName).
-var KindGatewayClass = api.Kind{Group: gatewayv1.GroupName, Kind: "GatewayClass"}
 
 // gwPort is everything the Gateways serve on one port.
 type gwPort struct {
@@ -236,7 +234,7 @@ type gatewayInput struct {
 	grpcRoutes []*gatewayv1.GRPCRoute
 	services   map[string]bool              // "ns/name" of existing Services
 	namespaces map[string]map[string]string // namespace labels
-	classes    map[string]bool              // GatewayClass names that are ours; nil: any
+	classes    map[string]bool              // GatewayClass names that are ours; nil: any (local mode without GatewayClasses)
 }
 
 // parentStatus collects the outcome for one parentRef.

@@ -649,10 +649,10 @@ func TestGatewayPortsAndClasses(t *testing.T) {
 	if len(tbl.gateways) != 0 || len(tbl.GatewayStatuses) != 0 || len(tbl.RouteStatuses) != 0 {
 		t.Errorf("another class's Gateway: gateways %v, statuses %v %v", tbl.gateways, tbl.GatewayStatuses, tbl.RouteStatuses)
 	}
-	// Without a GatewayClass kind, any class is served.
+	// Without any GatewayClass (local mode), any class is served.
 	tbl = Build(nil, nil, nil, BuildOptions{Gateways: []*gatewayv1.Gateway{edge}, HTTPRoutes: []*gatewayv1.HTTPRoute{route}, Services: map[string]bool{"ns/svc": true}})
 	if tbl.gateways[9000] == nil {
-		t.Error("a Gateway of any class is not served while no GatewayClass kind exists")
+		t.Error("a Gateway of any class is not served while no GatewayClass exists")
 	}
 }
 
@@ -711,9 +711,9 @@ func TestGatewayRetry(t *testing.T) {
 	}
 }
 
-// TestOnlyOurGatewayClass: with OnlyOurGatewayClass (and no GatewayClass
-// kind in the store), a Gateway of another class is neither served nor
-// given status, and neither are its routes.
+// TestOnlyOurGatewayClass: with OnlyOurGatewayClass (Kubernetes), even
+// while the store holds no GatewayClass at all, a Gateway of another class
+// is neither served nor given status, and neither are its routes.
 func TestOnlyOurGatewayClass(t *testing.T) {
 	other := newGateway("gw", "theirs", gwListen("http", 9191, "HTTP", ""))
 	other.Spec.GatewayClassName = "istio"

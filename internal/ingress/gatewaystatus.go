@@ -3,6 +3,7 @@ package ingress
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"reflect"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -208,6 +209,63 @@ func writeGatewayStatuses(ctx context.Context, st store.Store, gws []*gatewayv1.
 		}
 		cg.Status = next
 		if err := writeStatus(ctx, st, cg); err != nil {
+			return written, err
+		}
+		written++
+	}
+	return written, nil
+}
+
+// classAccepted tells whether this ingress accepts a GatewayClass that
+// names its controller, with the reason and message of its Accepted
+// condition. Weft has no parameters: a class with parametersRef is refused
+// rather than served without what it asks for.
+func classAccepted(c *gatewayv1.GatewayClass) (bool, gatewayv1.GatewayClassConditionReason, string) {
+	if p := c.Spec.ParametersRef; p != nil {
+		return false, gatewayv1.GatewayClassReasonInvalidParameters,
+			fmt.Sprintf("%s takes no parameters; remove spec.parametersRef (%s %s)", ControllerName, p.Kind, p.Name)
+	}
+	return true, gatewayv1.GatewayClassReasonAccepted, "accepted by " + ControllerName
+}
+
+// writeGatewayClassStatuses writes the Accepted condition of every class
+// whose controllerName is ControllerName (and of no other: those are
+// another controller's to answer), when it changed.
+func writeGatewayClassStatuses(ctx context.Context, st store.Store, gcs []*gatewayv1.GatewayClass) (written int, err error) {
+	now := metav1.Now().Rfc3339Copy()
+	for _, c := range gcs {
+		if string(c.Spec.ControllerName) != ControllerName {
+			continue
+		}
+		ok, reason, msg := classAccepted(c)
+		status := metav1.ConditionFalse
+		if ok {
+			status = metav1.ConditionTrue
+		}
+		want := []metav1.Condition{{Type: string(gatewayv1.GatewayClassConditionStatusAccepted), Status: status,
+			Reason: string(reason), Message: msg, ObservedGeneration: c.Generation}}
+		// Only Accepted is compared: a condition of another type must not
+		// make every reload write (and so trigger the next reload).
+		var have []metav1.Condition
+		if a := findCondition(c.Status.Conditions, want[0].Type); a != nil {
+			have = []metav1.Condition{*a}
+		}
+		conds, changed := mergeConditions(have, want, now)
+		if !changed {
+			continue
+		}
+		// As for routes: re-read and write only onto the same spec.
+		ref := api.Ref{Kind: api.KindGatewayClass, Name: c.Name}
+		cur, err := st.Get(ctx, ref)
+		if err != nil {
+			continue
+		}
+		cc, isClass := cur.(*gatewayv1.GatewayClass)
+		if !isClass || !sameJSON(&cc.Spec, &c.Spec) {
+			continue
+		}
+		cc.Status.Conditions = conds
+		if err := writeStatus(ctx, st, cc); err != nil {
 			return written, err
 		}
 		written++

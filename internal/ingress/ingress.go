@@ -57,10 +57,12 @@ type Config struct {
 	// AccessLog, when set, receives one JSON line per request (see
 	// AccessLogEntry); nil disables access logs.
 	AccessLog io.Writer
-	// OnlyOurGatewayClass serves only Gateways of class GatewayClassName
-	// while the store has no GatewayClass kind to tell which classes are
-	// ours, instead of every Gateway. On a cluster, other Gateway
-	// controllers' Gateways (and their routes' status) are not ours.
+	// OnlyOurGatewayClass turns off the local-mode rule that serves every
+	// Gateway while the store holds no GatewayClass at all: only class
+	// GatewayClassName and the classes naming ControllerName are served.
+	// Set it on Kubernetes, where other Gateway controllers may run and
+	// a Gateway may exist before its class does; claiming it then would
+	// bind its ports and write status over another controller's.
 	OnlyOurGatewayClass bool
 	// Registry receives metrics; a new one is made when nil.
 	Registry *metrics.Registry
@@ -248,19 +250,19 @@ loop:
 
 // watchedKinds are the kinds whose changes rebuild the table.
 var watchedKinds = []api.Kind{api.KindListener, api.KindHost, api.KindMapping, api.KindRateLimitService, api.KindSecret,
-	api.KindGateway, api.KindHTTPRoute, api.KindGRPCRoute, api.KindService, api.KindNamespace}
+	api.KindGatewayClass, api.KindGateway, api.KindHTTPRoute, api.KindGRPCRoute, api.KindService, api.KindNamespace}
 
 // ReadKinds are the kinds the ingress reads (lists and watches): what
-// rebuilds its table, the GatewayClasses it serves (once registered), and
-// the EndpointSlices Endpoints resolves services with. 'weft install'
-// grants its ServiceAccount exactly these.
+// rebuilds its table (GatewayClasses included) and the EndpointSlices
+// Endpoints resolves services with. 'weft install' grants its
+// ServiceAccount exactly these.
 func ReadKinds() []api.Kind {
-	return append(append([]api.Kind(nil), watchedKinds...), KindGatewayClass, api.KindEndpointSlice)
+	return append(append([]api.Kind(nil), watchedKinds...), api.KindEndpointSlice)
 }
 
 // StatusKinds are the kinds whose status the ingress writes.
 func StatusKinds() []api.Kind {
-	return []api.Kind{api.KindGateway, api.KindHTTPRoute, api.KindGRPCRoute}
+	return []api.Kind{api.KindGatewayClass, api.KindGateway, api.KindHTTPRoute, api.KindGRPCRoute}
 }
 
 // Bounds of the back-off between attempts to bind a busy port.
@@ -284,10 +286,8 @@ func (in *Ingress) reload(ctx context.Context) bool {
 	// cluster has many Services).
 	svcs, err9 := listSharedAs[*corev1.Service](ctx, in.cfg.Store, api.KindService)
 	nss, err10 := listSharedAs[*corev1.Namespace](ctx, in.cfg.Store, api.KindNamespace)
-	classes, err11 := gatewayClasses(ctx, in.cfg.Store)
-	if classes == nil && in.cfg.OnlyOurGatewayClass {
-		classes = map[string]bool{GatewayClassName: true}
-	}
+	gcs, err11 := listAs[*gatewayv1.GatewayClass](ctx, in.cfg.Store, api.KindGatewayClass)
+	classes := gatewayClasses(gcs, in.cfg.OnlyOurGatewayClass)
 	if err := errors.Join(err1, err2, err3, err4, err6, err7, err8, err9, err10, err11); err != nil {
 		in.log.Error("ingress: reading configuration; keeping the last good one", "err", err)
 		return false
@@ -328,29 +328,36 @@ func (in *Ingress) reload(ctx context.Context) bool {
 	} else if n > 0 {
 		in.log.Debug("ingress: Gateway status written", "gateways", n)
 	}
+	if n, err := writeGatewayClassStatuses(ctx, in.cfg.Store, gcs); err != nil {
+		in.log.Error("ingress: writing GatewayClass status", "err", err)
+	} else if n > 0 {
+		in.log.Debug("ingress: GatewayClass status written", "gatewayclasses", n)
+	}
 	in.rebuilt.Add(1)
 	in.ready.Store(true)
 	return complete
 }
 
-// gatewayClasses returns the GatewayClass names this ingress serves: nil
-// (every class) while the GatewayClass kind is not registered; else
-// GatewayClassName and the classes whose controllerName is ours.
-func gatewayClasses(ctx context.Context, s store.Store) (map[string]bool, error) {
-	if api.Lookup(KindGatewayClass) == nil {
-		return nil, nil
-	}
-	objs, err := s.List(ctx, KindGatewayClass, "")
-	if err != nil {
-		return nil, err
+// gatewayClasses returns the GatewayClass names this ingress serves, from
+// the store's GatewayClasses: GatewayClassName always, and every class
+// whose controllerName is ControllerName and that it accepts. While the
+// store holds no GatewayClass at all, as in local mode where one ingress
+// serves everything, it returns nil (every class) unless strict
+// (Config.OnlyOurGatewayClass).
+func gatewayClasses(gcs []*gatewayv1.GatewayClass, strict bool) map[string]bool {
+	if len(gcs) == 0 && !strict {
+		return nil
 	}
 	out := map[string]bool{GatewayClassName: true}
-	for _, o := range objs {
-		if c, ok := o.(*gatewayv1.GatewayClass); ok && string(c.Spec.ControllerName) == ControllerName {
+	for _, c := range gcs {
+		if string(c.Spec.ControllerName) != ControllerName {
+			continue
+		}
+		if ok, _, _ := classAccepted(c); ok {
 			out[c.Name] = true
 		}
 	}
-	return out, nil
+	return out
 }
 
 func listAs[T api.Object](ctx context.Context, s store.Store, kind api.Kind) ([]T, error) {

@@ -13,6 +13,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/weft-mesh/weft/internal/api"
@@ -296,6 +297,7 @@ func Objects(o Options) []any {
 		}),
 		service(ns, RatelimitName, RatelimitName, corev1.ServiceTypeClusterIP, []corev1.ServicePort{{Name: "grpc", Port: RatelimitPort, TargetPort: intstr.FromString("grpc")}}),
 		service(ns, InjectorName, ControlName, corev1.ServiceTypeClusterIP, []corev1.ServicePort{{Name: "webhook", Port: 443, TargetPort: intstr.FromString("webhook")}}),
+		gatewayClass(clusterMeta(ingress.GatewayClassName)),
 	)
 	// The injector's certificate, then its configuration last, so that the
 	// API server calls it only once everything it needs was applied.
@@ -306,6 +308,19 @@ func Objects(o Options) []any {
 		StringData: map[string]string{"tls.crt": string(o.Webhook.Certificate), "tls.key": string(o.Webhook.Key)},
 	}, injectorConfig(o, ns, clusterMeta(InjectorName)))
 	return objs
+}
+
+// gatewayClass is the GatewayClass "weft" that Gateways name to be served
+// by the ingress. The ingress serves that class by name even without the
+// object; it is created for tools and users that look for it (kubectl get
+// gatewayclass, conformance suites), and the ingress marks it Accepted.
+func gatewayClass(meta metav1.ObjectMeta) *gatewayv1.GatewayClass {
+	desc := "Weft's ingress (weft-ingress)"
+	return &gatewayv1.GatewayClass{
+		TypeMeta:   metav1.TypeMeta{APIVersion: gatewayv1.GroupVersion.String(), Kind: "GatewayClass"},
+		ObjectMeta: meta,
+		Spec:       gatewayv1.GatewayClassSpec{ControllerName: ingress.ControllerName, Description: &desc},
+	}
 }
 
 // IngressSkipInboundPorts and IngressSkipOutboundPorts are the ingress

@@ -118,6 +118,7 @@ func testControlPlaneOnAPIServer(t *testing.T, c *kubetest.Cluster) {
 		"ClusterRole":                  {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"},
 		"ClusterRoleBinding":           {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"},
 		"MutatingWebhookConfiguration": {Group: "admissionregistration.k8s.io", Version: "v1", Resource: "mutatingwebhookconfigurations"},
+		"GatewayClass":                 {Group: "gateway.networking.k8s.io", Version: "v1", Resource: "gatewayclasses"},
 	}
 	if len(list.Items) != len(applied) {
 		t.Errorf("uninstall lists %d objects, install applied %d", len(list.Items), len(applied))
@@ -184,6 +185,9 @@ func testControlPlaneOnAPIServer(t *testing.T, c *kubetest.Cluster) {
 			{"patch", "gateway.networking.k8s.io", "httproutes", "status", true},
 			{"patch", "gateway.networking.k8s.io", "grpcroutes", "status", true},
 			{"patch", "gateway.networking.k8s.io", "gateways", "status", true},
+			{"watch", "gateway.networking.k8s.io", "gatewayclasses", "", true},
+			{"patch", "gateway.networking.k8s.io", "gatewayclasses", "status", true},
+			{"patch", "gateway.networking.k8s.io", "gatewayclasses", "", false},
 			{"patch", "gateway.networking.k8s.io", "httproutes", "", false},
 			{"update", "getambassador.io", "mappings", "", false},
 			{"create", "", "secrets", "", false},
