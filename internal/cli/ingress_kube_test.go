@@ -36,7 +36,9 @@ import (
 // so that its RBAC is what is tested. A Listener and a Mapping applied to
 // the API route a request to a local backend through the Service's
 // EndpointSlice; a Mapping changed through the API takes effect; an
-// HTTPRoute gets Accepted written to its status; the ingress keeps serving
+// HTTPRoute gets Accepted written to its status, and the installed
+// GatewayClass weft Accepted (another controller's class and Gateway are
+// left alone); the ingress keeps serving
 // while the API server is down and follows changes once it is back; it
 // stops cleanly.
 func TestIngressKubeStore(t *testing.T) {
@@ -100,6 +102,18 @@ metadata: {name: edge, namespace: weft}
 spec:
   gatewayClassName: weft
   listeners: [{name: http, port: 9090, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: other}
+spec: {controllerName: example.com/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: foreign, namespace: weft}
+spec:
+  gatewayClassName: other
+  listeners: [{name: http, port: 9191, protocol: HTTP}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -225,6 +239,33 @@ spec:
 		conds, _, _ := unstructured.NestedSlice(g.Object, "status", "conditions")
 		return conditionStatus(conds, "Programmed") == "True"
 	})
+	// The GatewayClass 'weft install' created is Accepted, for its
+	// generation; another controller's class, and its Gateway, are left
+	// alone (they would have been written in the same pass as edge's).
+	classes := dyn.Resource(schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "gatewayclasses"})
+	pollUntil(t, 10*time.Second, "GatewayClass weft's Accepted condition", &errOut, func() bool {
+		gc, err := classes.Get(ctx, ingress.GatewayClassName, metav1.GetOptions{})
+		if err != nil {
+			return false
+		}
+		conds, _, _ := unstructured.NestedSlice(gc.Object, "status", "conditions")
+		for _, c := range conds {
+			if cm, ok := c.(map[string]any); ok && cm["type"] == "Accepted" {
+				return cm["status"] == "True" && cm["observedGeneration"] == gc.GetGeneration()
+			}
+		}
+		return false
+	})
+	if gc, err := classes.Get(ctx, "other", metav1.GetOptions{}); err != nil {
+		t.Error(err)
+	} else if conds, _, _ := unstructured.NestedSlice(gc.Object, "status", "conditions"); conditionStatus(conds, "Accepted") != "Unknown" {
+		t.Errorf("another controller's GatewayClass was given status: %v", conds)
+	}
+	if g, err := gateways.Get(ctx, "foreign", metav1.GetOptions{}); err != nil {
+		t.Error(err)
+	} else if conds, _, _ := unstructured.NestedSlice(g.Object, "status", "conditions"); conditionStatus(conds, "Programmed") != "" && conditionStatus(conds, "Programmed") != "Unknown" {
+		t.Errorf("a Gateway of another controller's class was given status: %v", conds)
+	}
 
 	// Up to here the RBAC 'weft install' grants was enough. (Right after
 	// the restart below, a new API server refuses everyone for a moment,
