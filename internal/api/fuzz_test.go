@@ -27,6 +27,7 @@ func FuzzDecode(f *testing.F) {
 		"- a\n- b\n",
 		"{\"a\":",
 		"apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {k: \"!!\"}\n",
+		"apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: weft}\nspec: {controllerName: weft.io/gateway-controller, description: d}\n",
 	} {
 		f.Add(s)
 	}
