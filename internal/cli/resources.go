@@ -951,6 +951,22 @@ func columnsFor(k api.Kind) []column {
 				return parentRefs(o.(*gatewayv1.GRPCRoute).Spec.ParentRefs)
 			}},
 		}
+	case api.KindGatewayClass:
+		// kubectl's columns for a GatewayClass.
+		return []column{
+			{name: "CONTROLLER", value: func(o api.Object, _ time.Time) string {
+				return orNone(string(o.(*gatewayv1.GatewayClass).Spec.ControllerName))
+			}},
+			{name: "ACCEPTED", value: func(o api.Object, _ time.Time) string {
+				for _, c := range o.(*gatewayv1.GatewayClass).Status.Conditions {
+					if c.Type == string(gatewayv1.GatewayClassConditionStatusAccepted) {
+						return string(c.Status)
+					}
+				}
+				return "Unknown"
+			}},
+			ageColumn,
+		}
 	case api.KindGateway:
 		return []column{
 			{name: "CLASS", value: func(o api.Object, _ time.Time) string {

@@ -481,6 +481,9 @@ func TestTables(t *testing.T) {
 	gw := &gatewayv1.Gateway{ObjectMeta: meta("edge", "ingress"), Spec: gatewayv1.GatewaySpec{
 		GatewayClassName: "weft", Listeners: []gatewayv1.Listener{{Name: "http", Port: 8080, Protocol: gatewayv1.HTTPProtocolType}},
 	}}
+	gcWeft := &gatewayv1.GatewayClass{ObjectMeta: meta("", "weft"), Spec: gatewayv1.GatewayClassSpec{ControllerName: "weft.io/gateway-controller"},
+		Status: gatewayv1.GatewayClassStatus{Conditions: []metav1.Condition{{Type: "Accepted", Status: metav1.ConditionTrue}}}}
+	gcNew := &gatewayv1.GatewayClass{ObjectMeta: meta("", "other"), Spec: gatewayv1.GatewayClassSpec{ControllerName: "example.com/gw"}}
 
 	for _, tc := range []struct {
 		name string
@@ -525,6 +528,11 @@ smiley-split   smiley.example,faces.example    90m
 		{"gateway", api.KindGateway, []api.Object{gw}, tableOptions{}, `
 NAME      CLASS   LISTENERS   AGE
 ingress   weft    1           90m
+`},
+		{"gatewayclass", api.KindGatewayClass, []api.Object{gcWeft, gcNew}, tableOptions{}, `
+NAME    CONTROLLER                   ACCEPTED   AGE
+weft    weft.io/gateway-controller   True       90m
+other   example.com/gw               Unknown    90m
 `},
 		{"generic with kind prefix", api.KindSecret, []api.Object{secret}, tableOptions{kindPrefix: true}, `
 NAME         AGE
