@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/weft-mesh/weft/internal/proxy/h1client"
 	"github.com/weft-mesh/weft/internal/proxy/proxyerr"
 )
 
@@ -34,6 +35,14 @@ func NewHTTP1Transport(connectTimeout time.Duration) *http.Transport {
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
 	}
+}
+
+// NewHTTP1Client returns the pooled HTTP/1.1 client of plain hops: the
+// proxy's own (h1client, request and response on the caller's goroutine),
+// with NewHTTP1Transport taking what it leaves to net/http (upgrades,
+// Expect: 100-continue).
+func NewHTTP1Client(connectTimeout time.Duration) *h1client.Client {
+	return h1client.New(h1client.Config{ConnectTimeout: connectTimeout, Fallback: NewHTTP1Transport(connectTimeout)})
 }
 
 // NewH2CTransport returns a pooled HTTP/2 cleartext (prior knowledge)

@@ -18,6 +18,7 @@ import (
 	"github.com/weft-mesh/weft/internal/metrics"
 	"github.com/weft-mesh/weft/internal/proxy/detect"
 	"github.com/weft-mesh/weft/internal/proxy/forward"
+	"github.com/weft-mesh/weft/internal/proxy/h1client"
 	"github.com/weft-mesh/weft/internal/proxy/proxyerr"
 	"github.com/weft-mesh/weft/internal/proxy/tap"
 	"github.com/weft-mesh/weft/internal/proxy/tcp"
@@ -154,7 +155,7 @@ func NewServer(cfg Config) *Server {
 	}
 	s.plain.tcp = s.tcpFor(s.plain.labels)
 	s.app = &appTransport{
-		h1:      forward.NewHTTP1Transport(cfg.ConnectTimeout),
+		h1:      forward.NewHTTP1Client(cfg.ConnectTimeout),
 		h2c:     forward.NewH2CTransport(cfg.ConnectTimeout),
 		metrics: cfg.HTTP,
 		tap:     cfg.Tap,
@@ -186,13 +187,14 @@ func NewServer(cfg Config) *Server {
 // appTransport picks HTTP/2 cleartext toward the app for HTTP/2 requests
 // (gRPC) and HTTP/1.1 otherwise, and records metrics.
 type appTransport struct {
-	h1, h2c *http.Transport
+	h1      *h1client.Client
+	h2c     *http.Transport
 	metrics *metrics.HTTP
 	tap     *tap.Tapper
 }
 
 func (t *appTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	rt := t.h1
+	var rt http.RoundTripper = t.h1
 	if req.ProtoMajor == 2 && req.Header.Get("Upgrade") == "" {
 		rt = t.h2c
 	}

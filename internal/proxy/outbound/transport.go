@@ -17,6 +17,7 @@ import (
 	"github.com/weft-mesh/weft/internal/proxy/breaker"
 	"github.com/weft-mesh/weft/internal/proxy/discovery"
 	"github.com/weft-mesh/weft/internal/proxy/forward"
+	"github.com/weft-mesh/weft/internal/proxy/h1client"
 	"github.com/weft-mesh/weft/internal/proxy/proxyerr"
 	"github.com/weft-mesh/weft/internal/proxy/tap"
 	"github.com/weft-mesh/weft/internal/proxy/telemetry"
@@ -65,9 +66,9 @@ type TransportConfig struct {
 // concurrent use and is meant to be shared (the ingress reuses it).
 type Transport struct {
 	cfg TransportConfig
-	h1  *http.Transport // HTTP/1.1 to unmeshed endpoints and upgrades
-	h2c *http.Transport // HTTP/2 prior knowledge: peers, and h2 requests
-	tls *meshPools      // mTLS to peers with an identity; nil without TLS
+	h1  *h1client.Client // HTTP/1.1 to unmeshed endpoints (upgrades: net/http)
+	h2c *http.Transport  // HTTP/2 prior knowledge: peers, and h2 requests
+	tls *meshPools       // mTLS to peers with an identity; nil without TLS
 
 	stack http.RoundTripper // the layers below route matching (stack.go)
 }
@@ -85,7 +86,7 @@ func NewTransport(cfg TransportConfig) *Transport {
 	if cfg.NewBalancer == nil {
 		cfg.NewBalancer = func() balance.Balancer { return balance.NewP2C() }
 	}
-	t := &Transport{cfg: cfg, h1: forward.NewHTTP1Transport(cfg.ConnectTimeout), h2c: forward.NewH2CTransport(cfg.ConnectTimeout)}
+	t := &Transport{cfg: cfg, h1: forward.NewHTTP1Client(cfg.ConnectTimeout), h2c: forward.NewH2CTransport(cfg.ConnectTimeout)}
 	if cfg.TLS != nil {
 		log := cfg.Logger
 		if log == nil {
