@@ -60,18 +60,7 @@ func (m *Memory) Get(_ context.Context, ref api.Ref) (api.Object, error) {
 // List implements Store.
 func (m *Memory) List(_ context.Context, kind api.Kind, namespace string) ([]api.Object, error) {
 	m.mu.Lock()
-	var refs []api.Ref
-	for ref := range m.objs {
-		if ref.Kind == kind && (namespace == "" || ref.Namespace == namespace) {
-			refs = append(refs, ref)
-		}
-	}
-	sort.Slice(refs, func(i, j int) bool {
-		if refs[i].Namespace != refs[j].Namespace {
-			return refs[i].Namespace < refs[j].Namespace
-		}
-		return refs[i].Name < refs[j].Name
-	})
+	refs := m.refsLocked(kind, namespace)
 	raws := make([][]byte, len(refs))
 	for i, ref := range refs {
 		raws[i] = m.objs[ref]
@@ -88,14 +77,9 @@ func (m *Memory) List(_ context.Context, kind api.Kind, namespace string) ([]api
 	return out, nil
 }
 
-// ListShared implements SharedLister: objects decoded once per stored
-// version and handed to every caller.
-func (m *Memory) ListShared(_ context.Context, kind api.Kind, namespace string) ([]api.Object, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.shared == nil {
-		m.shared = map[api.Ref]sharedEntry{}
-	}
+// refsLocked returns the stored refs of kind in namespace ("" = all),
+// sorted by namespace then name. m.mu must be held.
+func (m *Memory) refsLocked(kind api.Kind, namespace string) []api.Ref {
 	var refs []api.Ref
 	for ref := range m.objs {
 		if ref.Kind == kind && (namespace == "" || ref.Namespace == namespace) {
@@ -108,6 +92,18 @@ func (m *Memory) ListShared(_ context.Context, kind api.Kind, namespace string) 
 		}
 		return refs[i].Name < refs[j].Name
 	})
+	return refs
+}
+
+// ListShared implements SharedLister: objects decoded once per stored
+// version and handed to every caller.
+func (m *Memory) ListShared(_ context.Context, kind api.Kind, namespace string) ([]api.Object, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.shared == nil {
+		m.shared = map[api.Ref]sharedEntry{}
+	}
+	refs := m.refsLocked(kind, namespace)
 	out := make([]api.Object, 0, len(refs))
 	for _, ref := range refs {
 		raw := m.objs[ref]
