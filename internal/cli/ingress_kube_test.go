@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -11,8 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -27,7 +24,6 @@ import (
 
 	"github.com/weft-mesh/weft/internal/ingress"
 	"github.com/weft-mesh/weft/internal/install"
-	"github.com/weft-mesh/weft/internal/kubetest"
 )
 
 // TestIngressKubeStore runs 'weft ingress' with the arguments of the
@@ -42,29 +38,8 @@ import (
 // while the API server is down and follows changes once it is back; it
 // stops cleanly.
 func TestIngressKubeStore(t *testing.T) {
-	c := kubetest.Start(t)
-	readTestdata := func(p ...string) []byte {
-		b, err := os.ReadFile(filepath.Join(append([]string{"..", "install", "testdata"}, p...)...))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	wcert := readTestdata("webhook", "tls.crt")
-	o := install.Options{
-		Image:    "ghcr.io/weft-mesh/weft:test",
-		Identity: install.Identity{TrustAnchors: readTestdata("identity", "ca.crt"), IssuerCertificate: readTestdata("identity", "issuer.crt"), IssuerKey: readTestdata("identity", "issuer.key")},
-		Webhook:  install.WebhookTLS{CABundle: wcert, Certificate: wcert, Key: readTestdata("webhook", "tls.key")},
-	}
-	var crds, cp bytes.Buffer
-	if err := install.WriteCRDs(&crds); err != nil {
-		t.Fatal(err)
-	}
-	if err := install.WriteControlPlane(&cp, o); err != nil {
-		t.Fatal(err)
-	}
-	c.ApplyYAML(t, crds.Bytes())
-	c.ApplyYAML(t, cp.Bytes())
+	c, o := installedCluster(t)
+	wcert := installTestdata(t, "webhook", "tls.crt")
 
 	// The API server refuses loopback endpoints: the backends listen on
 	// this machine's first other address.
@@ -293,7 +268,7 @@ spec:
 	var docs []string
 	for _, d := range []map[string]any{
 		{"apiVersion": "v1", "kind": "Secret", "metadata": map[string]any{"name": "shop-cert", "namespace": "weft"},
-			"type": "kubernetes.io/tls", "stringData": map[string]any{"tls.crt": string(wcert), "tls.key": string(readTestdata("webhook", "tls.key"))}},
+			"type": "kubernetes.io/tls", "stringData": map[string]any{"tls.crt": string(wcert), "tls.key": string(installTestdata(t, "webhook", "tls.key"))}},
 		{"apiVersion": "getambassador.io/v3alpha1", "kind": "Listener", "metadata": map[string]any{"name": "https", "namespace": "weft"},
 			"spec": map[string]any{"port": 8443, "protocol": "HTTPS", "securityModel": "XFP", "hostBinding": map[string]any{"namespace": map[string]any{"from": "ALL"}}}},
 		{"apiVersion": "getambassador.io/v3alpha1", "kind": "Host", "metadata": map[string]any{"name": "shop", "namespace": "weft"},

@@ -24,29 +24,7 @@ import (
 // its ServiceAccount: the RBAC the install grants is enough for the kube
 // store to become ready (and the webhook and identity flags are accepted).
 func TestInstalledControlPlaneRuns(t *testing.T) {
-	c := kubetest.Start(t)
-	read := func(p ...string) []byte {
-		b, err := os.ReadFile(filepath.Join(append([]string{"..", "install", "testdata"}, p...)...))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	wcert := read("webhook", "tls.crt")
-	o := install.Options{
-		Image:    "ghcr.io/weft-mesh/weft:test",
-		Identity: install.Identity{TrustAnchors: read("identity", "ca.crt"), IssuerCertificate: read("identity", "issuer.crt"), IssuerKey: read("identity", "issuer.key")},
-		Webhook:  install.WebhookTLS{CABundle: wcert, Certificate: wcert, Key: read("webhook", "tls.key")},
-	}
-	var crds, cp bytes.Buffer
-	if err := install.WriteCRDs(&crds); err != nil {
-		t.Fatal(err)
-	}
-	if err := install.WriteControlPlane(&cp, o); err != nil {
-		t.Fatal(err)
-	}
-	c.ApplyYAML(t, crds.Bytes())
-	c.ApplyYAML(t, cp.Bytes())
+	c, o := installedCluster(t)
 
 	// The control Deployment's container, its Secret volumes written out
 	// where they would be mounted.
@@ -135,4 +113,40 @@ func TestInstalledControlPlaneRuns(t *testing.T) {
 	if strings.Contains(errOut.String(), "forbidden") {
 		t.Errorf("RBAC refused the control plane something:\n%s", errOut.String())
 	}
+}
+
+// installTestdata reads a file of internal/install's testdata (the fixed
+// identity and webhook certificates its golden files use).
+func installTestdata(t *testing.T, p ...string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(append([]string{"..", "install", "testdata"}, p...)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// installedCluster starts a real API server and applies 'weft install
+// --crds' and 'weft install' to it, rendered with the testdata identity
+// and webhook certificates; it returns the options it rendered with.
+func installedCluster(t *testing.T) (*kubetest.Cluster, install.Options) {
+	t.Helper()
+	c := kubetest.Start(t)
+	wcert := installTestdata(t, "webhook", "tls.crt")
+	o := install.Options{
+		Image: "ghcr.io/weft-mesh/weft:test",
+		Identity: install.Identity{TrustAnchors: installTestdata(t, "identity", "ca.crt"),
+			IssuerCertificate: installTestdata(t, "identity", "issuer.crt"), IssuerKey: installTestdata(t, "identity", "issuer.key")},
+		Webhook: install.WebhookTLS{CABundle: wcert, Certificate: wcert, Key: installTestdata(t, "webhook", "tls.key")},
+	}
+	var crds, cp bytes.Buffer
+	if err := install.WriteCRDs(&crds); err != nil {
+		t.Fatal(err)
+	}
+	if err := install.WriteControlPlane(&cp, o); err != nil {
+		t.Fatal(err)
+	}
+	c.ApplyYAML(t, crds.Bytes())
+	c.ApplyYAML(t, cp.Bytes())
+	return c, o
 }
