@@ -218,7 +218,44 @@ func preInstallChecks() []checker {
 			return canCreate(ctx, s.cluster, r)
 		})})
 	}
+	// The control plane's binding to system:auth-delegator (TokenReview)
+	// is refused by RBAC's escalation check unless the installer holds
+	// that role's rights or may bind it.
+	list = append(list, checker{"pre-kubernetes-setup", "can bind the system:auth-delegator ClusterRole", "pre-can-create", false, needAPI(func(ctx context.Context, s *checkState) error {
+		return canBindAuthDelegator(ctx, s.cluster)
+	})})
 	return append(list, checker{"pre-kubernetes-capability", "proxy-init can run with NET_ADMIN and NET_RAW", "pre-net-admin", false, needAPI(checkPodSecurity)})
+}
+
+// canBindAuthDelegator asks whether the caller may bind the
+// system:auth-delegator ClusterRole ('kubectl auth can-i bind
+// clusterrole/system:auth-delegator'), or holds what it grants (creating
+// TokenReviews and SubjectAccessReviews), which RBAC accepts instead.
+func canBindAuthDelegator(ctx context.Context, c *clusterState) error {
+	allowed := func(attrs *authorizationv1.ResourceAttributes) (bool, error) {
+		rev, err := c.client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx,
+			&authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: attrs}}, metav1.CreateOptions{})
+		if err != nil {
+			return false, fmt.Errorf("asking whether system:auth-delegator may be bound: %w", err)
+		}
+		return rev.Status.Allowed, nil
+	}
+	ok, err := allowed(&authorizationv1.ResourceAttributes{Verb: "bind", Group: "rbac.authorization.k8s.io", Resource: "clusterroles", Name: "system:auth-delegator"})
+	if err != nil || ok {
+		return err
+	}
+	for _, r := range []authorizationv1.ResourceAttributes{
+		{Verb: "create", Group: "authentication.k8s.io", Resource: "tokenreviews"},
+		{Verb: "create", Group: "authorization.k8s.io", Resource: "subjectaccessreviews"},
+	} {
+		if ok, err := allowed(&r); err != nil || !ok {
+			if err != nil {
+				return err
+			}
+			return fmt.Errorf("not allowed to bind clusterrole system:auth-delegator, nor to %s %s (the control plane checks proxies' tokens with it); 'weft install' needs a cluster administrator's rights", r.Verb, r.Resource)
+		}
+	}
+	return nil
 }
 
 // canCreate asks the API server whether the caller may create r, as
