@@ -25,7 +25,6 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
 	"github.com/weft-mesh/weft/internal/inject"
@@ -81,21 +80,14 @@ func clusterConfig(path, kubeContext string) (*rest.Config, string, error) {
 	case os.Getenv("KUBECONFIG") != "":
 		source = "kubeconfig $KUBECONFIG=" + os.Getenv("KUBECONFIG")
 	}
-	if kubeContext == "" {
-		cfg, err := kube.RESTConfig(path)
-		return cfg, source, err
+	if kubeContext != "" {
+		if path == "" && os.Getenv("KUBECONFIG") == "" {
+			source = "kubeconfig ~/.kube/config"
+		}
+		source += ", context " + kubeContext
 	}
-	if path == "" && os.Getenv("KUBECONFIG") == "" {
-		source = "kubeconfig ~/.kube/config"
-	}
-	source += ", context " + kubeContext
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = path
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: kubeContext}).ClientConfig()
-	if err != nil {
-		return nil, source, fmt.Errorf("check: kubeconfig context %q: %w", kubeContext, err)
-	}
-	return cfg, source, nil
+	cfg, err := kube.RESTConfig(path, kubeContext)
+	return cfg, source, err
 }
 
 // clusterChecks lists the checks of 'weft check' in cluster mode: before
@@ -232,30 +224,37 @@ func preInstallChecks() []checker {
 // clusterrole/system:auth-delegator'), or holds what it grants (creating
 // TokenReviews and SubjectAccessReviews), which RBAC accepts instead.
 func canBindAuthDelegator(ctx context.Context, c *clusterState) error {
-	allowed := func(attrs *authorizationv1.ResourceAttributes) (bool, error) {
-		rev, err := c.client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx,
-			&authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: attrs}}, metav1.CreateOptions{})
-		if err != nil {
-			return false, fmt.Errorf("asking whether system:auth-delegator may be bound: %w", err)
-		}
-		return rev.Status.Allowed, nil
+	rev, err := accessReview(ctx, c, &authorizationv1.ResourceAttributes{Verb: "bind", Group: "rbac.authorization.k8s.io", Resource: "clusterroles", Name: "system:auth-delegator"})
+	if err != nil {
+		return fmt.Errorf("asking whether system:auth-delegator may be bound: %w", err)
 	}
-	ok, err := allowed(&authorizationv1.ResourceAttributes{Verb: "bind", Group: "rbac.authorization.k8s.io", Resource: "clusterroles", Name: "system:auth-delegator"})
-	if err != nil || ok {
-		return err
+	if rev.Allowed {
+		return nil
 	}
 	for _, r := range []authorizationv1.ResourceAttributes{
 		{Verb: "create", Group: "authentication.k8s.io", Resource: "tokenreviews"},
 		{Verb: "create", Group: "authorization.k8s.io", Resource: "subjectaccessreviews"},
 	} {
-		if ok, err := allowed(&r); err != nil || !ok {
-			if err != nil {
-				return err
-			}
+		rev, err := accessReview(ctx, c, &r)
+		if err != nil {
+			return fmt.Errorf("asking whether system:auth-delegator may be bound: %w", err)
+		}
+		if !rev.Allowed {
 			return fmt.Errorf("not allowed to bind clusterrole system:auth-delegator, nor to %s %s (the control plane checks proxies' tokens with it); 'weft install' needs a cluster administrator's rights", r.Verb, r.Resource)
 		}
 	}
 	return nil
+}
+
+// accessReview asks the API server whether the caller may do what attrs
+// describe, as 'kubectl auth can-i' does.
+func accessReview(ctx context.Context, c *clusterState, attrs *authorizationv1.ResourceAttributes) (authorizationv1.SubjectAccessReviewStatus, error) {
+	rev, err := c.client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx,
+		&authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: attrs}}, metav1.CreateOptions{})
+	if err != nil {
+		return authorizationv1.SubjectAccessReviewStatus{}, err
+	}
+	return rev.Status, nil
 }
 
 // canCreate asks the API server whether the caller may create r, as
@@ -267,13 +266,12 @@ func canCreate(ctx context.Context, c *clusterState, r installResource) error {
 		attrs.Namespace = c.namespace
 		where = "in namespace " + c.namespace
 	}
-	rev, err := c.client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx,
-		&authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: attrs}}, metav1.CreateOptions{})
+	rev, err := accessReview(ctx, c, attrs)
 	if err != nil {
 		return fmt.Errorf("asking whether %s may be created: %w", r.resource, err)
 	}
-	if !rev.Status.Allowed {
-		reason := rev.Status.Reason
+	if !rev.Allowed {
+		reason := rev.Reason
 		if reason == "" {
 			reason = "no RBAC rule allows it"
 		}

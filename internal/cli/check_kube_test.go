@@ -155,7 +155,7 @@ func TestCheckClusterPre(t *testing.T) {
 		},
 		{
 			name: "unknown context", args: []string{"--pre", "--kubeconfig", contexts, "--context", "nope"}, wantCode: 1,
-			want: []string{"× can initialize the client\n    check: kubeconfig context \"nope\": ", "see docs/checks.md#k8s-api-client for hints\n"},
+			want: []string{"× can initialize the client\n    store/kube: kubeconfig context \"nope\": ", "see docs/checks.md#k8s-api-client for hints\n"},
 			// Nothing else runs without a client.
 			notWant: []string{"can query", "pre-kubernetes-setup"},
 		},

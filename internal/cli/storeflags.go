@@ -49,7 +49,7 @@ func (s storeFlags) open(component, dir string, logger *slog.Logger, localOpts l
 		return nil, err
 	}
 	if s.kind == "kube" {
-		cfg, err := kube.RESTConfig(s.kubeconfig)
+		cfg, err := kube.RESTConfig(s.kubeconfig, "")
 		if err != nil {
 			return nil, &ExitError{Code: 2, Err: fmt.Errorf("%s: --store=kube: %w", component, err)}
 		}

@@ -13,7 +13,20 @@ import (
 // do: the kubeconfig file at path if given, else the file named by
 // $KUBECONFIG, else the in-cluster configuration (the pod's service account
 // token and the KUBERNETES_SERVICE_HOST/PORT environment).
-func RESTConfig(path string) (*rest.Config, error) {
+//
+// A non-empty kubeContext selects that context of the kubeconfig (as
+// kubectl --context does) instead of its current one; the kubeconfig is
+// then path, else $KUBECONFIG, else ~/.kube/config.
+func RESTConfig(path, kubeContext string) (*rest.Config, error) {
+	if kubeContext != "" {
+		rules := clientcmd.NewDefaultClientConfigLoadingRules()
+		rules.ExplicitPath = path
+		cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: kubeContext}).ClientConfig()
+		if err != nil {
+			return nil, fmt.Errorf("store/kube: kubeconfig context %q: %w", kubeContext, err)
+		}
+		return cfg, nil
+	}
 	if path == "" {
 		path = os.Getenv("KUBECONFIG")
 	}
