@@ -135,14 +135,8 @@ func (e *Endpoints) Resolve(ctx context.Context, namespace, name string, port in
 		if !ok || s.Labels[discoveryv1.LabelServiceName] != name || s.AddressType == discoveryv1.AddressTypeFQDN {
 			continue
 		}
-		slicePort := int32(-1)
-		for _, p := range s.Ports {
-			if p.Port != nil && ptrString(p.Name) == sp.Name {
-				slicePort = *p.Port
-				break
-			}
-		}
-		if slicePort < 0 {
+		slicePort, ok := api.SlicePort(s, sp)
+		if !ok {
 			continue
 		}
 		for _, ep := range s.Endpoints {
@@ -175,11 +169,4 @@ func clusterServiceName(host string) (name, namespace string, ok bool) {
 		return "", "", false
 	}
 	return name, namespace, true
-}
-
-func ptrString(p *string) string {
-	if p == nil {
-		return ""
-	}
-	return *p
 }

@@ -10,7 +10,6 @@ import (
 	pb "github.com/linkerd/linkerd2-proxy-api/go/destination"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/weft-mesh/weft/internal/api"
@@ -326,7 +325,7 @@ func (s *snapshot) serviceEndpoints(t target) endpointSet {
 		return set
 	}
 	for _, es := range s.slices[key] {
-		port, ok := slicePort(es, sp)
+		port, ok := api.SlicePort(es, sp)
 		if !ok {
 			continue
 		}
@@ -349,32 +348,6 @@ func (s *snapshot) serviceEndpoints(t target) endpointSet {
 		}
 	}
 	return set
-}
-
-// slicePort finds the slice's port for Service port sp: the one with the
-// same name. A slice port with no number means "all ports" in discovery/v1,
-// so the Service's numeric targetPort (else its port) applies.
-func slicePort(es *discoveryv1.EndpointSlice, sp *corev1.ServicePort) (uint16, bool) {
-	for _, p := range es.Ports {
-		name := ""
-		if p.Name != nil {
-			name = *p.Name
-		}
-		if name != sp.Name {
-			continue
-		}
-		if p.Port != nil {
-			if *p.Port <= 0 || *p.Port > 65535 {
-				return 0, false
-			}
-			return uint16(*p.Port), true
-		}
-		if sp.TargetPort.Type == intstr.Int && sp.TargetPort.IntVal > 0 && sp.TargetPort.IntVal <= 65535 {
-			return uint16(sp.TargetPort.IntVal), true
-		}
-		return uint16(sp.Port), true
-	}
-	return 0, false
 }
 
 // endpointFor describes the endpoint at ap, with what is known of the pod
