@@ -209,12 +209,12 @@ func (t *Transport) roundTrip(req *http.Request, owned bool) (*http.Response, er
 			// Transparent mode, and the Host names no mesh service (a
 			// virtual host, a rewritten name): the address the app
 			// dialed may still be one, a Service's ClusterIP or a pod.
-			if authority != dst.String() {
-				if aw, ast, err := t.Resolve(req.Context(), dst.String()); err == nil && ast.Exists {
+			addr = dst.String()
+			if authority != addr {
+				if aw, ast, err := t.Resolve(req.Context(), addr); err == nil && ast.Exists {
 					return t.meshed(req, aw, ast, owned)
 				}
 			}
-			addr = dst.String()
 		}
 		return t.send(req, discovery.Endpoint{Addr: addr}, addr, nil, owned)
 	}
