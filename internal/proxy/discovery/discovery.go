@@ -208,9 +208,9 @@ func (r *Resolver) Watch(authority string) (*Watch, error) {
 // What an address stands for is followed: should the Service give up the
 // address, later calls get the address's own watch again.
 //
-// The first call for an address blocks until Destination's first profile
-// answer about it, at most Config.ProfileTimeout (less if the profile
-// stream fails); later calls do not block.
+// The first call for an address blocks until the control plane's first
+// profile and policy answers about it, at most Config.ProfileTimeout (less
+// if the streams fail); later calls do not block.
 func (r *Resolver) WatchAddr(addr netip.AddrPort) *Watch {
 	var aw *Watch
 	if v, ok := r.byAuthority.Load(addr); ok {
@@ -240,14 +240,14 @@ func (r *Resolver) WatchAddr(addr netip.AddrPort) *Watch {
 	return w
 }
 
-// awaitLogical waits for the first profile answer about aw's address and
+// awaitLogical waits for the first answers about aw's address and
 // returns what the address stands for (nil if no answer came).
 func (r *Resolver) awaitLogical(aw *Watch) *logical {
-	if !aw.profiledDone.Load() {
+	if !aw.settledDone.Load() {
 		t := time.NewTimer(r.cfg.ProfileTimeout)
 		defer t.Stop()
 		select {
-		case <-aw.profiled:
+		case <-aw.settled:
 		case <-t.C:
 		case <-r.ctx.Done():
 		}
@@ -262,7 +262,11 @@ func (r *Resolver) watch(key any, t Target, byAddr bool) *Watch {
 	defer r.mu.Unlock()
 	w := r.byPath[t.Path]
 	if t.Path == "" || w == nil {
-		w = &Watch{Target: t, ready: make(chan struct{}), profiled: make(chan struct{}), byAddr: byAddr}
+		w = &Watch{Target: t, ready: make(chan struct{}), settled: make(chan struct{}), byAddr: byAddr}
+		w.unsettled.Store(1)
+		if t.Path != "" && r.cfg.Policies != nil {
+			w.unsettled.Store(2)
+		}
 		if t.Path == "" {
 			w.state.Store(notMesh)
 			close(w.ready)
@@ -291,14 +295,18 @@ type Watch struct {
 	state    atomic.Pointer[State]
 	ready    chan struct{} // closed at the first state
 	readyOne sync.Once
-	// profiled is closed once GetProfile has answered (or failed): the
-	// first requests wait for it, so that they get the service's routes,
-	// retries and timeouts rather than racing the profile's arrival.
-	profiled     chan struct{}
-	profiledOne  sync.Once
-	profiledDone atomic.Bool
-	lastUsed     atomic.Int64
-	stop         context.CancelFunc
+	// settled is closed once GetProfile and OutboundPolicies have both
+	// answered (or failed): the first requests wait for it, so that they
+	// get the service's routes, retries, timeouts and failure accrual
+	// rather than racing their arrival. unsettled counts the streams
+	// still to answer.
+	settled     chan struct{}
+	settledDone atomic.Bool
+	unsettled   atomic.Int32
+	profileOne  sync.Once
+	policyOne   sync.Once
+	lastUsed    atomic.Int64
+	stop        context.CancelFunc
 
 	attachMu sync.Mutex
 	attached atomic.Value
@@ -335,10 +343,10 @@ func (w *Watch) touch() {
 // control plane's first answer.
 func (w *Watch) Current() *State { return w.state.Load() }
 
-// Settled is Current once the profile has answered too, else nil: the
-// fast path of callers that would otherwise wait in State.
+// Settled is Current once the profile and policy have answered too, else
+// nil: the fast path of callers that would otherwise wait in State.
 func (w *Watch) Settled() *State {
-	if !w.profiledDone.Load() {
+	if !w.settledDone.Load() {
 		return nil
 	}
 	return w.state.Load()
@@ -347,10 +355,11 @@ func (w *Watch) Settled() *State {
 // State returns the current snapshot, waiting for the first one until ctx
 // ends (then ErrUnavailable).
 //
-// The first callers also wait for the profile's first answer; should ctx
-// end before it comes, they go on without routes rather than fail.
+// The first callers also wait for the profile's and policy's first
+// answers; should ctx end before they come, they go on without routes or
+// failure accrual rather than fail.
 func (w *Watch) State(ctx context.Context) (*State, error) {
-	if s := w.state.Load(); s != nil && w.profiledDone.Load() {
+	if s := w.state.Load(); s != nil && w.settledDone.Load() {
 		return s, nil
 	}
 	select {
@@ -359,18 +368,23 @@ func (w *Watch) State(ctx context.Context) (*State, error) {
 		return nil, fmt.Errorf("%w: no answer for %s: %w", ErrUnavailable, w.Target.Path, context.Cause(ctx))
 	}
 	select {
-	case <-w.profiled:
+	case <-w.settled:
 	case <-ctx.Done():
 	}
 	return w.state.Load(), nil
 }
 
 // profileSettled records that GetProfile answered or failed.
-func (w *Watch) profileSettled() {
-	w.profiledOne.Do(func() {
-		w.profiledDone.Store(true)
-		close(w.profiled)
-	})
+func (w *Watch) profileSettled() { w.profileOne.Do(w.settleOne) }
+
+// policySettled records that OutboundPolicies answered or failed.
+func (w *Watch) policySettled() { w.policyOne.Do(w.settleOne) }
+
+func (w *Watch) settleOne() {
+	if w.unsettled.Add(-1) == 0 {
+		w.settledDone.Store(true)
+		close(w.settled)
+	}
 }
 
 // Attach returns the value attached to the watch, creating it with init on

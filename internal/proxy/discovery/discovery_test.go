@@ -11,6 +11,7 @@ import (
 	"time"
 
 	pb "github.com/linkerd/linkerd2-proxy-api/go/destination"
+	outboundpb "github.com/linkerd/linkerd2-proxy-api/go/outbound"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -218,5 +219,85 @@ func TestFirstRequestsWaitForTheProfile(t *testing.T) {
 	}
 	if w.Settled() == nil || len(w.Profile().Routes) != 1 {
 		t.Fatalf("after the profile: settled %v, profile %+v", w.Settled(), w.Profile())
+	}
+}
+
+// heldPolicies answers OutboundPolicies.Watch with consecutive failure
+// accrual once release is closed.
+type heldPolicies struct {
+	outboundpb.UnimplementedOutboundPoliciesServer
+	release chan struct{}
+}
+
+func (p *heldPolicies) Watch(_ *outboundpb.TrafficSpec, s outboundpb.OutboundPolicies_WatchServer) error {
+	select {
+	case <-p.release:
+	case <-s.Context().Done():
+		return nil
+	}
+	if err := s.Send(&outboundpb.OutboundPolicy{Protocol: &outboundpb.ProxyProtocol{
+		Kind: &outboundpb.ProxyProtocol_Http1_{Http1: &outboundpb.ProxyProtocol_Http1{
+			FailureAccrual: &outboundpb.FailureAccrual{Kind: &outboundpb.FailureAccrual_ConsecutiveFailures_{
+				ConsecutiveFailures: &outboundpb.FailureAccrual_ConsecutiveFailures{MaxFailures: 3},
+			}},
+		}},
+	}}); err != nil {
+		return err
+	}
+	<-s.Context().Done()
+	return nil
+}
+
+// TestFirstRequestsWaitForThePolicy: the first requests also wait for the
+// service's outbound policy, so failure accrual counts them all (a
+// failing endpoint's first failures must not slip past its breaker); a
+// control plane without OutboundPolicies does not hold them.
+func TestFirstRequestsWaitForThePolicy(t *testing.T) {
+	for _, serve := range []bool{true, false} {
+		d := proxytest.NewDestination()
+		d.Set("smiley.faces.svc.cluster.local:80", proxytest.Endpoint{Addr: "127.0.0.1:1001"})
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := grpc.NewServer()
+		pb.RegisterDestinationServer(g, d)
+		p := &heldPolicies{release: make(chan struct{})}
+		if serve {
+			outboundpb.RegisterOutboundPoliciesServer(g, p)
+		}
+		go g.Serve(ln)
+		r, err := discovery.Dial(ln.Addr().String(), discovery.Config{
+			Namespace: "faces", Pod: "gui-1", IdleTimeout: time.Minute, MaxBackoff: 50 * time.Millisecond,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, _ := r.Watch("smiley")
+		if !serve {
+			// Unimplemented settles the watch: State answers at once.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if _, err := w.State(ctx); err != nil || w.Settled() == nil {
+				t.Fatalf("without OutboundPolicies: State %v, settled %v", err, w.Settled())
+			}
+			cancel()
+		} else {
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			st, err := w.State(ctx)
+			cancel()
+			if err != nil || len(st.Endpoints) != 1 || w.Settled() != nil {
+				t.Fatalf("while the policy is held: State %v, %v, settled %v; want the endpoints, unsettled", st, err, w.Settled())
+			}
+			close(p.release)
+			if _, err := w.State(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if w.Settled() == nil || w.Policy().Accrual == nil || w.Policy().Accrual.MaxFailures != 3 {
+				t.Fatalf("after the policy: settled %v, accrual %+v", w.Settled(), w.Policy().Accrual)
+			}
+		}
+		r.Close()
+		g.Stop()
 	}
 }

@@ -42,7 +42,12 @@ func (r *Resolver) runPolicy(ctx context.Context, w *Watch) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		err := r.policyStream(ctx, w, func() { backoff = 100 * time.Millisecond })
-		if ctx.Err() != nil || status.Code(err) == codes.Unimplemented {
+		if ctx.Err() != nil {
+			return
+		}
+		// No policy yet: requests waiting for one go on without.
+		w.policySettled()
+		if status.Code(err) == codes.Unimplemented {
 			return
 		}
 		r.log.Debug("outbound policy stream ended; retrying", "path", w.Target.Path, "err", err, "retry_in", backoff)
@@ -75,6 +80,7 @@ func (r *Resolver) policyStream(ctx context.Context, w *Watch, onMsg func()) err
 		}
 		onMsg()
 		w.policy.Store(&Policy{Accrual: accrualOf(p), Retries: retriesOf(p)})
+		w.policySettled()
 	}
 }
 
