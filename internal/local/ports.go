@@ -2,40 +2,106 @@ package local
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 )
 
-// Ports hands out free loopback TCP ports. A port is free when the kernel
-// gives it to a listener on 127.0.0.1:0; Ports remembers what it handed out
-// so that two replicas never get the same port even before their processes
-// bind it.
+// Ports hands out free loopback TCP ports for replicas to bind later.
+// Ports remembers what it handed out so that two replicas never get the
+// same port even before their processes bind it.
+//
+// The ports come from below the kernel's ephemeral range
+// (net.ipv4.ip_local_port_range) when there is room: a port from that
+// range, free at Alloc, may become the source port of one of the mesh's
+// own outgoing connections before the replica binds it, and a long-lived
+// connection (a proxy's gRPC stream to the control plane) then keeps the
+// replica from starting for as long as it lives.
 type Ports struct {
-	mu    sync.Mutex
-	taken map[int]bool
+	mu     sync.Mutex
+	taken  map[int]bool
+	lo, hi int // the range to draw from, [lo, hi); 0, 0: let the kernel pick
 }
 
 // NewPorts returns an allocator with nothing handed out.
-func NewPorts() *Ports { return &Ports{taken: map[int]bool{}} }
+func NewPorts() *Ports {
+	p := &Ports{taken: map[int]bool{}}
+	if eph := ephemeralLow(); eph-minPort >= 1000 {
+		p.lo, p.hi = minPort, eph
+	}
+	return p
+}
 
-// Alloc returns a loopback port that no listener holds and that this
+// minPort is the lowest port Ports hands out: above the well-known and
+// commonly configured service ports.
+const minPort = 20000
+
+// ephemeralLow returns the start of the kernel's ephemeral port range,
+// Linux's default when it cannot be read.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 32768
+	}
+	lo, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 32768
+	}
+	return lo
+}
+
+// Alloc returns a loopback port that no socket holds and that this
 // allocator has not handed out.
 func (p *Ports) Alloc() (int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		port, err := p.candidate()
 		if err != nil {
-			return 0, fmt.Errorf("local: allocating a loopback port: %w", err)
+			return 0, err
 		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
 		if !p.taken[port] {
 			p.taken[port] = true
 			return port, nil
 		}
 	}
 	return 0, fmt.Errorf("local: no free loopback port after 100 tries")
+}
+
+// candidate returns a port that could be bound a moment ago: drawn at
+// random from the allocator's range (so that two supervisors rarely try
+// the same one), or the kernel's choice without a range.
+func (p *Ports) candidate() (int, error) {
+	if p.hi == 0 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, fmt.Errorf("local: allocating a loopback port: %w", err)
+		}
+		defer l.Close()
+		return l.Addr().(*net.TCPAddr).Port, nil
+	}
+	var last error
+	for range 100 {
+		port := p.lo + rand.IntN(p.hi-p.lo)
+		if p.taken[port] {
+			continue
+		}
+		l, err := net.Listen("tcp", loopback(port))
+		if err != nil {
+			last = err
+			continue
+		}
+		l.Close()
+		return port, nil
+	}
+	return 0, fmt.Errorf("local: no free loopback port in %d-%d: %v", p.lo, p.hi-1, last)
 }
 
 // Reserve marks port as handed out (for fixed, flag-given ports).
