@@ -81,22 +81,29 @@ func isConfigName(name string) bool {
 // rename and chmod) into one reload.
 const reloadDelay = 100 * time.Millisecond
 
-// Watch reloads the configuration into svc whenever a file under paths
-// changes, until ctx ends. A bad configuration is logged and counted, and
-// the last good one stays in force. It watches the directories (a file's
-// parent), so files replaced by rename, as editors and Kubernetes
-// ConfigMaps do, are seen.
-func Watch(ctx context.Context, paths []string, builtin map[string][]byte, svc *Service, log *slog.Logger) error {
+// Watcher reloads the configuration whenever a file under its paths
+// changes. It watches the directories (a file's parent), so files replaced
+// by rename, as editors and Kubernetes ConfigMaps do, are seen.
+//
+// It is created before the first load: a change made between that load
+// and Run is then still an event Run sees, not a change lost.
+type Watcher struct {
+	paths []string
+	w     *fsnotify.Watcher
+}
+
+// NewWatcher starts watching paths' directories.
+func NewWatcher(paths []string) (*Watcher, error) {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
-		return fmt.Errorf("ratelimit: watching config: %w", err)
+		return nil, fmt.Errorf("ratelimit: watching config: %w", err)
 	}
-	defer w.Close()
 	dirs := map[string]bool{}
 	for _, p := range paths {
 		abs, err := filepath.Abs(p)
 		if err != nil {
-			return fmt.Errorf("ratelimit: --config %s: %w", p, err)
+			w.Close()
+			return nil, fmt.Errorf("ratelimit: --config %s: %w", p, err)
 		}
 		fi, err := os.Stat(abs)
 		if err != nil || !fi.IsDir() {
@@ -107,9 +114,21 @@ func Watch(ctx context.Context, paths []string, builtin map[string][]byte, svc *
 		}
 		dirs[abs] = true
 		if err := w.Add(abs); err != nil {
-			return fmt.Errorf("ratelimit: watching %s: %w", abs, err)
+			w.Close()
+			return nil, fmt.Errorf("ratelimit: watching %s: %w", abs, err)
 		}
 	}
+	return &Watcher{paths: paths, w: w}, nil
+}
+
+// Close stops watching.
+func (cw *Watcher) Close() error { return cw.w.Close() }
+
+// Run reloads the configuration into svc on changes until ctx ends, then
+// closes the watcher. A bad configuration is logged and counted, and the
+// last good one stays in force.
+func (cw *Watcher) Run(ctx context.Context, builtin map[string][]byte, svc *Service, log *slog.Logger) {
+	defer cw.w.Close()
 	var timer *time.Timer
 	var fire <-chan time.Time
 	for {
@@ -118,10 +137,10 @@ func Watch(ctx context.Context, paths []string, builtin map[string][]byte, svc *
 			if timer != nil {
 				timer.Stop()
 			}
-			return nil
-		case ev, ok := <-w.Events:
+			return
+		case ev, ok := <-cw.w.Events:
 			if !ok {
-				return nil
+				return
 			}
 			if !isConfigName(filepath.Base(ev.Name)) && !strings.HasPrefix(filepath.Base(ev.Name), "..") {
 				continue
@@ -132,14 +151,14 @@ func Watch(ctx context.Context, paths []string, builtin map[string][]byte, svc *
 			} else {
 				timer.Reset(reloadDelay)
 			}
-		case err, ok := <-w.Errors:
+		case err, ok := <-cw.w.Errors:
 			if !ok {
-				return nil
+				return
 			}
 			log.Warn("ratelimit: config watcher", "err", err)
 		case <-fire:
 			timer, fire = nil, nil
-			Reload(paths, builtin, svc, log)
+			Reload(cw.paths, builtin, svc, log)
 		}
 	}
 }

@@ -70,6 +70,7 @@ type Server struct {
 	redis    *Redis
 	lis      net.Listener
 	adminLis net.Listener
+	watcher  *Watcher // nil without config paths
 }
 
 // Listen loads the configuration (refusing to start on a bad one) and
@@ -98,21 +99,36 @@ func Listen(cfg ServerConfig) (*Server, error) {
 		counter = s.redis
 	}
 	s.svc = NewService(ServiceOptions{Counter: counter, Now: cfg.Now, KeyPrefix: cfg.KeyPrefix, ShadowMode: cfg.ShadowMode, ResponseHeaders: cfg.ResponseHeaders, StrictDomains: cfg.StrictDomains, Stats: st, Logger: cfg.Logger})
+	var err error
+	if len(cfg.ConfigPaths) > 0 {
+		// Watch before the first load, so no change slips in between.
+		if s.watcher, err = NewWatcher(cfg.ConfigPaths); err != nil {
+			s.closeStarted()
+			return nil, err
+		}
+	}
 	if err := Reload(cfg.ConfigPaths, cfg.Builtin, s.svc, s.log); err != nil {
-		s.closeRedis()
+		s.closeStarted()
 		return nil, err
 	}
-	var err error
 	if s.lis, err = net.Listen("tcp", cfg.Addr); err != nil {
-		s.closeRedis()
+		s.closeStarted()
 		return nil, fmt.Errorf("ratelimit: listening on --addr %s: %w", cfg.Addr, err)
 	}
 	if s.adminLis, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
 		s.lis.Close()
-		s.closeRedis()
+		s.closeStarted()
 		return nil, fmt.Errorf("ratelimit: listening on --admin-addr %s: %w", cfg.AdminAddr, err)
 	}
 	return s, nil
+}
+
+// closeStarted releases what Listen set up before it failed.
+func (s *Server) closeStarted() {
+	if s.watcher != nil {
+		s.watcher.Close()
+	}
+	s.closeRedis()
 }
 
 func (s *Server) closeRedis() {
@@ -147,11 +163,8 @@ func (s *Server) Run(ctx context.Context) error {
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)
-		if len(s.cfg.ConfigPaths) == 0 {
-			return
-		}
-		if err := Watch(ctx, s.cfg.ConfigPaths, s.cfg.Builtin, s.svc, s.log); err != nil {
-			errc <- err
+		if s.watcher != nil {
+			s.watcher.Run(ctx, s.cfg.Builtin, s.svc, s.log)
 		}
 	}()
 	go func() {
