@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 	appsv1 "k8s.io/api/apps/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -100,6 +101,7 @@ func TestCheckClusterPre(t *testing.T) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	c.WaitAllowed(t, authorizationv1.ResourceAttributes{Namespace: "weft", Verb: "create", Resource: "configmaps"}, "limited", "system:authenticated")
 	limited := c.WriteKubeconfig(t, "limited", c.UserConfig(t, "limited", "system:authenticated"))
 	nobody := c.WriteKubeconfig(t, "nobody", c.UserConfig(t, "nobody", "system:authenticated"))
 	// One kubeconfig with two contexts, the administrator's current.

@@ -39,6 +39,9 @@ import (
 	"testing"
 	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
 
@@ -225,6 +228,32 @@ func (c *Cluster) UserConfig(tb testing.TB, user string, groups ...string) *rest
 	cfg := rest.CopyConfig(c.Config)
 	cfg.CertData, cfg.KeyData = certPEM, keyPEM
 	return cfg
+}
+
+// WaitAllowed waits until RBAC lets user (in groups) do what attrs
+// describes, failing the test after a while. The RBAC authorizer reads
+// roles and bindings from informers, so a grant takes effect a moment
+// after its create returns: tests that grant and then act wait here first.
+func (c *Cluster) WaitAllowed(tb testing.TB, attrs authorizationv1.ResourceAttributes, user string, groups ...string) {
+	tb.Helper()
+	cs, err := kubernetes.NewForConfig(c.Config)
+	if err != nil {
+		tb.Fatalf("kubetest: %v", err)
+	}
+	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+		ResourceAttributes: &attrs, User: user, Groups: groups,
+	}}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		res, err := cs.AuthorizationV1().SubjectAccessReviews().Create(context.Background(), sar, metav1.CreateOptions{})
+		if err == nil && res.Status.Allowed {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("kubetest: %s still may not %s %s in %q: %v", user, attrs.Verb, attrs.Resource, attrs.Namespace, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // WriteKubeconfig writes a kubeconfig file for cfg (from Config or

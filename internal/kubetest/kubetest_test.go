@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -124,16 +125,9 @@ func TestCluster(t *testing.T) {
 	if _, err := admin.RbacV1().RoleBindings("kubetest").Create(ctx, binding, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	// The RBAC authorizer reads bindings from an informer: the grant takes
-	// effect a moment after the create returns.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		_, err := user.CoreV1().Secrets("kubetest").List(ctx, metav1.ListOptions{})
-		if err == nil {
-			break
-		}
-		if !apierrors.IsForbidden(err) || time.Now().After(deadline) {
-			t.Fatalf("alice listing secrets with a binding: %v", err)
-		}
+	c.WaitAllowed(t, authorizationv1.ResourceAttributes{Namespace: "kubetest", Verb: "list", Resource: "secrets"}, "alice", "dev")
+	if _, err := user.CoreV1().Secrets("kubetest").List(ctx, metav1.ListOptions{}); err != nil {
+		t.Fatalf("alice listing secrets with a binding: %v", err)
 	}
 	if _, err := user.CoreV1().Secrets("default").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
 		t.Fatalf("alice listing secrets in another namespace: err = %v, want Forbidden", err)

@@ -115,7 +115,7 @@ func NewWatcher(paths []string) (*Watcher, error) {
 		dirs[abs] = true
 		if err := w.Add(abs); err != nil {
 			w.Close()
-			return nil, fmt.Errorf("ratelimit: watching %s: %w", abs, err)
+			return nil, fmt.Errorf("ratelimit: --config %s: watching %s: %w", p, abs, err)
 		}
 	}
 	return &Watcher{paths: paths, w: w}, nil

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -697,6 +698,7 @@ func testRBAC(t *testing.T, c *kubetest.Cluster) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	c.WaitAllowed(t, authorizationv1.ResourceAttributes{Namespace: "team", Verb: "list", Resource: "services"}, "team-control")
 	teamStore, err := kube.New(c.UserConfig(t, "team-control"), kube.Options{
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Namespace: "team",
