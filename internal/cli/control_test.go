@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -17,18 +18,23 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/weft-mesh/weft/internal/api"
-	"github.com/weft-mesh/weft/internal/store/local"
+	"github.com/weft-mesh/weft/internal/local"
+	localstore "github.com/weft-mesh/weft/internal/store/local"
 )
 
-// freeAddr returns a loopback address nothing listens on right now.
+// testPorts hands out the tests' fixed ports as the supervisor hands out
+// replicas' ports: from below the ephemeral range, where no outgoing
+// connection takes them before the process under test binds them.
+var testPorts = local.NewPorts()
+
+// freeAddr returns a loopback address nothing listens on now.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testPorts.Alloc()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 }
 
 // syncBuffer is a bytes.Buffer safe for the command's logger and the test.
@@ -94,7 +100,7 @@ func TestControlServesStateDir(t *testing.T) {
 
 	// Another writer of the state directory (as 'weft apply' would be)
 	// creates the Service; the open stream learns of it.
-	st, err := local.Open(dir)
+	st, err := localstore.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

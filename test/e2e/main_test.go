@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -57,15 +58,19 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// testPorts hands out the tests' fixed ports as the supervisor hands out
+// replicas' ports: from below the ephemeral range, where no outgoing
+// connection takes them before the process under test binds them.
+var testPorts = local.NewPorts()
+
 // freeAddr returns a loopback address nothing listens on now.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testPorts.Alloc()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 }
 
 // mesh is one running 'weft up'.
