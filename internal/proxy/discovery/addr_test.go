@@ -11,6 +11,7 @@ import (
 	"time"
 
 	pb "github.com/linkerd/linkerd2-proxy-api/go/destination"
+	outboundpb "github.com/linkerd/linkerd2-proxy-api/go/outbound"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	corev1 "k8s.io/api/core/v1"
@@ -98,7 +99,7 @@ func TestWatchAddrClusterIP(t *testing.T) {
 	// The control plane publishes the Service asynchronously; until then
 	// the address is no Service's, and that is followed too.
 	poll(t, "ClusterIP:80 to give the Service's watch", func() error {
-		if w := r.WatchAddr(netip.MustParseAddrPort("10.96.0.10:80")); w != byName {
+		if w := r.WatchAddr(context.Background(), netip.MustParseAddrPort("10.96.0.10:80")); w != byName {
 			return fmt.Errorf("WatchAddr(10.96.0.10:80) has path %q, want the watch of %q", w.Target.Path, byName.Target.Path)
 		}
 		return nil
@@ -122,7 +123,7 @@ func TestWatchAddrClusterIP(t *testing.T) {
 		{"pod endpoint", "127.0.0.1:41001", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w := r.WatchAddr(netip.MustParseAddrPort(tc.addr))
+			w := r.WatchAddr(context.Background(), netip.MustParseAddrPort(tc.addr))
 			if w.Target.Path != tc.addr {
 				t.Fatalf("WatchAddr(%s) has path %q, want the address's own watch", tc.addr, w.Target.Path)
 			}
@@ -140,7 +141,7 @@ func TestWatchAddrClusterIP(t *testing.T) {
 		t.Fatal(err)
 	}
 	poll(t, "ClusterIP:80 to stop giving the Service's watch", func() error {
-		if w := r.WatchAddr(netip.MustParseAddrPort("10.96.0.10:80")); w.Target.Path != "10.96.0.10:80" {
+		if w := r.WatchAddr(context.Background(), netip.MustParseAddrPort("10.96.0.10:80")); w.Target.Path != "10.96.0.10:80" {
 			return fmt.Errorf("WatchAddr(10.96.0.10:80) has path %q", w.Target.Path)
 		}
 		return nil
@@ -165,7 +166,7 @@ func TestWatchAddrWithoutProfiles(t *testing.T) {
 	})
 	t.Cleanup(r.Close)
 	done := make(chan *discovery.Watch, 1)
-	go func() { done <- r.WatchAddr(netip.MustParseAddrPort("10.0.0.7:80")) }()
+	go func() { done <- r.WatchAddr(context.Background(), netip.MustParseAddrPort("10.0.0.7:80")) }()
 	select {
 	case w := <-done:
 		if w.Target.Path != "10.0.0.7:80" {
@@ -179,5 +180,38 @@ func TestWatchAddrWithoutProfiles(t *testing.T) {
 		})
 	case <-time.After(10 * time.Second):
 		t.Fatal("WatchAddr waited for a profile the control plane cannot give")
+	}
+}
+
+// TestWatchAddrHonoursTheContext: the first wait for an address's answers
+// ends with the caller's context (a client that gave up), not only with
+// Config.ProfileTimeout.
+func TestWatchAddrHonoursTheContext(t *testing.T) {
+	d := proxytest.NewDestination()
+	d.Set("10.0.0.7:80", proxytest.Endpoint{Addr: "127.0.0.1:1001"})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	pb.RegisterDestinationServer(g, d)
+	p := &heldPolicies{release: make(chan struct{})} // never answers
+	outboundpb.RegisterOutboundPoliciesServer(g, p)
+	go g.Serve(ln)
+	t.Cleanup(g.Stop)
+	r, err := discovery.Dial(ln.Addr().String(), discovery.Config{
+		Namespace: "ns", ProfileTimeout: time.Minute,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	w := r.WatchAddr(ctx, netip.MustParseAddrPort("10.0.0.7:80"))
+	if el := time.Since(start); el > 5*time.Second || w.Target.Path != "10.0.0.7:80" {
+		t.Fatalf("WatchAddr returned path %q after %v; want the address's own watch once ctx ends", w.Target.Path, el)
 	}
 }

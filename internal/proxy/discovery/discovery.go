@@ -210,8 +210,9 @@ func (r *Resolver) Watch(authority string) (*Watch, error) {
 //
 // The first call for an address blocks until the control plane's first
 // profile and policy answers about it, at most Config.ProfileTimeout (less
-// if the streams fail); later calls do not block.
-func (r *Resolver) WatchAddr(addr netip.AddrPort) *Watch {
+// if the streams fail or ctx ends: the address's own watch is returned
+// then); later calls do not block.
+func (r *Resolver) WatchAddr(ctx context.Context, addr netip.AddrPort) *Watch {
 	var aw *Watch
 	if v, ok := r.byAuthority.Load(addr); ok {
 		aw = v.(*Watch)
@@ -221,7 +222,7 @@ func (r *Resolver) WatchAddr(addr netip.AddrPort) *Watch {
 	}
 	l := aw.logical.Load()
 	if l == nil {
-		l = r.awaitLogical(aw)
+		l = r.awaitLogical(ctx, aw)
 	}
 	if l == nil || l.authority == "" {
 		return aw
@@ -242,13 +243,14 @@ func (r *Resolver) WatchAddr(addr netip.AddrPort) *Watch {
 
 // awaitLogical waits for the first answers about aw's address and
 // returns what the address stands for (nil if no answer came).
-func (r *Resolver) awaitLogical(aw *Watch) *logical {
+func (r *Resolver) awaitLogical(ctx context.Context, aw *Watch) *logical {
 	if !aw.settledDone.Load() {
 		t := time.NewTimer(r.cfg.ProfileTimeout)
 		defer t.Stop()
 		select {
 		case <-aw.settled:
 		case <-t.C:
+		case <-ctx.Done():
 		case <-r.ctx.Done():
 		}
 	}

@@ -145,7 +145,7 @@ func (t *Transport) Resolve(ctx context.Context, authority string) (*discovery.W
 	if dst, ok := origDstOf(ctx); ok && authority == dst.String() {
 		// Transparent mode, routing by original destination: Destination
 		// knows the pod behind a pod IP (its identity: mTLS).
-		w = t.cfg.Resolver.WatchAddr(dst)
+		w = t.cfg.Resolver.WatchAddr(ctx, dst)
 	} else {
 		var err error
 		if w, err = t.cfg.Resolver.Watch(authority); err != nil {
