@@ -115,6 +115,7 @@ type webhookFlags struct {
 	addr, certFile, keyFile string
 	proxyImage              string
 	initImage               string
+	controlAddr             string
 }
 
 func addWebhookFlags(f *pflag.FlagSet, o *webhookFlags) {
@@ -123,6 +124,7 @@ func addWebhookFlags(f *pflag.FlagSet, o *webhookFlags) {
 	f.StringVar(&o.keyFile, "webhook-tls-key-file", "", "PEM key of the webhook's serving certificate")
 	f.StringVar(&o.proxyImage, "proxy-image", defaultImage(), "the weft image the webhook injects")
 	f.StringVar(&o.initImage, "proxy-init-image", defaultInitImage(), "the image of the injected proxy-init container (with iptables)")
+	f.StringVar(&o.controlAddr, "proxy-control-addr", inject.DefaultControlAddr, "the control plane's gRPC address the injected proxies use")
 }
 
 // config builds the webhook from the flags, reading namespaces' inject
@@ -148,7 +150,7 @@ func (o webhookFlags) config(st store.Store, id control.IdentityConfig, logger *
 	}
 	h := &inject.Webhook{
 		TrustAnchorsFile: filepath.Join(id.Dir, tlsid.AnchorsFile),
-		Config:           inject.Config{Image: o.proxyImage, InitImage: o.initImage, Version: VersionString(), TrustAnchors: anchors},
+		Config:           inject.Config{Image: o.proxyImage, InitImage: o.initImage, ControlAddr: o.controlAddr, Version: VersionString(), TrustAnchors: anchors},
 		Logger:           logger,
 		Namespaces: func(ctx context.Context, ns string) (map[string]string, error) {
 			obj, err := st.Get(ctx, api.Ref{Kind: api.KindNamespace, Name: ns})

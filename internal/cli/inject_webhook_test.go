@@ -77,7 +77,7 @@ func TestControlWebhook(t *testing.T) {
 		code <- Run(runCtx, []string{"control", "--store=kube", "--kubeconfig", c.Kubeconfig,
 			"--state-dir", stateDir, "--addr", addr, "--admin-addr", admin,
 			"--webhook-addr", webhook, "--webhook-tls-cert-file", certFile, "--webhook-tls-key-file", keyFile,
-			"--proxy-image", "example/weft:test"}, strings.NewReader(""), io.Discard, &errOut)
+			"--proxy-image", "example/weft:test", "--proxy-control-addr", "weft-dst.mesh.svc.cluster.local.:8086"}, strings.NewReader(""), io.Discard, &errOut)
 	}()
 	defer func() {
 		stop()
@@ -127,6 +127,9 @@ func TestControlWebhook(t *testing.T) {
 			}
 			if got.Spec.Containers[0].Name != "weft-proxy" || got.Spec.Containers[0].Image != "example/weft:test" {
 				t.Errorf("containers %+v", got.Spec.Containers)
+			}
+			if args := strings.Join(got.Spec.Containers[0].Args, " "); !strings.Contains(args, "--control-addr=weft-dst.mesh.svc.cluster.local.:8086") {
+				t.Errorf("proxy args %q lack --proxy-control-addr's address", args)
 			}
 			// The control plane generated its identity in the state
 			// directory; the proxy is given those anchors.

@@ -267,6 +267,9 @@ func Objects(o Options) []any {
 		"--webhook-tls-key-file=" + webhookMount + "/tls.key",
 		"--proxy-image=" + o.Image,
 		"--proxy-init-image=" + o.initImage(),
+		// The injected proxies reach this control plane in its own
+		// namespace, as the manually meshed ingress does.
+		"--proxy-control-addr=" + o.InjectConfig().ControlAddr,
 	}
 	objs = append(objs,
 		deployment(o, ns, ControlName, controlArgs,

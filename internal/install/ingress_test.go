@@ -153,7 +153,8 @@ func TestIngressMeshed(t *testing.T) {
 }
 
 // TestIngressMeshedOtherNamespace: with the control plane elsewhere, the
-// ingress's proxy asks that namespace's Destination service.
+// ingress's proxy, and every proxy the webhook injects, ask that
+// namespace's Destination service.
 func TestIngressMeshedOtherNamespace(t *testing.T) {
 	o := testOptions(t)
 	o.Namespace = "mesh"
@@ -164,6 +165,14 @@ func TestIngressMeshedOtherNamespace(t *testing.T) {
 	}
 	if v, _ := argValue(proxy, "--control-addr"); v != "weft-dst.mesh.svc.cluster.local.:8086" {
 		t.Errorf("--control-addr=%q, want the mesh namespace's weft-dst", v)
+	}
+	// So do the proxies the control plane's webhook injects.
+	control := container(renderedDeployments(o)[ControlName].Spec.Template.Spec, ControlName)
+	if control == nil {
+		t.Fatal("no control container")
+	}
+	if v, _ := argValue(control, "--proxy-control-addr"); v != "weft-dst.mesh.svc.cluster.local.:8086" {
+		t.Errorf("control plane --proxy-control-addr=%q, want the mesh namespace's weft-dst", v)
 	}
 }
 
