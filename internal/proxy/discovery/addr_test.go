@@ -11,7 +11,6 @@ import (
 	"time"
 
 	pb "github.com/linkerd/linkerd2-proxy-api/go/destination"
-	outboundpb "github.com/linkerd/linkerd2-proxy-api/go/outbound"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	corev1 "k8s.io/api/core/v1"
@@ -189,24 +188,8 @@ func TestWatchAddrWithoutProfiles(t *testing.T) {
 func TestWatchAddrHonoursTheContext(t *testing.T) {
 	d := proxytest.NewDestination()
 	d.Set("10.0.0.7:80", proxytest.Endpoint{Addr: "127.0.0.1:1001"})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer()
-	pb.RegisterDestinationServer(g, d)
 	p := &heldPolicies{release: make(chan struct{})} // never answers
-	outboundpb.RegisterOutboundPoliciesServer(g, p)
-	go g.Serve(ln)
-	t.Cleanup(g.Stop)
-	r, err := discovery.Dial(ln.Addr().String(), discovery.Config{
-		Namespace: "ns", ProfileTimeout: time.Minute,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(r.Close)
+	r := dialResolver(t, serveControl(t, d, p), discovery.Config{Namespace: "ns", ProfileTimeout: time.Minute})
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()

@@ -35,6 +35,37 @@ func newResolver(t *testing.T, addr string, idle time.Duration) *discovery.Resol
 	return r
 }
 
+// serveControl serves d, and policies unless nil, on a loopback gRPC
+// server until the test ends, and returns its address.
+func serveControl(t *testing.T, d pb.DestinationServer, policies outboundpb.OutboundPoliciesServer) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	pb.RegisterDestinationServer(g, d)
+	if policies != nil {
+		outboundpb.RegisterOutboundPoliciesServer(g, policies)
+	}
+	go g.Serve(ln)
+	t.Cleanup(g.Stop)
+	return ln.Addr().String()
+}
+
+// dialResolver is a Resolver over Dial (Destination and OutboundPolicies)
+// that lives until the test ends.
+func dialResolver(t *testing.T, addr string, cfg discovery.Config) *discovery.Resolver {
+	t.Helper()
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	r, err := discovery.Dial(addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r
+}
+
 // waitState polls w until f accepts its state.
 func waitState(t *testing.T, w *discovery.Watch, f func(*discovery.State) error) {
 	t.Helper()
@@ -177,15 +208,7 @@ func (d *slowProfiles) GetProfile(req *pb.GetDestination, s pb.Destination_GetPr
 func TestFirstRequestsWaitForTheProfile(t *testing.T) {
 	d := &slowProfiles{Destination: proxytest.NewDestination(), release: make(chan struct{})}
 	d.Set("smiley.faces.svc.cluster.local:80", proxytest.Endpoint{Addr: "127.0.0.1:1001"})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer()
-	pb.RegisterDestinationServer(g, d)
-	go g.Serve(ln)
-	t.Cleanup(g.Stop)
-	r := newResolver(t, ln.Addr().String(), time.Minute)
+	r := newResolver(t, serveControl(t, d, nil), time.Minute)
 	w, _ := r.Watch("smiley")
 
 	// The profile is held: State gives the endpoints when its context
@@ -254,35 +277,27 @@ func (p *heldPolicies) Watch(_ *outboundpb.TrafficSpec, s outboundpb.OutboundPol
 // control plane without OutboundPolicies does not hold them.
 func TestFirstRequestsWaitForThePolicy(t *testing.T) {
 	for _, serve := range []bool{true, false} {
-		d := proxytest.NewDestination()
-		d.Set("smiley.faces.svc.cluster.local:80", proxytest.Endpoint{Addr: "127.0.0.1:1001"})
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		g := grpc.NewServer()
-		pb.RegisterDestinationServer(g, d)
-		p := &heldPolicies{release: make(chan struct{})}
-		if serve {
-			outboundpb.RegisterOutboundPoliciesServer(g, p)
-		}
-		go g.Serve(ln)
-		r, err := discovery.Dial(ln.Addr().String(), discovery.Config{
-			Namespace: "faces", Pod: "gui-1", IdleTimeout: time.Minute, MaxBackoff: 50 * time.Millisecond,
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		w, _ := r.Watch("smiley")
-		if !serve {
-			// Unimplemented settles the watch: State answers at once.
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			if _, err := w.State(ctx); err != nil || w.Settled() == nil {
-				t.Fatalf("without OutboundPolicies: State %v, settled %v", err, w.Settled())
+		t.Run(fmt.Sprintf("OutboundPolicies served %v", serve), func(t *testing.T) {
+			d := proxytest.NewDestination()
+			d.Set("smiley.faces.svc.cluster.local:80", proxytest.Endpoint{Addr: "127.0.0.1:1001"})
+			p := &heldPolicies{release: make(chan struct{})}
+			var policies outboundpb.OutboundPoliciesServer
+			if serve {
+				policies = p
 			}
-			cancel()
-		} else {
+			r := dialResolver(t, serveControl(t, d, policies), discovery.Config{
+				Namespace: "faces", Pod: "gui-1", IdleTimeout: time.Minute, MaxBackoff: 50 * time.Millisecond,
+			})
+			w, _ := r.Watch("smiley")
+			if !serve {
+				// Unimplemented settles the watch: State answers at once.
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if _, err := w.State(ctx); err != nil || w.Settled() == nil {
+					t.Fatalf("without OutboundPolicies: State %v, settled %v", err, w.Settled())
+				}
+				return
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 			st, err := w.State(ctx)
 			cancel()
@@ -296,8 +311,6 @@ func TestFirstRequestsWaitForThePolicy(t *testing.T) {
 			if w.Settled() == nil || w.Policy().Accrual == nil || w.Policy().Accrual.MaxFailures != 3 {
 				t.Fatalf("after the policy: settled %v, accrual %+v", w.Settled(), w.Policy().Accrual)
 			}
-		}
-		r.Close()
-		g.Stop()
+		})
 	}
 }
