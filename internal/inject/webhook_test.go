@@ -1,6 +1,7 @@
 package inject
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -9,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"log/slog"
 	"math/big"
 	"net"
@@ -18,9 +20,11 @@ import (
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
 
 	"github.com/weft-mesh/weft/internal/kubetest"
 )
@@ -157,6 +161,57 @@ func TestWebhookOnAPIServer(t *testing.T) {
 			}
 		})
 	}
+
+	// An annotated Deployment's pods: 'weft inject' annotates the pod
+	// template, the API server stores the Deployment, and a pod made from
+	// the stored template (as the ReplicaSet controller makes them; no
+	// controllers run here) is injected, the template's skip ports
+	// honoured.
+	t.Run("annotated deployment's pod", func(t *testing.T) {
+		const manifest = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: smiley, namespace: plain}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: smiley}}
+  template:
+    metadata:
+      labels: {app: smiley}
+      annotations: {config.linkerd.io/skip-inbound-ports: "9090"}
+    spec:
+      containers: [{name: smiley, image: "ghcr.io/buoyantio/faces-workload:1.4.1"}]
+`
+		var out bytes.Buffer
+		if err := Transform(strings.NewReader(manifest), &out, io.Discard, ModeAnnotate, Config{}); err != nil {
+			t.Fatal(err)
+		}
+		var d appsv1.Deployment
+		if err := yaml.UnmarshalStrict(out.Bytes(), &d); err != nil {
+			t.Fatalf("weft inject output: %v\n%s", err, out.Bytes())
+		}
+		stored, err := client.AppsV1().Deployments("plain").Create(ctx, &d, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl := stored.Spec.Template
+		controller := true
+		got, err := client.CoreV1().Pods("plain").Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{
+				GenerateName: "smiley-", Labels: tmpl.Labels, Annotations: tmpl.Annotations,
+				OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: stored.Name, UID: stored.UID, Controller: &controller}},
+			},
+			Spec: tmpl.Spec,
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Spec.Containers) != 2 || got.Spec.Containers[0].Name != ProxyContainerName || len(got.Spec.InitContainers) != 1 {
+			t.Fatalf("containers %+v, init containers %+v: want the proxy and proxy-init", got.Spec.Containers, got.Spec.InitContainers)
+		}
+		if args := strings.Join(got.Spec.InitContainers[0].Args, " "); !strings.Contains(args, "--inbound-ports-to-ignore=4191,9090") {
+			t.Errorf("init args %q lack the template's skipped inbound port", args)
+		}
+	})
 
 	// A bad skip-ports annotation is refused with the reason.
 	_, err = client.CoreV1().Pods("plain").Create(ctx, pod("plain", "bad", map[string]string{InjectAnnotation: "enabled", SkipInboundPortsAnnotation: "http"}), metav1.CreateOptions{})
