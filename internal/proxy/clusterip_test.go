@@ -303,31 +303,6 @@ func echoLine(t *testing.T, src, outbound, line string) string {
 	return strings.TrimSpace(got)
 }
 
-// lineEcho serves on addr, answering each connection's first line with
-// "<name> <line>"; it returns the bound address.
-func lineEcho(t *testing.T, addr, name string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				l, _ := bufio.NewReader(c).ReadString('\n')
-				fmt.Fprintf(c, "%s %s\n", name, strings.TrimSpace(l))
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 // directHTTP stands in for kube-proxy at a ClusterIP:port: it answers
 // "direct", so a request that was not meshed shows.
 func directHTTP(t *testing.T, addr string) {

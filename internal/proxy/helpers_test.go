@@ -223,3 +223,43 @@ func metricsText(t testing.TB, p *running) string {
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
 }
+
+// serveTCP listens on addr and hands every connection to handle on a
+// goroutine of its own, closing it afterwards, until the test ends; it
+// returns the bound address. The opaque TCP apps of the tests are built
+// on it.
+func serveTCP(t testing.TB, addr string, handle func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				handle(c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// echoServer is an opaque TCP app: it echoes every byte.
+func echoServer(t testing.TB) string {
+	return serveTCP(t, "127.0.0.1:0", func(c net.Conn) { io.Copy(c, c) })
+}
+
+// lineEcho serves on addr, answering each connection's first line with
+// "<name> <line>"; it returns the bound address.
+func lineEcho(t testing.TB, addr, name string) string {
+	return serveTCP(t, addr, func(c net.Conn) {
+		l, _ := bufio.NewReader(c).ReadString('\n')
+		fmt.Fprintf(c, "%s %s\n", name, strings.TrimSpace(l))
+	})
+}

@@ -691,29 +691,6 @@ func TestMTLSRenewalUnderLoad(t *testing.T) {
 	t.Logf("%d requests and %d mTLS tunnels across renewals", requests.Load(), tunnels.Load())
 }
 
-// echoServer is an opaque TCP app: it echoes every line.
-func echoServer(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 // echoOnce opens a CONNECT tunnel to target through the outbound (a new
 // mTLS connection to the peer, as the bytes are not HTTP) and checks that
 // a line comes back.

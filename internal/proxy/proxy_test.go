@@ -86,21 +86,7 @@ func TestConnectHTTP1(t *testing.T) {
 
 func TestConnectOpaque(t *testing.T) {
 	dst, dstAddr := destination(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() { // a TCP echo server
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
-	server := startProxy(t, dstAddr, "faces", "smiley-1", ln.Addr().String())
+	server := startProxy(t, dstAddr, "faces", "smiley-1", echoServer(t))
 	dst.Set(smileyPath, proxytest.Endpoint{Addr: server.InboundAddrs()[0], H2: true})
 	client := startProxy(t, dstAddr, "faces", "gui-1")
 
@@ -685,25 +671,11 @@ func TestHopByHopHeaders(t *testing.T) {
 // speak first gets relayed as opaque TCP once detection times out.
 func TestInboundServerFirstProtocol(t *testing.T) {
 	_, dstAddr := destination(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.WriteString(c, "220 smtp ready\r\n")
-				io.Copy(c, c)
-			}()
-		}
-	}()
-	server := startProxy(t, dstAddr, "faces", "mail-1", ln.Addr().String())
+	smtp := serveTCP(t, "127.0.0.1:0", func(c net.Conn) {
+		io.WriteString(c, "220 smtp ready\r\n")
+		io.Copy(c, c)
+	})
+	server := startProxy(t, dstAddr, "faces", "mail-1", smtp)
 	c, err := net.Dial("tcp", server.InboundAddrs()[0])
 	if err != nil {
 		t.Fatal(err)

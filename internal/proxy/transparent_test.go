@@ -106,23 +106,7 @@ func tpPeer(t *testing.T) {
 		}))
 	}
 	for _, port := range []string{"9000", "9001"} {
-		ln, err := net.Listen("tcp4", ":"+port)
-		if err != nil {
-			t.Fatal(err)
-		}
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go func() {
-					defer c.Close()
-					l, _ := bufio.NewReader(c).ReadString('\n')
-					fmt.Fprintf(c, "echo:%s %s\n", port, strings.TrimSpace(l))
-				}()
-			}
-		}()
+		lineEcho(t, "0.0.0.0:"+port, "echo:"+port)
 	}
 	fmt.Println("ready")
 	io.Copy(io.Discard, os.Stdin) // until the test is done
