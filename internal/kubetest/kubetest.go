@@ -250,7 +250,11 @@ func (c *Cluster) WaitAllowed(tb testing.TB, attrs authorizationv1.ResourceAttri
 			return
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("kubetest: %s still may not %s %s in %q: %v", user, attrs.Verb, attrs.Resource, attrs.Namespace, err)
+			why := fmt.Sprint(err)
+			if err == nil {
+				why = "denied: " + res.Status.Reason
+			}
+			tb.Fatalf("kubetest: after 20s RBAC still does not let %s %s %s in namespace %q (%s)", user, attrs.Verb, attrs.Resource, attrs.Namespace, why)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -265,10 +265,11 @@ func (r *Resolver) watch(key any, t Target, byAddr bool) *Watch {
 	w := r.byPath[t.Path]
 	if t.Path == "" || w == nil {
 		w = &Watch{Target: t, ready: make(chan struct{}), settled: make(chan struct{}), byAddr: byAddr}
-		w.unsettled.Store(1)
+		streams := int32(1) // GetProfile
 		if t.Path != "" && r.cfg.Policies != nil {
-			w.unsettled.Store(2)
+			streams++ // OutboundPolicies
 		}
+		w.unsettled.Store(streams)
 		if t.Path == "" {
 			w.state.Store(notMesh)
 			close(w.ready)
