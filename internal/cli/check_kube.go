@@ -69,9 +69,9 @@ type clusterState struct {
 }
 
 // clusterConfig finds the cluster as 'weft control --store=kube' does
-// (kube.RESTConfig: --kubeconfig, else $KUBECONFIG, else in-cluster).
-// kube.RESTConfig has no notion of contexts, so --context goes through
-// clientcmd's loading rules, which it is a thin layer over.
+// (kube.RESTConfig: --kubeconfig, else $KUBECONFIG, else in-cluster; with
+// --context, clientcmd's loading rules) and says where from, for the
+// report's header.
 func clusterConfig(path, kubeContext string) (*rest.Config, string, error) {
 	source := "in-cluster configuration"
 	switch {

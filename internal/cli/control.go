@@ -32,7 +32,6 @@ func newCmdControl(g *Globals) *cobra.Command {
 	o := controlOptions{
 		addr:          control.DefaultAddr,
 		adminAddr:     control.DefaultAdminAddr,
-		store:         storeFlags{kind: "local"},
 		shutdownGrace: control.DefaultShutdownGrace,
 		logLevel:      "info",
 		identity: control.IdentityConfig{

@@ -79,7 +79,6 @@ func newCmdIngress(g *Globals) *cobra.Command {
 		ambassadorID: "default",
 		drainTimeout: ingress.DefaultDrainTimeout,
 		logLevel:     "info",
-		store:        storeFlags{kind: "local"},
 	}
 	cmd := &cobra.Command{
 		Use:   "ingress",
@@ -125,7 +124,8 @@ With --store=kube the resources are read from a Kubernetes API server instead
 of the state directory (--kubeconfig, else $KUBECONFIG, else the in-cluster
 configuration), through informers that re-list when the API server comes
 back; route and Gateway status is written to their status subresources.
-Only Gateways of class "weft" are served there.
+There, Gateways of class "weft" or of a class naming weft.io/gateway-controller
+are served, even before any GatewayClass exists.
 
 The responses the ingress makes itself are Envoy's: 404 when no Mapping
 matches, 503 "no healthy upstream" when a service has no endpoints, 503
@@ -199,7 +199,7 @@ The admin server at --admin-addr serves /ready, /live, /metrics and /routes.`,
 				transport.Endpoints = ep
 				go func() {
 					if err := ep.Prime(cmd.Context()); err != nil {
-						log.Warn("ingress: endpoints not read yet; the first requests will wait for them", "err", err)
+						log.Warn("endpoints not read yet; the first requests will wait for them", "err", err)
 					}
 				}()
 			}

@@ -42,12 +42,9 @@ type openedStore struct {
 // open opens the store the flags select: the state directory dir with
 // localOpts, or the Kubernetes API (--kubeconfig, else $KUBECONFIG, else
 // the in-cluster configuration) with kubeOpts. component prefixes errors
-// ("control", "ingress"); a bad flag is an exit-2 error. The caller
-// closes the store.
+// ("control", "ingress"). The caller has checked the flags with validate
+// and closes the store.
 func (s storeFlags) open(component, dir string, logger *slog.Logger, localOpts local.Options, kubeOpts kube.Options) (*openedStore, error) {
-	if err := s.validate(component); err != nil {
-		return nil, err
-	}
 	if s.kind == "kube" {
 		cfg, err := kube.RESTConfig(s.kubeconfig, "")
 		if err != nil {

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -27,6 +26,7 @@ import (
 	"github.com/weft-mesh/weft/internal/control/destination"
 	"github.com/weft-mesh/weft/internal/control/identity"
 	"github.com/weft-mesh/weft/internal/control/outbound"
+	proxyadmin "github.com/weft-mesh/weft/internal/proxy/admin"
 	"github.com/weft-mesh/weft/internal/store"
 	"github.com/weft-mesh/weft/internal/tlsid"
 )
@@ -447,11 +447,6 @@ func (p *Plane) adminHandler() http.Handler {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	if p.cfg.Pprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	}
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 		if err := p.dest.Metrics().WritePrometheus(w); err != nil {
@@ -464,5 +459,8 @@ func (p *Plane) adminHandler() http.Handler {
 			fmt.Fprintf(w, "# HELP identity_issuer_reload_errors_total Changes of the identity files that could not be used.\n# TYPE identity_issuer_reload_errors_total counter\nidentity_issuer_reload_errors_total %d\n", p.reloadErrors.Load())
 		}
 	})
+	if p.cfg.Pprof {
+		return proxyadmin.WithPprof(mux)
+	}
 	return mux
 }

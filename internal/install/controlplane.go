@@ -387,15 +387,11 @@ func ingressDeployment(o Options, ns string) *appsv1.Deployment {
 // the way the ingress is meshed: the install's images, control plane
 // address and trust anchors.
 func (o Options) InjectConfig() inject.Config {
-	addr := inject.DefaultControlAddr
-	if ns := o.namespace(); ns != DefaultNamespace {
-		addr = fmt.Sprintf("%s.%s.svc.cluster.local.:%d", DestinationService, ns, ControlPort)
-	}
 	return inject.Config{
 		Image:        o.Image,
 		InitImage:    o.initImage(),
 		Version:      o.Version,
-		ControlAddr:  addr,
+		ControlAddr:  fmt.Sprintf("%s.%s.svc.cluster.local.:%d", DestinationService, o.namespace(), ControlPort),
 		TrustAnchors: o.Identity.TrustAnchors,
 	}
 }

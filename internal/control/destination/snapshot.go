@@ -252,8 +252,6 @@ func (s *snapshot) serviceTarget(t target) (target, bool) {
 	return target{}, false
 }
 
-// resolve returns the endpoints of a target at this snapshot. Callers hold
-// the publisher's lock and must not modify the result.
 // weightedAddr is ep's message, built once per snapshot: a thousand
 // streams opening on one service marshal a thousand times but build each
 // endpoint's message (labels, identity) once. Messages are shared and
@@ -270,6 +268,8 @@ func (s *snapshot) weightedAddr(ep endpoint) *pb.WeightedAddr {
 	return wa
 }
 
+// resolve returns the endpoints of a target at this snapshot. Callers hold
+// the publisher's lock and must not modify the result.
 func (s *snapshot) resolve(t target) endpointSet {
 	if set, ok := s.resolved[t]; ok {
 		return set

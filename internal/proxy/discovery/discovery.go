@@ -362,7 +362,7 @@ func (w *Watch) Settled() *State {
 // answers; should ctx end before they come, they go on without routes or
 // failure accrual rather than fail.
 func (w *Watch) State(ctx context.Context) (*State, error) {
-	if s := w.state.Load(); s != nil && w.settledDone.Load() {
+	if s := w.Settled(); s != nil {
 		return s, nil
 	}
 	select {

@@ -20,17 +20,12 @@ func alive(nc net.Conn) bool {
 	if err != nil {
 		return false
 	}
-	ok = true
 	var b [1]byte
 	err = rc.Read(func(fd uintptr) bool {
-		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		switch {
-		case err == syscall.EAGAIN || err == syscall.EWOULDBLOCK:
-			ok = true // nothing to read: open and quiet
-		default:
-			ok = false // EOF (n == 0), bytes nobody asked for, or an error
-		}
-		_ = n
+		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		// Nothing to read means open and quiet; EOF, bytes nobody asked
+		// for, or an error mean the connection is not reusable.
+		ok = err == syscall.EAGAIN || err == syscall.EWOULDBLOCK
 		return true
 	})
 	return ok && err == nil

@@ -22,6 +22,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"strconv"
 	"sync"
@@ -141,8 +142,8 @@ func takes(req *http.Request) bool {
 	if req.ContentLength == 0 && req.Body != nil && req.Body != http.NoBody {
 		return false // net/http probes such bodies
 	}
-	if len(req.TransferEncoding) > 0 {
-		return false
+	if te := req.TransferEncoding; len(te) > 0 && (len(te) > 1 || !isChunked(te) || req.ContentLength >= 0) {
+		return false // codings other than chunked alone: net/http
 	}
 	host := req.Host
 	if host == "" {
@@ -436,7 +437,7 @@ func writeHead(bw *bufio.Writer, req *http.Request) error {
 	if method == "" {
 		method = "GET"
 	}
-	if !validMethod(method) {
+	if !httpguts.ValidHeaderFieldName(method) { // a token, as net/http checks methods
 		return fmt.Errorf("h1client: invalid method %q", method)
 	}
 	uri := req.URL.RequestURI()
@@ -453,7 +454,7 @@ func writeHead(bw *bufio.Writer, req *http.Request) error {
 			return errors.New("h1client: invalid User-Agent value")
 		}
 		bw.WriteString("User-Agent: ")
-		bw.WriteString(trim(ua[0]))
+		bw.WriteString(textproto.TrimString(ua[0]))
 		bw.WriteString("\r\n")
 	}
 	if req.Close && !httpguts.HeaderValuesContainsToken(req.Header["Connection"], "close") {
@@ -507,32 +508,11 @@ func writeHeader(bw *bufio.Writer, h http.Header, exclude bool) error {
 			}
 			bw.WriteString(k)
 			bw.WriteString(": ")
-			bw.WriteString(trim(v))
+			bw.WriteString(textproto.TrimString(v))
 			bw.WriteString("\r\n")
 		}
 	}
 	return nil
-}
-
-func validMethod(m string) bool {
-	for i := 0; i < len(m); i++ {
-		if !httpguts.IsTokenRune(rune(m[i])) {
-			return false
-		}
-	}
-	return m != ""
-}
-
-// trim removes leading and trailing spaces and tabs (as net/http's
-// header writer does).
-func trim(s string) string {
-	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
-		s = s[1:]
-	}
-	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
-		s = s[:len(s)-1]
-	}
-	return s
 }
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/textproto"
 	"net/url"
 	"strconv"
 	"strings"
@@ -324,6 +325,32 @@ func TestFallback(t *testing.T) {
 				t.Fatalf("fallback got %d requests, want 1", fb.n.Load())
 			}
 		})
+	}
+}
+
+// TestChunkedFromServer: a chunked request as net/http's server hands it
+// to the proxy (TransferEncoding ["chunked"], ContentLength -1) is sent by
+// the client itself, chunked, not by the fallback.
+func TestChunkedFromServer(t *testing.T) {
+	s := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%v %d %s", r.TransferEncoding, r.ContentLength, b)
+	})
+	in, err := http.ReadRequest(bufio.NewReader(strings.NewReader(
+		"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(in.TransferEncoding) != 1 || in.ContentLength != -1 {
+		t.Fatalf("server-side request: TransferEncoding %v, ContentLength %d", in.TransferEncoding, in.ContentLength)
+	}
+	out := in.Clone(context.Background())
+	out.RequestURI = ""
+	out.URL.Scheme, out.URL.Host = "http", strings.TrimPrefix(s.URL, "http://")
+	c, fb := newClient(t)
+	_, body := do(t, c, out)
+	if fb.n.Load() != 0 || string(body) != "[chunked] -1 abcde" {
+		t.Fatalf("fallback requests %d, body %q; want the client to send it chunked", fb.n.Load(), body)
 	}
 }
 
@@ -691,7 +718,7 @@ func FuzzWriteHead(f *testing.F) {
 		if excluded(key) || http.CanonicalHeaderKey(key) != key {
 			return
 		}
-		if g := got.Header.Get(key); g != trim(val) {
+		if g := got.Header.Get(key); g != textproto.TrimString(val) {
 			t.Fatalf("header %q read back %q, wrote %q", key, g, val)
 		}
 	})
