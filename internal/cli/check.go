@@ -350,7 +350,7 @@ func timeValid(c *x509.Certificate, now time.Time, what string) error {
 		return fmt.Errorf("%s %s is not valid before %s", what, tlsid.Describe(c), c.NotBefore.UTC().Format(time.RFC3339))
 	}
 	if now.After(c.NotAfter) {
-		return fmt.Errorf("%s %s expired on %s; proxies cannot get certificates: replace it (see 'weft identity')", what, tlsid.Describe(c), c.NotAfter.UTC().Format(time.RFC3339))
+		return fmt.Errorf("%s %s expired on %s; proxies cannot get certificates: replace it", what, tlsid.Describe(c), c.NotAfter.UTC().Format(time.RFC3339))
 	}
 	return nil
 }

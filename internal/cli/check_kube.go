@@ -673,14 +673,14 @@ func webhookCert(ctx context.Context, s *checkState) (*x509.Certificate, error) 
 		return nil, fmt.Errorf("Secret %s/%s: tls.key does not belong to tls.crt: %w", c.namespace, secretName, err)
 	}
 	host := install.InjectorName + "." + c.namespace + ".svc"
+	inter := x509.NewCertPool()
+	for _, ic := range chain[1:] {
+		inter.AddCert(ic)
+	}
 	for _, w := range mwc.Webhooks {
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(w.ClientConfig.CABundle) {
 			return nil, fmt.Errorf("webhook %s has no usable caBundle: the API server cannot trust the injector", w.Name)
-		}
-		inter := x509.NewCertPool()
-		for _, ic := range chain[1:] {
-			inter.AddCert(ic)
 		}
 		if _, err := chain[0].Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, DNSName: host, CurrentTime: s.now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
 			return nil, fmt.Errorf("the serving certificate in Secret %s/%s does not verify against webhook %s's caBundle for %s: %w", c.namespace, secretName, w.Name, host, err)

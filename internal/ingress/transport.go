@@ -181,11 +181,7 @@ func rootedDial(dial func(ctx context.Context, network, addr string) (net.Conn, 
 // isClusterAuthority reports whether hostport names a cluster service
 // (name.namespace.svc.cluster.local[:port]).
 func isClusterAuthority(hostport string) bool {
-	host, _, err := net.SplitHostPort(hostport)
-	if err != nil {
-		host = hostport
-	}
-	_, _, ok := clusterServiceName(host)
+	_, _, ok := clusterServiceName(stripPort(hostport))
 	return ok
 }
 
