@@ -24,14 +24,9 @@ type Memory struct {
 	mu       sync.Mutex
 	objs     map[api.Ref][]byte // JSON, so callers never share memory with the store
 	watchers map[*watcher]struct{}
-	// shared caches decoded objects for ListShared, each with the JSON
-	// it was decoded from: an entry is good while that JSON is current.
-	shared map[api.Ref]sharedEntry
-}
-
-type sharedEntry struct {
-	raw []byte
-	obj api.Object
+	// shared caches decoded objects for ListShared; whatever changes a
+	// ref's JSON deletes its entry.
+	shared map[api.Ref]api.Object
 }
 
 type watcher struct {
@@ -96,38 +91,28 @@ func (m *Memory) refsLocked(kind api.Kind, namespace string) []api.Ref {
 }
 
 // ListShared implements SharedLister: objects decoded once per stored
-// version and handed to every caller.
+// version and handed to every caller. Apply, Delete and Replace forget the
+// decoded object of every ref they change.
 func (m *Memory) ListShared(_ context.Context, kind api.Kind, namespace string) ([]api.Object, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.shared == nil {
-		m.shared = map[api.Ref]sharedEntry{}
+		m.shared = map[api.Ref]api.Object{}
 	}
 	refs := m.refsLocked(kind, namespace)
 	out := make([]api.Object, 0, len(refs))
 	for _, ref := range refs {
-		raw := m.objs[ref]
-		e, ok := m.shared[ref]
-		if !ok || string(e.raw) != string(raw) {
-			o, err := decodeStored(kind, raw)
-			if err != nil {
+		o, ok := m.shared[ref]
+		if !ok {
+			var err error
+			if o, err = decodeStored(kind, m.objs[ref]); err != nil {
 				return nil, err
 			}
-			e = sharedEntry{raw: raw, obj: o}
-			m.shared[ref] = e
+			m.shared[ref] = o
 		}
-		out = append(out, e.obj)
+		out = append(out, o)
 	}
 	return out, nil
-}
-
-// dropSharedLocked forgets cached objects that are no longer stored.
-func (m *Memory) dropSharedLocked() {
-	for ref := range m.shared {
-		if _, ok := m.objs[ref]; !ok {
-			delete(m.shared, ref)
-		}
-	}
 }
 
 // Apply implements Store.
@@ -155,6 +140,7 @@ func (m *Memory) Apply(_ context.Context, objs ...api.Object) error {
 			continue
 		}
 		m.objs[ref] = raw
+		delete(m.shared, ref)
 		changed[ref.Kind] = true
 	}
 	m.notifyLocked(changed)
@@ -189,6 +175,7 @@ func (m *Memory) Replace(objs map[api.Ref][]byte) {
 	changed := map[api.Kind]bool{}
 	for ref, raw := range m.objs {
 		if nraw, ok := objs[ref]; !ok || string(nraw) != string(raw) {
+			delete(m.shared, ref)
 			changed[ref.Kind] = true
 		}
 	}
@@ -198,7 +185,6 @@ func (m *Memory) Replace(objs map[api.Ref][]byte) {
 		}
 	}
 	m.objs = objs
-	m.dropSharedLocked()
 	m.notifyLocked(changed)
 }
 

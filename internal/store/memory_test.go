@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -259,6 +260,17 @@ func TestListShared(t *testing.T) {
 	third, _ := ListShared(ctx, m, api.KindService, "")
 	if third[0] != first[0] || third[1] != second[1] {
 		t.Error("Replace with unchanged objects decoded them again")
+	}
+	// Replace with a changed object gives the new one.
+	snap := m.Snapshot()
+	changed, err := json.Marshal(svc("faces", "smiley", 9090))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap[api.RefOf(svc("faces", "smiley", 80))] = changed
+	m.Replace(snap)
+	if got, _ := ListShared(ctx, m, api.KindService, ""); got[0] != first[0] || got[1].(*corev1.Service).Spec.Ports[0].Port != 9090 {
+		t.Errorf("after Replace with a changed Service: %+v", got[1])
 	}
 	if err := m.Delete(ctx, api.RefOf(svc("faces", "color", 80))); err != nil {
 		t.Fatal(err)
