@@ -5,6 +5,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 )
 
 // Runtime is the Go runtime's configuration for a proxy process. A sidecar
@@ -52,7 +53,9 @@ func (r Runtime) Apply() string {
 	if r.MemoryLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(r.MemoryLimit)
 	}
-	gogc := debug.SetGCPercent(-1)
-	debug.SetGCPercent(gogc)
-	return fmt.Sprintf("GOMAXPROCS=%d GOGC=%d GOMEMLIMIT=%d", runtime.GOMAXPROCS(0), gogc, debug.SetMemoryLimit(-1))
+	// Read GOGC without setting it (SetGCPercent(-1) would switch the
+	// collector off for a moment).
+	gogc := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(gogc)
+	return fmt.Sprintf("GOMAXPROCS=%d GOGC=%d GOMEMLIMIT=%d", runtime.GOMAXPROCS(0), int32(gogc[0].Value.Uint64()), debug.SetMemoryLimit(-1)) // int32: GOGC=off reads as -1
 }
